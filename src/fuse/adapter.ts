@@ -1,0 +1,213 @@
+/**
+ * The only file that knows fuse-native. It turns kernel callbacks into calls on a
+ * `FileSystem` and errors into negative errnos, and owns the mount options.
+ */
+import { createRequire } from "node:module";
+import { MesaError } from "../errors.js";
+import { type FileSystem, FsError, type Stat } from "./filesystem.js";
+
+const require = createRequire(import.meta.url);
+
+// fuse-native ships no types; this is the subset used here.
+type Cb = (...args: unknown[]) => void;
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+}
+interface FuseClass {
+  new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance;
+  unmount(mnt: string, cb: (err: Error | null) => void): void;
+  [errno: string]: unknown;
+}
+
+let fuseClass: FuseClass | undefined;
+function loadFuse(): FuseClass {
+  if (!fuseClass) {
+    try {
+      fuseClass = require("fuse-native") as FuseClass;
+    } catch (err) {
+      throw new MesaError("FUSE", `the FUSE binding could not be loaded (${(err as Error).message})`, {
+        hint: "install the system packages fuse3 and libfuse2 (apt-get install fuse3 libfuse2)",
+        cause: err,
+      });
+    }
+  }
+  return fuseClass;
+}
+
+/** Seconds the kernel may cache entries and attributes: committed content never changes. */
+const CACHE_TIMEOUT_SECONDS = 3600;
+/** Safety net: an operation that never answers is failed by the binding after this long. */
+const OP_TIMEOUT_MS = 120_000;
+
+function errnoOf(Fuse: FuseClass, err: unknown): number {
+  if (err instanceof FsError) {
+    const name = err.errno === "ENOTSUP" ? "EOPNOTSUPP" : err.errno;
+    const n = Fuse[name];
+    if (typeof n === "number") return n;
+  }
+  return Fuse.EIO as number;
+}
+
+function statObject(s: Stat): Record<string, unknown> {
+  return {
+    mode: s.mode,
+    uid: s.uid,
+    gid: s.gid,
+    size: s.size,
+    nlink: s.nlink,
+    mtime: s.mtime,
+    atime: s.mtime,
+    ctime: s.mtime,
+    blksize: 4096,
+    blocks: Math.ceil(s.size / 512),
+  };
+}
+
+export interface MountOptions {
+  uid: number;
+  gid: number;
+  /** Called with any error a FileSystem method threw that is not an FsError (a bug or I/O). */
+  onUnexpectedError?: (op: string, path: string, err: unknown) => void;
+}
+
+export interface FuseMount {
+  readonly mountPoint: string;
+  unmount(): Promise<void>;
+}
+
+/** Lazily unmounts whatever is mounted at `mountPoint` (a stale mount of a dead daemon). */
+export function forceUnmount(mountPoint: string): Promise<void> {
+  const Fuse = loadFuse();
+  return new Promise((resolve, reject) => Fuse.unmount(mountPoint, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Mounts `fs` at `mountPoint`; resolves once the kernel has sent FUSE init. */
+export function mountFileSystem(mountPoint: string, fs: FileSystem, opts: MountOptions): Promise<FuseMount> {
+  const Fuse = loadFuse();
+  const fail = (op: string, path: string, cb: Cb, err: unknown, ...rest: unknown[]) => {
+    if (!(err instanceof FsError)) opts.onUnexpectedError?.(op, path, err);
+    cb(errnoOf(Fuse, err), ...rest);
+  };
+  const erofs =
+    (op: string) =>
+    (path: string, ...args: unknown[]) => {
+      const cb = args[args.length - 1] as Cb;
+      fs.mutate(op, path).then(
+        () => cb(0),
+        (err) => fail(op, path, cb, err),
+      );
+    };
+
+  const ops: Record<string, unknown> = {
+    getattr(path: string, cb: Cb) {
+      fs.getattr(path).then(
+        (s) => cb(0, statObject(s)),
+        (err) => fail("getattr", path, cb, err),
+      );
+    },
+    fgetattr(path: string, _fd: number, cb: Cb) {
+      fs.getattr(path).then(
+        (s) => cb(0, statObject(s)),
+        (err) => fail("fgetattr", path, cb, err),
+      );
+    },
+    readdir(path: string, cb: Cb) {
+      fs.readdir(path).then(
+        (names) => cb(0, [".", "..", ...names]),
+        (err) => fail("readdir", path, cb, err),
+      );
+    },
+    readlink(path: string, cb: Cb) {
+      fs.readlink(path).then(
+        (target) => cb(0, target),
+        (err) => fail("readlink", path, cb, err),
+      );
+    },
+    open(path: string, flags: number, cb: Cb) {
+      fs.open(path, flags).then(
+        (fh) => cb(0, fh),
+        (err) => fail("open", path, cb, err),
+      );
+    },
+    read(path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      fs.read(path, fh, len, pos).then(
+        (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
+        (err) => fail("read", path, cb, err),
+      );
+    },
+    release(path: string, fh: number, cb: Cb) {
+      fs.release(path, fh).then(
+        () => cb(0),
+        (err) => fail("release", path, cb, err),
+      );
+    },
+    statfs(path: string, cb: Cb) {
+      fs.statfs(path).then(
+        (s) => cb(0, { ...s, frsize: s.bsize, favail: s.ffree }),
+        (err) => fail("statfs", path, cb, err),
+      );
+    },
+    write(path: string, _fh: number, _buf: Buffer, _len: number, _pos: number, cb: Cb) {
+      fs.mutate("write", path).then(
+        () => cb(0),
+        (err) => fail("write", path, cb, err),
+      );
+    },
+    create: erofs("create"),
+    unlink: erofs("unlink"),
+    rename: erofs("rename"),
+    link: erofs("link"),
+    symlink(_target: string, path: string, cb: Cb) {
+      erofs("symlink")(path, cb);
+    },
+    mkdir: erofs("mkdir"),
+    rmdir: erofs("rmdir"),
+    truncate: erofs("truncate"),
+    ftruncate(path: string, _fd: number, _size: number, cb: Cb) {
+      erofs("ftruncate")(path, cb);
+    },
+    chmod: erofs("chmod"),
+    chown: erofs("chown"),
+    utimens: erofs("utimens"),
+    mknod: erofs("mknod"),
+    setxattr(path: string, _n: string, _v: Buffer, _p: number, _f: number, cb: Cb) {
+      erofs("setxattr")(path, cb);
+    },
+    removexattr: erofs("removexattr"),
+  };
+
+  const fuse = new Fuse(mountPoint, ops, {
+    mkdir: true,
+    allowOther: true,
+    autoUnmount: true,
+    kernelCache: true,
+    entryTimeout: CACHE_TIMEOUT_SECONDS,
+    attrTimeout: CACHE_TIMEOUT_SECONDS,
+    fsname: "mesa",
+    subtype: "mesa",
+    timeout: OP_TIMEOUT_MS,
+  });
+
+  return new Promise((resolve, reject) => {
+    fuse.mount((err) => {
+      if (err) {
+        reject(
+          new MesaError("FUSE", `could not mount at ${mountPoint}: ${err.message}`, {
+            hint: "run `mesa doctor` to check /dev/fuse, fusermount and /etc/fuse.conf",
+            cause: err,
+          }),
+        );
+        return;
+      }
+      let unmounted: Promise<void> | undefined;
+      resolve({
+        mountPoint,
+        unmount() {
+          unmounted ??= new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res())));
+          return unmounted;
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,333 @@
+/**
+ * The read-only filesystem over immutable repo snapshots: `/` lists orgs, `/<org>` lists
+ * repos, `/<org>/<repo>/…` resolves through the snapshot's trees. Metadata is answered from
+ * memory only; content goes through a `ContentProvider` (the cache layer in the daemon).
+ */
+import { type FileSystem, FsError, type Stat, type StatFs, wantsWrite } from "./filesystem.js";
+import { type EntryKind, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+
+export interface PrefetchFile {
+  oid: string;
+  size: number;
+  path: string;
+}
+
+/** Where file content comes from; the daemon backs it with the blob cache. */
+export interface ContentProvider {
+  read(snap: RepoSnapshot, oid: string, size: number): Promise<Buffer>;
+  pin(oid: string): void;
+  unpin(oid: string): void;
+  /** A directory was listed: its files may be fetched in the background. */
+  onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
+}
+
+export interface CoreOptions {
+  uid: number;
+  gid: number;
+  /** Bounded wait for content; past it a read fails with EIO. */
+  readTimeoutMs: number;
+  /** Depth of prefetch below a listed directory: null = whole subtree, 0 = off. */
+  prefetchDepth: number | null;
+  log?: {
+    warn(obj: object, msg: string): void;
+    info(obj: object, msg: string): void;
+  };
+}
+
+export interface CoreCounters {
+  getattr: number;
+  readdir: number;
+  open: number;
+  read: number;
+  readBytes: number;
+  readErrors: number;
+  erofs: number;
+}
+
+type Resolved =
+  | { kind: "root" }
+  | { kind: "org"; org: string }
+  | { kind: "tree"; snap: RepoSnapshot; tree: string; path: string }
+  | { kind: "blob"; snap: RepoSnapshot; entry: SnapshotEntry; entryKind: EntryKind };
+
+interface Handle {
+  snap: RepoSnapshot;
+  oid: string;
+  size: number;
+  data?: Promise<Buffer>;
+}
+
+const DIR_MODE = 0o40755;
+
+export class SnapshotFileSystem implements FileSystem {
+  private readonly orgs = new Map<string, Map<string, RepoSnapshot>>();
+  private readonly indexes = new WeakMap<SnapshotEntry[], Map<string, SnapshotEntry>>();
+  private readonly prefetched = new WeakMap<RepoSnapshot, Set<string>>();
+  private readonly handles = new Map<number, Handle>();
+  private nextHandle = 1;
+  private readonly started = new Date();
+  private contentFailing = false;
+  readonly counters: CoreCounters = {
+    getattr: 0,
+    readdir: 0,
+    open: 0,
+    read: 0,
+    readBytes: 0,
+    readErrors: 0,
+    erofs: 0,
+  };
+
+  constructor(
+    private readonly content: ContentProvider,
+    private readonly opts: CoreOptions,
+  ) {}
+
+  /** Orgs shown at the root even before (or without) any repo loaded. */
+  setOrgs(orgs: string[]): void {
+    for (const o of orgs) if (!this.orgs.has(o)) this.orgs.set(o, new Map());
+  }
+
+  setRepo(snap: RepoSnapshot): void {
+    let repos = this.orgs.get(snap.org);
+    if (!repos) {
+      repos = new Map();
+      this.orgs.set(snap.org, repos);
+    }
+    repos.set(snap.repo, snap);
+  }
+
+  removeRepo(org: string, repo: string): boolean {
+    return this.orgs.get(org)?.delete(repo) ?? false;
+  }
+
+  repos(): RepoSnapshot[] {
+    return [...this.orgs.values()].flatMap((m) => [...m.values()]);
+  }
+
+  openHandles(): number {
+    return this.handles.size;
+  }
+
+  private index(entries: SnapshotEntry[]): Map<string, SnapshotEntry> {
+    let idx = this.indexes.get(entries);
+    if (!idx) {
+      idx = new Map(entries.map((e) => [e.name, e]));
+      this.indexes.set(entries, idx);
+    }
+    return idx;
+  }
+
+  private resolve(path: string): Resolved {
+    if (path === "/" || path === "") return { kind: "root" };
+    const parts = path.split("/").filter((p) => p.length > 0);
+    const repos = this.orgs.get(parts[0]);
+    if (!repos) throw new FsError("ENOENT");
+    if (parts.length === 1) return { kind: "org", org: parts[0] };
+    const snap = repos.get(parts[1]);
+    if (!snap) throw new FsError("ENOENT");
+    let tree = snap.rootTree;
+    for (let i = 2; i < parts.length; i++) {
+      const entries = snap.trees.get(tree);
+      if (!entries) throw new FsError("EIO", `tree ${tree} missing from snapshot`);
+      const entry = this.index(entries).get(parts[i]);
+      if (!entry) throw new FsError("ENOENT");
+      const kind = entryKind(entry.mode);
+      if (kind === "dir") {
+        tree = entry.oid;
+        continue;
+      }
+      if (kind === "submodule") {
+        if (i !== parts.length - 1) throw new FsError("ENOENT");
+        return { kind: "tree", snap, tree: "", path: parts.slice(2, i + 1).join("/") };
+      }
+      if (i !== parts.length - 1) throw new FsError("ENOTDIR");
+      return { kind: "blob", snap, entry, entryKind: kind };
+    }
+    return { kind: "tree", snap, tree, path: parts.slice(2).join("/") };
+  }
+
+  private dirStat(mtime: Date): Stat {
+    return { mode: DIR_MODE, size: 4096, uid: this.opts.uid, gid: this.opts.gid, mtime, nlink: 2 };
+  }
+
+  async getattr(path: string): Promise<Stat> {
+    this.counters.getattr++;
+    const r = this.resolve(path);
+    switch (r.kind) {
+      case "root":
+      case "org":
+        return this.dirStat(this.started);
+      case "tree":
+        return this.dirStat(r.snap.commitTime);
+      case "blob": {
+        const { snap, entry, entryKind: kind } = r;
+        const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: snap.commitTime, nlink: 1 };
+        if (kind === "symlink") {
+          const target = snap.symlinks.get(entry.oid);
+          const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
+          return { ...base, mode: 0o120777, size };
+        }
+        const size = snap.sizes.get(entry.oid);
+        if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
+        return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size };
+      }
+    }
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    this.counters.readdir++;
+    const r = this.resolve(path);
+    switch (r.kind) {
+      case "root":
+        return [...this.orgs.keys()];
+      case "org":
+        return [...(this.orgs.get(r.org)?.keys() ?? [])];
+      case "blob":
+        throw new FsError("ENOTDIR");
+      case "tree": {
+        if (r.tree === "") return [];
+        const entries = r.snap.trees.get(r.tree);
+        if (!entries) throw new FsError("EIO", `tree ${r.tree} missing from snapshot`);
+        this.prefetch(r.snap, r.tree, r.path);
+        return entries.map((e) => e.name);
+      }
+    }
+  }
+
+  /** Hands the files below a listed directory to the prefetcher, each subtree once. */
+  private prefetch(snap: RepoSnapshot, tree: string, dirPath: string): void {
+    const depth = this.opts.prefetchDepth;
+    if (!this.content.onDirectoryListed || depth === 0) return;
+    let done = this.prefetched.get(snap);
+    if (!done) {
+      done = new Set();
+      this.prefetched.set(snap, done);
+    }
+    const key = depth === null ? tree : `${tree}:${depth}`;
+    if (done.has(key)) return;
+    const files: PrefetchFile[] = [];
+    const stack: Array<{ tree: string; path: string; level: number }> = [{ tree, path: dirPath, level: 1 }];
+    while (stack.length > 0) {
+      const cur = stack.pop() as { tree: string; path: string; level: number };
+      if (depth === null) {
+        if (cur.tree !== tree && done.has(cur.tree)) continue;
+        done.add(cur.tree);
+      }
+      for (const e of snap.trees.get(cur.tree) ?? []) {
+        const kind = entryKind(e.mode);
+        const p = cur.path ? `${cur.path}/${e.name}` : e.name;
+        if (kind === "file" || kind === "exec")
+          files.push({ oid: e.oid, size: snap.sizes.get(e.oid) ?? 0, path: p });
+        else if (kind === "dir" && (depth === null || cur.level < depth))
+          stack.push({ tree: e.oid, path: p, level: cur.level + 1 });
+      }
+    }
+    done.add(key);
+    if (files.length > 0) this.content.onDirectoryListed(snap, files);
+  }
+
+  async readlink(path: string): Promise<string> {
+    const r = this.resolve(path);
+    if (r.kind !== "blob" || r.entryKind !== "symlink") throw new FsError("EINVAL");
+    const target = r.snap.symlinks.get(r.entry.oid);
+    if (target === undefined) throw new FsError("EIO", `symlink target ${r.entry.oid} missing from snapshot`);
+    return target;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    this.counters.open++;
+    const r = this.resolve(path);
+    if (r.kind !== "blob") throw new FsError("EISDIR");
+    if (wantsWrite(flags)) {
+      this.counters.erofs++;
+      throw new FsError("EROFS");
+    }
+    const size = r.snap.sizes.get(r.entry.oid) ?? 0;
+    const fh = this.nextHandle++;
+    if (this.nextHandle > 0xffff_fff0) this.nextHandle = 1;
+    this.handles.set(fh, { snap: r.snap, oid: r.entry.oid, size });
+    this.content.pin(r.entry.oid);
+    return fh;
+  }
+
+  async read(_path: string, fh: number, length: number, position: number): Promise<Buffer> {
+    this.counters.read++;
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError("EBADF");
+    if (position >= h.size || length === 0) return Buffer.alloc(0);
+    h.data ??= this.fetch(h);
+    let data: Buffer;
+    try {
+      data = await h.data;
+    } catch (err) {
+      h.data = undefined; // a later read retries (e.g. once the server is back)
+      throw err;
+    }
+    const out = data.subarray(position, Math.min(data.length, position + length));
+    this.counters.readBytes += out.length;
+    return out;
+  }
+
+  private async fetch(h: Handle): Promise<Buffer> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no content after ${this.opts.readTimeoutMs} ms`)),
+        this.opts.readTimeoutMs,
+      );
+    });
+    try {
+      const data = await Promise.race([this.content.read(h.snap, h.oid, h.size), timeout]);
+      if (this.contentFailing) {
+        this.contentFailing = false;
+        this.opts.log?.info({ oid: h.oid }, "content reads work again");
+      }
+      return data;
+    } catch (err) {
+      this.counters.readErrors++;
+      // Log the first failure of an outage, not every read of it.
+      if (!this.contentFailing) {
+        this.contentFailing = true;
+        this.opts.log?.warn(
+          { org: h.snap.org, repo: h.snap.repo, oid: h.oid, err: (err as Error).message },
+          "reading file content failed; reads of uncached files return EIO until the server answers",
+        );
+      }
+      throw new FsError("EIO", (err as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async release(_path: string, fh: number): Promise<void> {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    this.content.unpin(h.oid);
+  }
+
+  async statfs(_path: string): Promise<StatFs> {
+    let bytes = 0;
+    let files = 0;
+    for (const snap of this.repos()) {
+      files += snap.sizes.size;
+      for (const s of snap.sizes.values()) bytes += s;
+    }
+    return {
+      bsize: 4096,
+      blocks: Math.ceil(bytes / 4096),
+      bfree: 0,
+      bavail: 0,
+      files,
+      ffree: 0,
+      namemax: 255,
+    };
+  }
+
+  async mutate(_op: string, path: string): Promise<never> {
+    this.counters.erofs++;
+    // Resolve first so a write below a missing path reports ENOENT like a real filesystem.
+    if (path !== "/" && _op !== "create" && _op !== "mkdir" && _op !== "symlink") this.resolve(path);
+    throw new FsError("EROFS");
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The binding-independent filesystem contract. The FUSE adapter translates kernel requests
+ * into these async calls; implementations return values or throw an `FsError` naming an
+ * errno. Nothing here knows about fuse-native, so the binding can be replaced.
+ */
+
+export type ErrnoName =
+  | "ENOENT"
+  | "EIO"
+  | "EROFS"
+  | "ENOTDIR"
+  | "EISDIR"
+  | "EINVAL"
+  | "EBADF"
+  | "EPERM"
+  | "EACCES"
+  | "ENOTSUP"
+  | "ENODATA"
+  | "ENAMETOOLONG";
+
+export class FsError extends Error {
+  readonly errno: ErrnoName;
+  constructor(errno: ErrnoName, message?: string) {
+    super(message ?? errno);
+    this.name = "FsError";
+    this.errno = errno;
+  }
+}
+
+export interface Stat {
+  /** Full st_mode including the file type bits (e.g. 0o100644, 0o40755, 0o120777). */
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+  nlink: number;
+}
+
+export interface StatFs {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+export interface FileSystem {
+  getattr(path: string): Promise<Stat>;
+  readdir(path: string): Promise<string[]>;
+  readlink(path: string): Promise<string>;
+  /** Returns a file handle number passed to read/release. */
+  open(path: string, flags: number): Promise<number>;
+  read(path: string, fh: number, length: number, position: number): Promise<Buffer>;
+  release(path: string, fh: number): Promise<void>;
+  statfs(path: string): Promise<StatFs>;
+  /** Every mutating operation; a read-only filesystem throws EROFS. */
+  mutate(op: string, path: string): Promise<never>;
+}
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+/** Access-mode bits of open(2) flags: O_RDONLY 0, O_WRONLY 1, O_RDWR 2. */
+export function wantsWrite(flags: number): boolean {
+  // O_TRUNC (0o1000) and O_APPEND (0o2000) also imply modification.
+  return (flags & 3) !== 0 || (flags & 0o1000) !== 0;
+}

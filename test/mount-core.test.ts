@@ -1,0 +1,54 @@
+/**
+ * The FUSE adapter and filesystem core on their own: a snapshot built from a local Git repo
+ * is mounted by a separate process and compared with the checkout via `diff -r` and `find`.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  cleanupMount,
+  diffTrees,
+  generateRepo,
+  removeDir,
+  run,
+  statListing,
+  tempDir,
+  waitFor,
+} from "./helpers/mount.js";
+
+const fixture = fileURLToPath(new URL("./helpers/snapshot-mount.js", import.meta.url));
+
+test("a snapshot mount matches the Git checkout", async (t) => {
+  const dir = tempDir("core");
+  const repo = join(dir, "repo");
+  const mnt = join(dir, "mnt");
+  let child: ChildProcess | undefined;
+  t.after(async () => {
+    if (child?.pid && child.exitCode === null) child.kill("SIGKILL");
+    await cleanupMount(mnt);
+    removeDir(dir);
+  });
+  generateRepo(repo, { files: 600 });
+  child = spawn(process.execPath, [fixture, repo, mnt, "acme", "app"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout?.on("data", (d) => {
+    out += d;
+  });
+  child.stderr?.on("data", (d) => {
+    out += d;
+  });
+  assert.ok(await waitFor(() => out.includes("ready"), 30_000), `fixture did not mount: ${out}`);
+  const root = join(mnt, "acme", "app");
+  assert.equal(await diffTrees(repo, root), "");
+  assert.deepEqual(await statListing(root), await statListing(repo));
+  assert.equal((await run("ls", [mnt])).stdout.trim(), "acme");
+  assert.equal((await run("readlink", [join(root, "link-to-readme")])).stdout.trim(), "README.md");
+  const w = await run("sh", ["-c", `echo x > '${join(root, "README.md")}'`]);
+  assert.match(w.stderr, /Read-only file system/);
+  const m = await run("mkdir", [join(root, "newdir")]);
+  assert.match(m.stderr, /Read-only file system/);
+  child.kill("SIGTERM");
+  assert.ok(await waitFor(() => child?.exitCode !== null, 10_000));
+});

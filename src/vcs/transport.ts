@@ -1,0 +1,212 @@
+/**
+ * HTTP transport for the Git client: one keep-alive undici Pool per origin, auth, per-request
+ * timeouts, bounded retries with exponential backoff and full jitter (network errors, timeouts
+ * and 5xx only, never 4xx), cancellation, and typed errors. Credentials never reach logs or errors.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { gzipSync } from "node:zlib";
+import { Pool } from "undici";
+import { MesaError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { VERSION } from "../version.js";
+import { errorFromStatus, isRetryable } from "./errors.js";
+
+export interface TransportOptions {
+  /** Repository URL, e.g. http://127.0.0.1:7878/org/repo.git */
+  url: string;
+  /** API key or access token; sent as the HTTP Basic password (user "mesa") or as a Bearer token. */
+  credential?: string;
+  authScheme?: "basic" | "bearer";
+  /** Inactivity timeout for connecting, headers and each body chunk (default 30 s). */
+  timeoutMs?: number;
+  /** Retries after the first attempt for retryable failures (default 3). */
+  retries?: number;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface HttpRequest {
+  method: "GET" | "POST";
+  /** Path below the repository URL, e.g. "/info/refs?service=git-upload-pack". */
+  path: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** gzip the body when it is large enough to be worth it. */
+  gzip?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<Buffer>;
+}
+
+const GZIP_MIN_BYTES = 4096;
+const BACKOFF_BASE_MS = 150;
+const BACKOFF_MAX_MS = 4000;
+
+/** Parses the repository URL; credentials embedded in it are refused so they can't leak into logs. */
+export function parseRepoUrl(url: string): { origin: string; basePath: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new MesaError("INVALID_ARGUMENT", `invalid repository URL '${url}'`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new MesaError("INVALID_ARGUMENT", `repository URL must be http(s): '${u.protocol}'`);
+  }
+  if (u.username || u.password) {
+    throw new MesaError("INVALID_ARGUMENT", "repository URL must not contain credentials", {
+      hint: "pass the key or token separately",
+    });
+  }
+  return { origin: u.origin, basePath: u.pathname.replace(/\/+$/, "") };
+}
+
+/** Maps low-level failures (undici, sockets, aborts) to typed errors. */
+export function classifyError(err: unknown, aborted: boolean): MesaError {
+  if (err instanceof MesaError) return err;
+  if (aborted) return new MesaError("ABORTED", "request cancelled", { cause: err });
+  const code = (err as { code?: string })?.code ?? "";
+  const msg = (err as Error)?.message ?? String(err);
+  if (/TIMEOUT/.test(code) || code === "ETIMEDOUT") {
+    return new MesaError("TIMEOUT", `request to the Git server timed out (${code})`, { cause: err });
+  }
+  if (code === "UND_ERR_ABORTED" || (err as Error)?.name === "AbortError") {
+    return new MesaError("ABORTED", "request cancelled", { cause: err });
+  }
+  return new MesaError(
+    "NETWORK",
+    `network error talking to the Git server: ${msg}${code ? ` (${code})` : ""}`,
+    {
+      cause: err,
+    },
+  );
+}
+
+export class GitHttp {
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly auth?: string;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+  private readonly signal?: AbortSignal;
+  private readonly logger?: Logger;
+  readonly url: string;
+
+  constructor(opts: TransportOptions) {
+    const { origin, basePath } = parseRepoUrl(opts.url);
+    this.url = `${origin}${basePath}`;
+    this.basePath = basePath;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.retries = Math.max(0, opts.retries ?? 3);
+    this.signal = opts.signal;
+    this.logger = opts.logger;
+    if (opts.credential !== undefined) {
+      if (/[\r\n]/.test(opts.credential))
+        throw new MesaError("INVALID_KEY", "credential contains a line break");
+      this.auth =
+        opts.authScheme === "bearer"
+          ? `Bearer ${opts.credential}`
+          : `Basic ${Buffer.from(`mesa:${opts.credential}`).toString("base64")}`;
+    }
+    this.pool = new Pool(origin, {
+      connections: 8,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: this.timeoutMs },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+  }
+
+  /**
+   * Sends the request and hands the streaming response to `consume`. A failure anywhere in an
+   * attempt (including while `consume` reads the body) that is retryable starts a fresh attempt,
+   * so `consume` must build its result from scratch each time.
+   */
+  async run<T>(req: HttpRequest, consume: (res: HttpResponse) => Promise<T>): Promise<T> {
+    let body = req.body;
+    const headers: Record<string, string> = { "user-agent": `mesa/${VERSION}`, ...req.headers };
+    if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
+      body = gzipSync(body, { level: 1 });
+      headers["content-encoding"] = "gzip";
+    }
+    if (this.auth) headers.authorization = this.auth;
+    const signals = [this.signal, req.signal].filter((s): s is AbortSignal => s !== undefined);
+    const signal =
+      signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.once(req, headers, body, signal, consume);
+      } catch (raw) {
+        const err = classifyError(raw, signal?.aborted === true);
+        if (!isRetryable(err) || attempt >= this.retries) throw err;
+        const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+        this.logger?.warn(
+          {
+            url: this.url,
+            path: req.path.split("?")[0],
+            code: err.code,
+            attempt: attempt + 1,
+            delayMs: Math.round(delay),
+          },
+          "retrying Git request",
+        );
+        try {
+          await sleep(delay, undefined, { signal });
+        } catch {
+          throw new MesaError("ABORTED", "request cancelled");
+        }
+      }
+    }
+  }
+
+  private async once<T>(
+    req: HttpRequest,
+    headers: Record<string, string>,
+    body: Buffer | undefined,
+    signal: AbortSignal | undefined,
+    consume: (res: HttpResponse) => Promise<T>,
+  ): Promise<T> {
+    const res = await this.pool.request({
+      method: req.method,
+      path: `${this.basePath}${req.path}`,
+      headers,
+      body,
+      signal,
+    });
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const text = (await res.body.text().catch(() => "")).slice(0, 300).trim();
+      const what = `${req.method} ${req.path.split("?")[0]} on ${this.url}`;
+      const err = errorFromStatus(
+        res.statusCode,
+        `Git server answered ${res.statusCode} to ${what}${text ? `: ${text}` : ""}`,
+        {
+          url: this.url,
+        },
+      );
+      if (err.code === "UNAUTHORIZED") {
+        return Promise.reject(
+          new MesaError("UNAUTHORIZED", err.message, {
+            details: err.details,
+            hint: "check the API key or access token",
+          }),
+        );
+      }
+      throw err;
+    }
+    try {
+      return await consume({ status: res.statusCode, headers: res.headers, body: res.body });
+    } finally {
+      // A body left half-read would pin the connection; destroying it releases the socket.
+      if (!res.body.readableEnded && !res.body.destroyed) res.body.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,479 @@
+/**
+ * The blob store the filesystem reads through: memory cache → disk cache → network.
+ * Foreground misses arriving within a short window are coalesced into one fetch per source,
+ * concurrent requests for one oid share one load, every fetched blob is verified against its
+ * oid before anything is stored, and background prefetches never sit in front of a read.
+ */
+import { isMesaError, MesaError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { DiskCache } from "./disk-cache.js";
+import { MemoryCache } from "./memory-cache.js";
+import { assertOid, blobMatches } from "./verify.js";
+
+/** Implemented by the Git client (GitRemote.fetchBlobs), one per repo. */
+export interface BlobFetcher {
+  fetchBlobs(oids: string[], opts?: { signal?: AbortSignal }): Promise<Map<string, Buffer>>;
+}
+
+export interface BlobStoreOptions {
+  /** undefined = no disk cache (MESA_CACHE_ENABLED=false). */
+  disk?: { path: string; maxBytes: number };
+  maxMemoryBytes: number;
+  /** Oids per fetch request (default 256). */
+  maxBatch?: number;
+  /** Coalesce foreground misses arriving within this window (default 2 ms). */
+  batchWindowMs?: number;
+  /** A fetch request that takes longer fails with TIMEOUT (default 120 s). */
+  fetchTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface BlobStoreStats {
+  memoryBytes: number;
+  memoryEntries: number;
+  memoryMaxBytes: number;
+  diskBytes: number;
+  diskEntries: number;
+  diskMaxBytes: number;
+  /** Reads served locally (memory + disk). */
+  hits: number;
+  memoryHits: number;
+  diskHits: number;
+  /** Reads that had to go to the network. */
+  misses: number;
+  /** Reads that joined a load already in progress for the same oid. */
+  coalesced: number;
+  fetchedBlobs: number;
+  fetchedBytes: number;
+  /** Foreground fetch requests. */
+  fetchRequests: number;
+  /** Background (prefetch) fetch requests. */
+  prefetchRequests: number;
+  prefetchedBlobs: number;
+  /** Disk cache evictions. */
+  evictions: number;
+  memoryEvictions: number;
+  /** Blobs not written to disk because they could not fit under the cap. */
+  diskSkipped: number;
+  /** Blobs rejected because their content did not match their oid. */
+  corrupt: number;
+  fetchErrors: number;
+  inflight: number;
+  /** Fetched bytes held while being written to disk. */
+  transientBytes: number;
+  pinned: number;
+}
+
+interface Flight {
+  promise: Promise<Buffer>;
+  resolve: (data: Buffer) => void;
+  reject: (err: Error) => void;
+  background: boolean;
+}
+
+const DEFAULT_MAX_BATCH = 256;
+const DEFAULT_BATCH_WINDOW_MS = 2;
+const DEFAULT_FETCH_TIMEOUT_MS = 120_000;
+
+export class BlobStore {
+  private readonly memory: MemoryCache;
+  private readonly disk?: DiskCache;
+  private readonly maxBatch: number;
+  private readonly batchWindowMs: number;
+  private readonly fetchTimeoutMs: number;
+  private readonly logger?: Logger;
+  private readonly pins = new Map<string, number>();
+  private readonly flights = new Map<string, Flight>();
+  private readonly queues = new Map<
+    BlobFetcher,
+    { batch: Array<[string, Flight]>; timer?: NodeJS.Timeout }
+  >();
+  private readonly closing = new AbortController();
+  private opened = false;
+  private closed = false;
+  private transientBytes = 0;
+  private readonly c = {
+    memoryHits: 0,
+    diskHits: 0,
+    misses: 0,
+    coalesced: 0,
+    fetchedBlobs: 0,
+    fetchedBytes: 0,
+    fetchRequests: 0,
+    prefetchRequests: 0,
+    prefetchedBlobs: 0,
+    corrupt: 0,
+    fetchErrors: 0,
+  };
+
+  constructor(opts: BlobStoreOptions) {
+    if (!(opts.maxMemoryBytes >= 0)) throw new MesaError("INVALID_ARGUMENT", "maxMemoryBytes must be ≥ 0");
+    if (opts.disk && !(opts.disk.maxBytes >= 0))
+      throw new MesaError("INVALID_ARGUMENT", "disk cache maxBytes must be ≥ 0");
+    this.logger = opts.logger;
+    this.maxBatch = Math.max(1, opts.maxBatch ?? DEFAULT_MAX_BATCH);
+    this.batchWindowMs = Math.max(0, opts.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS);
+    this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
+    // Without a disk cache an open file must stay in memory, or every read would refetch it.
+    this.memory = new MemoryCache(opts.maxMemoryBytes, opts.disk ? undefined : (oid) => this.isPinned(oid));
+    if (opts.disk)
+      this.disk = new DiskCache({
+        path: opts.disk.path,
+        maxBytes: opts.disk.maxBytes,
+        logger: opts.logger,
+        isPinned: (oid) => this.isPinned(oid),
+      });
+  }
+
+  get maxMemoryBytes(): number {
+    return this.memory.maxBytes;
+  }
+
+  get hasDisk(): boolean {
+    return this.disk !== undefined;
+  }
+
+  /** Scans and indexes the disk cache (it survives restarts). */
+  async open(): Promise<void> {
+    if (this.opened) return;
+    await this.disk?.open();
+    this.opened = true;
+  }
+
+  /** The whole blob: memory → disk → network. */
+  async get(oid: string, source: BlobFetcher, opts: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    assertOid(oid);
+    this.assertUsable();
+    return withSignal(this.load(oid, source), opts.signal);
+  }
+
+  /**
+   * `length` bytes at `offset` (fewer at the end). Served from the disk file without loading
+   * the whole blob when it is there, so reading a large file keeps memory flat.
+   */
+  async readRange(
+    oid: string,
+    offset: number,
+    length: number,
+    source: BlobFetcher,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<Buffer> {
+    assertOid(oid);
+    this.assertUsable();
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
+      throw new MesaError("INVALID_ARGUMENT", `bad range ${offset}+${length}`);
+    const mem = this.memory.get(oid);
+    if (mem) {
+      this.c.memoryHits++;
+      return mem.subarray(offset, offset + length);
+    }
+    if (this.disk?.has(oid) && !this.flights.has(oid)) {
+      if (this.disk.isVerified(oid) || (await this.verifyDiskEntry(oid))) {
+        const part = await this.disk.readRange(oid, offset, length);
+        if (part) {
+          this.c.diskHits++;
+          return part;
+        }
+      }
+    }
+    const data = await this.get(oid, source, opts);
+    return data.subarray(offset, offset + length);
+  }
+
+  hasLocal(oid: string): boolean {
+    return this.memory.has(oid) || (this.disk?.has(oid) ?? false);
+  }
+
+  /** Size of a locally stored blob, without reading it. */
+  localSize(oid: string): number | undefined {
+    return this.memory.get(oid)?.length ?? this.disk?.sizeOf(oid);
+  }
+
+  /** Pinned blobs (open files) are never evicted. Counted: pin twice, unpin twice. */
+  pin(oid: string): void {
+    this.pins.set(oid, (this.pins.get(oid) ?? 0) + 1);
+  }
+
+  unpin(oid: string): void {
+    const n = this.pins.get(oid) ?? 0;
+    if (n <= 1) {
+      this.pins.delete(oid);
+      if (n === 1 && !this.disk) this.memory.shrink();
+    } else this.pins.set(oid, n - 1);
+  }
+
+  isPinned(oid: string): boolean {
+    return this.pins.has(oid);
+  }
+
+  /**
+   * Background fetch of `oids` (one request per `maxBatch` of them, sequentially): skips
+   * what is local or already loading, stores to disk (to memory only without a disk cache),
+   * never touches the foreground queue. Rejects with the first request's error.
+   */
+  async prefetch(oids: string[], source: BlobFetcher, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    for (const oid of oids) assertOid(oid);
+    this.assertUsable();
+    const todo: Array<[string, Flight]> = [];
+    for (const oid of new Set(oids)) {
+      if (this.hasLocal(oid) || this.flights.has(oid)) continue;
+      todo.push([oid, this.newFlight(oid, true)]);
+    }
+    for (let i = 0; i < todo.length; i += this.maxBatch) {
+      const chunk = todo.slice(i, i + this.maxBatch);
+      const err = opts.signal?.aborted
+        ? new MesaError("ABORTED", "prefetch stopped")
+        : await this.fetchBatch(source, chunk, true, opts.signal);
+      if (err) {
+        for (const [oid, f] of todo.slice(i + (opts.signal?.aborted ? 0 : chunk.length)))
+          this.fail(oid, f, err);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * How many bytes the store holds that prefetching adds to: fetched data waiting for its
+   * disk write, plus, without a disk cache, the memory cache itself (prefetch fills it).
+   */
+  pressureBytes(): number {
+    return this.transientBytes + (this.disk ? 0 : this.memory.size);
+  }
+
+  stats(): BlobStoreStats {
+    return {
+      memoryBytes: this.memory.size,
+      memoryEntries: this.memory.count,
+      memoryMaxBytes: this.memory.maxBytes,
+      diskBytes: this.disk?.usedBytes ?? 0,
+      diskEntries: this.disk?.count ?? 0,
+      diskMaxBytes: this.disk?.maxBytes ?? 0,
+      hits: this.c.memoryHits + this.c.diskHits,
+      ...this.c,
+      evictions: this.disk?.evictions ?? 0,
+      memoryEvictions: this.memory.evictions,
+      diskSkipped: this.disk?.skipped ?? 0,
+      inflight: this.flights.size,
+      transientBytes: this.transientBytes,
+      pinned: this.pins.size,
+    };
+  }
+
+  /** Aborts fetches in progress, fails queued reads with ABORTED, waits for disk writes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing.abort();
+    const err = new MesaError("ABORTED", "blob store closed");
+    for (const q of this.queues.values()) {
+      clearTimeout(q.timer);
+      for (const [oid, f] of q.batch) this.fail(oid, f, err);
+    }
+    this.queues.clear();
+    await this.disk?.flush();
+    this.memory.clear();
+  }
+
+  private assertUsable(): void {
+    if (this.closed) throw new MesaError("ABORTED", "blob store closed");
+    if (!this.opened && this.disk) throw new MesaError("INTERNAL", "BlobStore.open() must be called first");
+  }
+
+  private load(oid: string, source: BlobFetcher): Promise<Buffer> {
+    const mem = this.memory.get(oid);
+    if (mem) {
+      this.c.memoryHits++;
+      return Promise.resolve(mem);
+    }
+    const flight = this.flights.get(oid);
+    if (flight) {
+      this.c.coalesced++;
+      if (!flight.background) return flight.promise;
+      // A prefetch already asked for it: take its result, or load it ourselves if it fails.
+      return flight.promise.then(
+        (data) => {
+          this.memory.set(oid, data, { force: !this.disk && this.isPinned(oid) });
+          return data;
+        },
+        () => this.load(oid, source),
+      );
+    }
+    const f = this.newFlight(oid, false);
+    void this.loadFromDiskOrQueue(oid, f, source);
+    return f.promise;
+  }
+
+  private async loadFromDiskOrQueue(oid: string, f: Flight, source: BlobFetcher): Promise<void> {
+    if (this.disk?.has(oid)) {
+      try {
+        const data = await this.disk.read(oid);
+        if (data && blobMatches(oid, data)) {
+          this.disk.markVerified(oid);
+          this.c.diskHits++;
+          this.memory.set(oid, data, { force: this.isPinned(oid) && !this.disk });
+          this.flights.delete(oid);
+          f.resolve(data);
+          return;
+        }
+        if (data) {
+          this.c.corrupt++;
+          this.logger?.warn({ oid }, "cached blob failed verification; refetching");
+          await this.disk.delete(oid);
+        }
+      } catch (err) {
+        this.logger?.warn({ err, oid }, "disk cache read failed; refetching");
+      }
+    }
+    if (this.closed) {
+      this.fail(oid, f, new MesaError("ABORTED", "blob store closed"));
+      return;
+    }
+    this.c.misses++;
+    this.enqueue(oid, f, source);
+  }
+
+  private enqueue(oid: string, f: Flight, source: BlobFetcher): void {
+    let q = this.queues.get(source);
+    if (!q) {
+      q = { batch: [] };
+      this.queues.set(source, q);
+    }
+    q.batch.push([oid, f]);
+    if (q.batch.length >= this.maxBatch) this.flushQueue(source);
+    else q.timer ??= setTimeout(() => this.flushQueue(source), this.batchWindowMs);
+  }
+
+  private flushQueue(source: BlobFetcher): void {
+    const q = this.queues.get(source);
+    if (!q) return;
+    this.queues.delete(source);
+    clearTimeout(q.timer);
+    void this.fetchBatch(source, q.batch, false);
+  }
+
+  /** One request for `batch`; settles every flight in it. Returns the request's error, if any. */
+  private async fetchBatch(
+    source: BlobFetcher,
+    batch: Array<[string, Flight]>,
+    background: boolean,
+    signal?: AbortSignal,
+  ): Promise<MesaError | undefined> {
+    if (background) this.c.prefetchRequests++;
+    else this.c.fetchRequests++;
+    const timeout = AbortSignal.timeout(this.fetchTimeoutMs);
+    const signals = [this.closing.signal, timeout];
+    if (signal) signals.push(signal);
+    const oids = batch.map(([oid]) => oid);
+    let got: Map<string, Buffer>;
+    try {
+      got = await source.fetchBlobs(oids, { signal: AbortSignal.any(signals) });
+    } catch (cause) {
+      const err = fetchError(
+        cause,
+        oids.length,
+        timeout.aborted,
+        this.closing.signal.aborted || !!signal?.aborted,
+      );
+      this.c.fetchErrors++;
+      if (!background || err.code !== "ABORTED")
+        this.logger?.warn({ err: err.message, blobs: oids.length, background }, "blob fetch failed");
+      for (const [oid, f] of batch) this.fail(oid, f, err);
+      return err;
+    }
+    const writes: Promise<void>[] = [];
+    for (const [oid, f] of batch) {
+      const data = got.get(oid);
+      if (data === undefined) {
+        this.fail(oid, f, new MesaError("PROTOCOL", `the server did not send blob ${oid}`));
+      } else if (!blobMatches(oid, data)) {
+        this.c.corrupt++;
+        this.logger?.warn({ oid, size: data.length }, "fetched blob does not match its id; discarded");
+        this.fail(
+          oid,
+          f,
+          new MesaError("CORRUPT_DATA", `blob ${oid} received from the server does not match its id`, {
+            hint: "the server or a proxy sent bad data; nothing was stored",
+          }),
+        );
+      } else {
+        this.c.fetchedBlobs++;
+        this.c.fetchedBytes += data.length;
+        if (background) this.c.prefetchedBlobs++;
+        writes.push(this.deliver(oid, data, f, background));
+      }
+    }
+    await Promise.all(writes);
+    return undefined;
+  }
+
+  /** Stores a verified blob, hands it to waiters, and ends its flight once it is local. */
+  private async deliver(oid: string, data: Buffer, f: Flight, background: boolean): Promise<void> {
+    // Prefetched data goes to disk only, so it never pushes the working set out of memory.
+    if (!this.disk || !background) this.memory.set(oid, data, { force: !this.disk && this.isPinned(oid) });
+    f.resolve(data);
+    if (this.disk && !this.closed) {
+      // The flight stays registered until the write lands, so a read meanwhile joins it.
+      this.transientBytes += data.length;
+      try {
+        await this.disk.put(oid, data);
+      } finally {
+        this.transientBytes -= data.length;
+      }
+    }
+    if (this.flights.get(oid) === f) this.flights.delete(oid);
+  }
+
+  private newFlight(oid: string, background: boolean): Flight {
+    let resolve!: (data: Buffer) => void;
+    let reject!: (err: Error) => void;
+    const promise = new Promise<Buffer>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Waiters may all have gone (aborted reads, prefetch); an unobserved failure is not a crash.
+    promise.catch(() => {});
+    const f: Flight = { promise, resolve, reject, background };
+    this.flights.set(oid, f);
+    return f;
+  }
+
+  private fail(oid: string, f: Flight, err: Error): void {
+    if (this.flights.get(oid) === f) this.flights.delete(oid);
+    f.reject(err);
+  }
+
+  /** First read of a disk entry since startup: hash the file once (torn writes, bit rot). */
+  private async verifyDiskEntry(oid: string): Promise<boolean> {
+    const ok = (await this.disk?.verify(oid)) ?? false;
+    if (!ok) this.c.corrupt++;
+    return ok;
+  }
+}
+
+function fetchError(cause: unknown, count: number, timedOut: boolean, aborted: boolean): MesaError {
+  if (timedOut) return new MesaError("TIMEOUT", `fetching ${count} blob(s) timed out`, { cause });
+  if (aborted) return new MesaError("ABORTED", `fetching ${count} blob(s) was cancelled`, { cause });
+  if (isMesaError(cause)) return cause;
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  return new MesaError("NETWORK", `fetching ${count} blob(s) failed: ${msg}`, { cause });
+}
+
+/** Lets one caller stop waiting without cancelling the shared load others may wait on. */
+function withSignal<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new MesaError("ABORTED", "read cancelled"));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new MesaError("ABORTED", "read cancelled"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}

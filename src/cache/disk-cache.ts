@@ -1,0 +1,345 @@
+/**
+ * Content-addressed blob files under `<path>/objects/ab/cdef…`, LRU by last access, with a
+ * hard cap that counts real bytes on disk (allocated blocks of every file and directory).
+ * Space is reserved (evicting first) before anything is written, so `du` of the directory
+ * never exceeds the cap. Files are written to a temp name in their final directory and
+ * renamed, so a crash leaves either a whole blob or a `.tmp-` file that `open` removes.
+ * Contents are verified by the caller on read, so a torn file is detected and refetched.
+ */
+import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log.js";
+import { blobHash } from "./verify.js";
+
+interface Entry {
+  size: number;
+  /** Bytes the file occupies on disk. */
+  bytes: number;
+  /** Last access (ms); persisted as the file's mtime so LRU order survives restarts. */
+  atime: number;
+  /** Content hashed since this process indexed it (written by us, or checked once). */
+  verified: boolean;
+}
+
+export interface DiskCacheOptions {
+  path: string;
+  maxBytes: number;
+  logger?: Logger;
+  /** Entries for which this is true are never evicted. */
+  isPinned?: (oid: string) => boolean;
+}
+
+const NAME_RE = /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/;
+const SUBDIR_RE = /^[0-9a-f]{2}$/;
+/** Re-persist an entry's access time at most this often (one utimes per hot file per minute). */
+const TOUCH_INTERVAL_MS = 60_000;
+
+/** Bytes a file or directory costs: allocated blocks, or its apparent size if larger. */
+function onDisk(st: { blocks: number; size: number }): number {
+  return Math.max(st.blocks * 512, st.size);
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}
+
+export class DiskCache {
+  readonly path: string;
+  readonly maxBytes: number;
+  private readonly objects: string;
+  private readonly logger?: Logger;
+  private readonly isPinned: (oid: string) => boolean;
+  /** Insertion order is LRU order: the first key is the least recently used. */
+  private readonly index = new Map<string, Entry>();
+  /** Accounted size of each directory we own (root, objects, objects/xx). */
+  private readonly dirBytes = new Map<string, number>();
+  private readonly writing = new Map<string, Promise<boolean>>();
+  private used = 0;
+  private reserved = 0;
+  private blockSize = 4096;
+  private lock: Promise<unknown> = Promise.resolve();
+  evictions = 0;
+  /** Writes skipped because the blob could not fit under the cap. */
+  skipped = 0;
+
+  constructor(opts: DiskCacheOptions) {
+    this.path = opts.path;
+    this.maxBytes = opts.maxBytes;
+    this.objects = join(opts.path, "objects");
+    this.logger = opts.logger;
+    this.isPinned = opts.isPinned ?? (() => false);
+  }
+
+  /** Bytes on disk now (files and directories). */
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  get count(): number {
+    return this.index.size;
+  }
+
+  has(oid: string): boolean {
+    return this.index.has(oid);
+  }
+
+  sizeOf(oid: string): number | undefined {
+    return this.index.get(oid)?.size;
+  }
+
+  /** Builds the index from the files on disk (LRU order from mtimes) and enforces the cap. */
+  async open(): Promise<void> {
+    await mkdir(this.objects, { recursive: true });
+    const rootSt = await stat(this.path);
+    this.blockSize = rootSt.blksize > 0 ? rootSt.blksize : 4096;
+    await this.accountDir(this.path);
+    await this.accountDir(this.objects);
+    const found: Array<[string, Entry]> = [];
+    for (const sub of await readdir(this.objects)) {
+      const dir = join(this.objects, sub);
+      if (!SUBDIR_RE.test(sub)) continue;
+      await this.accountDir(dir);
+      const names = await readdir(dir);
+      for (let i = 0; i < names.length; i += 64) {
+        await Promise.all(
+          names.slice(i, i + 64).map(async (name) => {
+            const file = join(dir, name);
+            if (name.startsWith(".tmp-")) {
+              await rm(file, { force: true });
+              return;
+            }
+            const st = await stat(file).catch(() => undefined);
+            if (!st?.isFile()) return;
+            if (!NAME_RE.test(name)) {
+              // Not ours; it still takes space under the cap.
+              this.used += onDisk(st);
+              return;
+            }
+            found.push([
+              sub + name,
+              { size: st.size, bytes: onDisk(st), atime: st.mtimeMs, verified: false },
+            ]);
+          }),
+        );
+      }
+      // Removing temp files does not shrink a directory, but re-measure anyway.
+      await this.accountDir(dir);
+    }
+    found.sort((a, b) => a[1].atime - b[1].atime);
+    for (const [oid, e] of found) {
+      this.index.set(oid, e);
+      this.used += e.bytes;
+    }
+    // A lowered cap applies at once.
+    if (this.used > this.maxBytes) await this.reserve(0);
+    this.logger?.debug({ path: this.path, entries: this.index.size, bytes: this.used }, "disk cache opened");
+  }
+
+  isVerified(oid: string): boolean {
+    return this.index.get(oid)?.verified ?? false;
+  }
+
+  markVerified(oid: string): void {
+    const e = this.index.get(oid);
+    if (e) e.verified = true;
+  }
+
+  /**
+   * Hashes the file (streaming, so a large blob costs no memory) and compares it with its
+   * name; a mismatching file is deleted. Returns whether the entry is good.
+   */
+  async verify(oid: string): Promise<boolean> {
+    const e = this.index.get(oid);
+    if (e === undefined) return false;
+    if (e.verified) return true;
+    const h = blobHash(oid, e.size);
+    try {
+      for await (const chunk of createReadStream(this.file(oid))) h.update(chunk as Buffer);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.forget(oid);
+      return false;
+    }
+    if (h.digest("hex") === oid) {
+      e.verified = true;
+      return true;
+    }
+    this.logger?.warn({ oid }, "cached blob failed verification; deleted");
+    await this.delete(oid);
+    return false;
+  }
+
+  /** Whole content, or undefined when not cached (or vanished underneath us). */
+  async read(oid: string): Promise<Buffer | undefined> {
+    if (!this.index.has(oid)) return undefined;
+    this.touch(oid);
+    try {
+      return await readFile(this.file(oid));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.forget(oid);
+      return undefined;
+    }
+  }
+
+  /** `length` bytes at `offset` (fewer at the end of the blob), or undefined when not cached. */
+  async readRange(oid: string, offset: number, length: number): Promise<Buffer | undefined> {
+    const e = this.index.get(oid);
+    if (e === undefined) return undefined;
+    this.touch(oid);
+    const n = Math.max(0, Math.min(length, e.size - offset));
+    if (n === 0) return Buffer.alloc(0);
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(this.file(oid), "r");
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.forget(oid);
+      return undefined;
+    }
+    try {
+      const buf = Buffer.allocUnsafe(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === n ? buf : buf.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Stores a blob unless it is already there. Returns false (and stores nothing) when it
+   * cannot fit under the cap without evicting pinned entries, or when the write fails.
+   */
+  put(oid: string, data: Buffer): Promise<boolean> {
+    if (this.index.has(oid)) return Promise.resolve(true);
+    const pending = this.writing.get(oid);
+    if (pending) return pending;
+    const p = this.write(oid, data).finally(() => this.writing.delete(oid));
+    this.writing.set(oid, p);
+    return p;
+  }
+
+  /** Removes an entry (for example one whose content failed verification). */
+  async delete(oid: string): Promise<void> {
+    const e = this.index.get(oid);
+    if (e === undefined) return;
+    this.index.delete(oid);
+    await rm(this.file(oid), { force: true });
+    this.used -= e.bytes;
+  }
+
+  /** Waits for writes in progress. */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.writing.values()]);
+  }
+
+  private async write(oid: string, data: Buffer): Promise<boolean> {
+    const blk = this.blockSize;
+    const dir = join(this.objects, oid.slice(0, 2));
+    const newDir = !this.dirBytes.has(dir);
+    // Big files may need an extent/indirect block beyond their data blocks.
+    const fileEst = Math.ceil(data.length / blk) * blk + (data.length > 1 << 20 ? 2 * blk : 0);
+    // A directory can grow by up to two blocks when an entry is added (ext4 htree split),
+    // and a new subdirectory costs a block itself.
+    const need = fileEst + 2 * blk + (newDir ? blk : 0);
+    if (!(await this.reserve(need))) {
+      this.skipped++;
+      return false;
+    }
+    const tmp = join(dir, `.tmp-${oid.slice(2)}-${randomBytes(4).toString("hex")}`);
+    try {
+      if (newDir) await mkdir(dir, { recursive: true });
+      await writeFile(tmp, data, { flag: "wx" });
+      const final = this.file(oid);
+      await rename(tmp, final);
+      const st = await stat(final);
+      this.index.set(oid, { size: data.length, bytes: onDisk(st), atime: Date.now(), verified: true });
+      this.used += onDisk(st);
+      await this.accountDir(dir);
+      if (newDir) await this.accountDir(this.objects);
+      return true;
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      this.logger?.warn({ err, oid }, "disk cache write failed; serving from memory");
+      return false;
+    } finally {
+      this.reserved -= need;
+      // Should the estimate ever have been short, restore the cap right away.
+      if (this.used + this.reserved > this.maxBytes) await this.reserve(0);
+    }
+  }
+
+  /**
+   * Evicts least recently used unpinned entries until `need` more bytes fit, then reserves
+   * them. Serialized so concurrent writers never count the same free space twice.
+   */
+  private reserve(need: number): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      if (this.used + this.reserved + need <= this.maxBytes) {
+        this.reserved += need;
+        return true;
+      }
+      const victims: Array<[string, Entry]> = [];
+      let freed = 0;
+      for (const [oid, e] of this.index) {
+        if (this.used + this.reserved + need - freed <= this.maxBytes) break;
+        if (this.isPinned(oid)) continue;
+        victims.push([oid, e]);
+        freed += e.bytes;
+      }
+      const enough = this.used + this.reserved + need - freed <= this.maxBytes;
+      // Without room for `need`, evict only to restore the cap (need = 0 case) or not at all.
+      if (!enough && need > 0) return false;
+      for (const [oid] of victims) this.index.delete(oid);
+      await Promise.all(
+        victims.map(async ([oid, e]) => {
+          await rm(this.file(oid), { force: true });
+          this.used -= e.bytes;
+          this.evictions++;
+        }),
+      );
+      this.reserved += need;
+      return true;
+    };
+    const p = this.lock.then(run, run);
+    this.lock = p.catch(() => {});
+    return p;
+  }
+
+  private async accountDir(dir: string): Promise<void> {
+    const st = await stat(dir).catch(() => undefined);
+    const now = st ? onDisk(st) : 0;
+    this.used += now - (this.dirBytes.get(dir) ?? 0);
+    this.dirBytes.set(dir, now);
+  }
+
+  private touch(oid: string): void {
+    const e = this.index.get(oid);
+    if (e === undefined) return;
+    this.index.delete(oid);
+    this.index.set(oid, e);
+    const now = Date.now();
+    if (now - e.atime < TOUCH_INTERVAL_MS) return;
+    e.atime = now;
+    const t = new Date(now);
+    utimes(this.file(oid), t, t).catch(() => {});
+  }
+
+  private forget(oid: string): void {
+    const e = this.index.get(oid);
+    if (e === undefined) return;
+    this.index.delete(oid);
+    this.used -= e.bytes;
+  }
+
+  private file(oid: string): string {
+    return join(this.objects, oid.slice(0, 2), oid.slice(2));
+  }
+}

@@ -1,10 +1,12 @@
 import { Command, CommanderError, Option } from "commander";
 import { formatError, MesaError } from "../errors.js";
 import { VERSION } from "../version.js";
+import * as configCmd from "./config.js";
+import * as serve from "./serve.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version];
+const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, serve];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

@@ -1,0 +1,62 @@
+/**
+ * `mesa serve [--data-dir D] [--listen HOST:PORT] [--org NAME]` and
+ * `mesa serve import <org>/<repo> <git-url-or-path>` (SPEC §1.3, compat.md §5–§7).
+ */
+import { homedir } from "node:os";
+import path from "node:path";
+import type { Command } from "commander";
+import { MesaError } from "../errors.js";
+import { createLogger, type LogLevel } from "../log.js";
+import { parseRepoSlug } from "../names.js";
+import { parseListen, runImport, runServe } from "../server/serve.js";
+
+const DEFAULT_LISTEN = "127.0.0.1:7878";
+
+function defaultDataDir(): string {
+  return path.join(homedir(), ".local", "share", "mesa", "server");
+}
+
+function resolveDir(dir: string | undefined): string {
+  if (!dir) return defaultDataDir();
+  if (dir === "~" || dir.startsWith("~/")) return path.join(homedir(), dir.slice(1));
+  return path.resolve(dir);
+}
+
+export function register(program: Command): void {
+  const serve = program
+    .command("serve")
+    .description("run the self-hosted Mesa-compatible backend (Git smart HTTP + REST v1)")
+    .option("--data-dir <dir>", "where repos and keys live (default ~/.local/share/mesa/server)")
+    .option("--listen <host:port>", `address to listen on (default ${DEFAULT_LISTEN})`)
+    .option("--org <name>", "organization created on first start (default local)")
+    .action(async (opts: { dataDir?: string; listen?: string; org?: string }, cmd: Command) => {
+      const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+      // Serving logs at info by default: the "listening" line is how callers find the port.
+      const level = (cmd.optsWithGlobals() as { logLevel?: LogLevel }).logLevel ?? "info";
+      const log = createLogger({ level, name: "mesa-serve" });
+      await runServe({
+        dataDir: resolveDir(opts.dataDir),
+        host,
+        port,
+        org: opts.org ?? "local",
+        log,
+        announce: (line) => process.stdout.write(`${line}\n`),
+      });
+    });
+
+  serve
+    .command("import")
+    .description("import every branch of an existing Git repository (safe while the server runs)")
+    .argument("<org/repo>", "name of the new repository")
+    .argument("<source>", "Git URL or path of the repository to import")
+    .option("--data-dir <dir>", "the server's data dir (default ~/.local/share/mesa/server)")
+    .action(async (slug: string, source: string, opts: { dataDir?: string }, cmd: Command) => {
+      const parentDir = (cmd.parent?.opts() as { dataDir?: string } | undefined)?.dataDir;
+      const { org, repo } = parseRepoSlug(slug);
+      if (source.length === 0) throw new MesaError("USAGE", "the source repository is empty");
+      const res = await runImport(resolveDir(opts.dataDir ?? parentDir), org, repo, source);
+      process.stdout.write(
+        `imported ${org}/${repo}: ${res.branches.length} branch(es), default bookmark ${res.defaultBookmark}\n`,
+      );
+    });
+}

@@ -1,0 +1,264 @@
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import {
+  type Commit,
+  changeIdFromOid,
+  isChangeId,
+  parseCommit,
+  ROOT_CHANGE_ID,
+  type Signature,
+  serializeCommit,
+} from "../vcs/objects.js";
+import { badRequest, notFound } from "./errors.js";
+import { git, OID_RE, runGit } from "./git.js";
+import type { DataDir } from "./storage.js";
+
+/**
+ * Mesa changes on top of Git: each commit carries a `change-id` header (or gets one derived
+ * from its oid); `refs/mesa/changes/<id>` holds each change's current commit so amended
+ * changes stay reachable; bookmarks are `refs/heads/*`.
+ */
+export const CHANGE_REF_PREFIX = "refs/mesa/changes/";
+
+export function changeIdOf(oid: string, c: Commit): string {
+  return c.changeId ?? changeIdFromOid(oid);
+}
+
+/** Reads commit objects with one `git cat-file --batch`. Unknown or non-commit oids are skipped. */
+export async function readCommits(gitDir: string, oids: string[]): Promise<Map<string, Commit>> {
+  const out = new Map<string, Commit>();
+  const unique = [...new Set(oids)].filter((o) => OID_RE.test(o));
+  if (unique.length === 0) return out;
+  const buf = await git(gitDir, ["cat-file", "--batch"], { input: `${unique.join("\n")}\n` });
+  let pos = 0;
+  while (pos < buf.length) {
+    const nl = buf.indexOf(0x0a, pos);
+    if (nl < 0) break;
+    const header = buf.toString("utf8", pos, nl).split(" ");
+    pos = nl + 1;
+    if (header[1] === "missing" || header.length < 3) continue;
+    const size = Number(header[2]);
+    const body = buf.subarray(pos, pos + size);
+    pos += size + 1;
+    if (header[1] === "commit") out.set(header[0]!, parseCommit(body));
+  }
+  return out;
+}
+
+/** The change ids of `oids` (commits), in a map by oid. */
+export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<string, string>> {
+  const commits = await readCommits(gitDir, oids);
+  const ids = new Map<string, string>();
+  for (const [oid, c] of commits) ids.set(oid, changeIdOf(oid, c));
+  return ids;
+}
+
+/**
+ * Points `refs/mesa/changes/<id>` at every commit reachable from a branch that no change ref
+ * reaches yet (after a push or an import). Descendants come first in topological order, so
+ * when one change has several new commits the newest one wins.
+ */
+export async function indexChanges(gitDir: string): Promise<number> {
+  const heads = (await git(gitDir, ["for-each-ref", "--format=%(objectname)", "refs/heads"]))
+    .toString("utf8")
+    .split("\n")
+    .filter(Boolean);
+  if (heads.length === 0) return 0;
+  const revs = await git(gitDir, ["rev-list", "--topo-order", "--stdin"], {
+    input: `${heads.join("\n")}\n--not\n--glob=${CHANGE_REF_PREFIX}*\n`,
+    timeoutMs: 600_000,
+  });
+  const oids = revs.toString("utf8").split("\n").filter(Boolean);
+  if (oids.length === 0) return 0;
+  const seen = new Set<string>();
+  let cmds = "";
+  // Batches keep each cat-file's output bounded for big imports.
+  for (let i = 0; i < oids.length; i += 5000) {
+    const ids = await changeIdsOf(gitDir, oids.slice(i, i + 5000));
+    for (const oid of oids.slice(i, i + 5000)) {
+      const id = ids.get(oid);
+      if (!id || seen.has(id)) continue;
+      seen.add(id);
+      cmds += `update ${CHANGE_REF_PREFIX}${id} ${oid}\n`;
+    }
+  }
+  await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
+  return seen.size;
+}
+
+/** The current commit of a change, or undefined. */
+export async function changeCommit(gitDir: string, changeId: string): Promise<string | undefined> {
+  if (!isChangeId(changeId)) return undefined;
+  const r = await runGit(gitDir, ["rev-parse", "-q", "--verify", `${CHANGE_REF_PREFIX}${changeId}^{commit}`]);
+  return r.code === 0 ? r.stdout.toString("utf8").trim() : undefined;
+}
+
+/** Like changeCommit, but re-indexes once on a miss (a push whose indexing was cut short). */
+export async function resolveChange(gitDir: string, changeId: string): Promise<string> {
+  if (!isChangeId(changeId)) throw badRequest(`invalid change id ${JSON.stringify(changeId)}`);
+  let oid = await changeCommit(gitDir, changeId);
+  if (!oid) {
+    await indexChanges(gitDir);
+    oid = await changeCommit(gitDir, changeId);
+  }
+  if (!oid) throw notFound(`change ${changeId} not found`);
+  return oid;
+}
+
+/** The commit a branch points at, or undefined when it does not exist. */
+export async function bookmarkCommit(gitDir: string, name: string): Promise<string | undefined> {
+  const r = await runGit(gitDir, ["rev-parse", "-q", "--verify", `refs/heads/${name}^{commit}`]);
+  return r.code === 0 ? r.stdout.toString("utf8").trim() : undefined;
+}
+
+export async function isAncestor(gitDir: string, ancestor: string, descendant: string): Promise<boolean> {
+  const r = await runGit(gitDir, ["merge-base", "--is-ancestor", ancestor, descendant]);
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  throw new Error(`git merge-base failed: ${r.stderr.trim()}`);
+}
+
+// ---- JSON shape of a change ---------------------------------------------------------
+
+export interface ChangeJson {
+  id: string;
+  current_commit_oid: string;
+  message: string;
+  author: { name: string; email: string; date: string };
+  committer: { name: string; email: string; date: string };
+  parents: string[];
+  created_at: string;
+  updated_at: string;
+}
+
+const sigJson = (s: Signature) => ({
+  name: s.name,
+  email: s.email,
+  date: new Date(s.timestamp * 1000).toISOString(),
+});
+
+/** Change JSON for the given commits (their parents' change ids are read in one batch). */
+export async function changesJson(gitDir: string, oids: string[]): Promise<ChangeJson[]> {
+  const commits = await readCommits(gitDir, oids);
+  const parentIds = await changeIdsOf(
+    gitDir,
+    [...commits.values()].flatMap((c) => c.parents),
+  );
+  const out: ChangeJson[] = [];
+  for (const oid of oids) {
+    const c = commits.get(oid);
+    if (!c) continue;
+    out.push({
+      id: changeIdOf(oid, c),
+      current_commit_oid: oid,
+      message: c.message,
+      author: sigJson(c.author),
+      committer: sigJson(c.committer),
+      parents:
+        c.parents.length === 0
+          ? [ROOT_CHANGE_ID]
+          : c.parents.map((p) => parentIds.get(p) ?? changeIdFromOid(p)),
+      created_at: sigJson(c.author).date,
+      updated_at: sigJson(c.committer).date,
+    });
+  }
+  return out;
+}
+
+// ---- writing trees and commits ------------------------------------------------------
+
+export type FileOp =
+  | { action: "upsert"; path: string; content: Buffer; mode?: "100644" | "100755" | "120000" }
+  | { action: "delete"; path: string };
+
+/** Repo paths as the API accepts them: relative, `/`-separated, no empty/`.`/`..`/`.git` parts. */
+export function checkRepoPath(p: string): string {
+  const parts = p.split("/");
+  if (
+    p.length === 0 ||
+    p.length > 4096 ||
+    /[\0\n\r\t]/.test(p) ||
+    parts.some((s) => s === "" || s === "." || s === ".." || s.toLowerCase() === ".git")
+  ) {
+    throw badRequest(`invalid path ${JSON.stringify(p)}`);
+  }
+  return p;
+}
+
+const literal = (p: string) => `:(literal)${p}`;
+
+/**
+ * The tree of `baseTree` (undefined = empty) with `ops` applied, built in a private
+ * index file so concurrent requests never share state. Blobs are written as needed.
+ */
+export async function applyFileOps(
+  data: DataDir,
+  gitDir: string,
+  baseTree: string | undefined,
+  ops: FileOp[],
+) {
+  const tmp = await data.tempDir("index");
+  const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
+  try {
+    await git(gitDir, baseTree ? ["read-tree", baseTree] : ["read-tree", "--empty"], { env });
+    if (ops.length === 0) return await treeOf();
+    // Modes of files being overwritten without an explicit mode are kept.
+    const needMode = ops.filter((o) => o.action === "upsert" && !o.mode).map((o) => literal(o.path));
+    const modes = new Map<string, string>();
+    if (needMode.length > 0) {
+      const ls = await git(gitDir, ["ls-files", "-s", "-z", "--", ...needMode], { env });
+      for (const rec of ls.toString("utf8").split("\0").filter(Boolean)) {
+        const tab = rec.indexOf("\t");
+        modes.set(rec.slice(tab + 1), rec.split(" ")[0]!);
+      }
+    }
+    let info = "";
+    for (const op of ops) {
+      checkRepoPath(op.path);
+      if (op.action === "delete") {
+        const ls = await git(gitDir, ["ls-files", "-z", "--", literal(op.path)], { env });
+        const hits = ls.toString("utf8").split("\0").filter(Boolean);
+        if (hits.length === 0) throw badRequest(`cannot delete ${JSON.stringify(op.path)}: no such path`);
+        for (const h of hits) info += `0 ${"0".repeat(40)}\t${h}\0`;
+        continue;
+      }
+      const oid = (await git(gitDir, ["hash-object", "-w", "--stdin"], { input: op.content }))
+        .toString("utf8")
+        .trim();
+      const old = modes.get(op.path);
+      const mode = op.mode ?? (old === "100755" ? "100755" : "100644");
+      info += `${mode} ${oid}\t${op.path}\0`;
+    }
+    await git(gitDir, ["update-index", "--add", "--replace", "-z", "--index-info"], { input: info, env });
+    return await treeOf();
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+
+  async function treeOf(): Promise<string> {
+    return (await git(gitDir, ["write-tree"], { env })).toString("utf8").trim();
+  }
+}
+
+/** Writes a commit object (with its change-id header) and returns its oid. */
+export async function writeCommit(gitDir: string, c: Commit): Promise<string> {
+  const out = await git(gitDir, ["hash-object", "-t", "commit", "-w", "--stdin"], {
+    input: serializeCommit(c),
+  });
+  return out.toString("utf8").trim();
+}
+
+export async function treeOfCommit(gitDir: string, oid: string): Promise<string> {
+  return (await git(gitDir, ["rev-parse", `${oid}^{tree}`])).toString("utf8").trim();
+}
+
+/** CAS ref update (`old` = "" means the ref must not exist). False when someone else won. */
+export async function casRef(gitDir: string, ref: string, next: string, old: string): Promise<boolean> {
+  const r = await runGit(gitDir, ["update-ref", ref, next, old]);
+  return r.code === 0;
+}
+
+export async function casDeleteRef(gitDir: string, ref: string, old: string): Promise<boolean> {
+  const r = await runGit(gitDir, ["update-ref", "-d", ref, old]);
+  return r.code === 0;
+}

@@ -1,0 +1,216 @@
+import { spawn } from "node:child_process";
+import type { Readable } from "node:stream";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Logger } from "../log.js";
+import { nameProblem } from "../names.js";
+import { authenticate, authorize, credentialFrom } from "./auth.js";
+import { indexChanges } from "./changes.js";
+import { ApiError, errorBody, notFound } from "./errors.js";
+import { gitEnv } from "./git.js";
+import type { StateStore } from "./state.js";
+import type { DataDir } from "./storage.js";
+
+/**
+ * Git smart HTTP (compat.md §7) through the real `git http-backend`, as a CGI: the request
+ * body is streamed in, the CGI headers are parsed and the rest is streamed back.
+ */
+export interface GitHttpOptions {
+  data: DataDir;
+  store: StateStore;
+  log: Logger;
+  /** A git that neither reads nor writes for this long is killed. */
+  idleTimeoutMs: number;
+}
+
+const SERVICES = new Set(["git-upload-pack", "git-receive-pack"]);
+
+/** Server-side settings every request gets (instead of per-repo config files). */
+const GIT_CONFIG: Array<[string, string]> = [
+  ["uploadpack.allowFilter", "true"],
+  ["uploadpack.allowAnySHA1InWant", "true"],
+  ["transfer.advertiseObjectInfo", "true"],
+  ["http.receivepack", "true"],
+  ["receive.fsckObjects", "true"],
+  ["gc.auto", "0"],
+];
+
+function configEnv(): Record<string, string> {
+  const env: Record<string, string> = { GIT_CONFIG_COUNT: String(GIT_CONFIG.length) };
+  GIT_CONFIG.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = k;
+    env[`GIT_CONFIG_VALUE_${i}`] = v;
+  });
+  return env;
+}
+
+export function registerGitHttp(app: FastifyInstance, opts: GitHttpOptions): void {
+  // Pack bodies are streamed to git untouched (possibly gzip), never buffered.
+  app.addContentTypeParser(
+    ["application/x-git-upload-pack-request", "application/x-git-receive-pack-request"],
+    (_req, payload, done) => done(null, payload),
+  );
+  const handler = (rest: string) => async (req: FastifyRequest, reply: FastifyReply) =>
+    serveGit(req, reply, rest, opts);
+  app.get("/:org/:repo/info/refs", handler("info/refs"));
+  app.post("/:org/:repo/git-upload-pack", handler("git-upload-pack"));
+  app.post("/:org/:repo/git-receive-pack", handler("git-receive-pack"));
+}
+
+function gitError(reply: FastifyReply, err: ApiError): FastifyReply {
+  if (err.status === 401) reply.header("WWW-Authenticate", 'Basic realm="mesa", charset="UTF-8"');
+  return reply.code(err.status).send(errorBody(err.code, err.message));
+}
+
+async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, opts: GitHttpOptions) {
+  const { org, repo: repoGit } = req.params as { org: string; repo: string };
+  const query = req.query as Record<string, string | undefined>;
+  const service = rest === "info/refs" ? query.service : rest;
+  try {
+    if (!service || !SERVICES.has(service)) throw new ApiError(403, "FORBIDDEN", "only smart HTTP is served");
+    const principal = await authenticate(opts.store, credentialFrom(req.headers.authorization));
+    if (!repoGit.endsWith(".git") || nameProblem(org) || nameProblem(repoGit.slice(0, -4)))
+      throw notFound("repository not found");
+    const repo = repoGit.slice(0, -4);
+    authorize(principal, org, repo, service === "git-receive-pack" ? "write" : "read");
+    if (!(await opts.data.repoExists(org, repo))) throw notFound("repository not found");
+    return runBackend(req, reply, { org, repo, rest, service }, opts);
+  } catch (err) {
+    if (err instanceof ApiError) return gitError(reply, err);
+    throw err;
+  }
+}
+
+function runBackend(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  target: { org: string; repo: string; rest: string; service: string },
+  opts: GitHttpOptions,
+): Promise<void> {
+  const headers = req.headers;
+  const env: Record<string, string> = {
+    ...configEnv(),
+    GIT_PROJECT_ROOT: opts.data.reposRoot,
+    GIT_HTTP_EXPORT_ALL: "1",
+    PATH_INFO: `/${target.org}/${target.repo}.git/${target.rest}`,
+    REQUEST_METHOD: req.method,
+    QUERY_STRING: req.url.includes("?") ? req.url.slice(req.url.indexOf("?") + 1) : "",
+    REMOTE_ADDR: req.ip,
+    REMOTE_USER: "mesa",
+  };
+  if (headers["content-type"]) env.CONTENT_TYPE = String(headers["content-type"]);
+  if (headers["content-length"]) env.CONTENT_LENGTH = String(headers["content-length"]);
+  if (headers["content-encoding"]) env.HTTP_CONTENT_ENCODING = String(headers["content-encoding"]);
+  const proto = headers["git-protocol"];
+  if (typeof proto === "string" && /^[\x20-\x7e]{1,256}$/.test(proto)) env.GIT_PROTOCOL = proto;
+
+  const log = opts.log.child({ org: target.org, repo: target.repo, service: target.service });
+  const child = spawn("git", ["http-backend"], { env: gitEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+  reply.hijack();
+  const res = reply.raw;
+
+  return new Promise<void>((resolve) => {
+    let stderr = "";
+    let headerBuf = Buffer.alloc(0);
+    let headersSent = false;
+    let killedForIdle = false;
+    let timer: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        killedForIdle = true;
+        child.kill("SIGKILL");
+      }, opts.idleTimeoutMs);
+    };
+    touch();
+
+    const fail = (why: string) => {
+      log.error({ why, stderr: stderr.slice(-2000) }, "git http-backend failed");
+      if (!headersSent) {
+        headersSent = true;
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify(errorBody("INTERNAL", "git failed to serve the request")));
+      } else res.destroy();
+    };
+
+    const body = req.method === "POST" ? (req.body as Readable | undefined) : undefined;
+    if (body) {
+      body.on("data", touch);
+      body.on("error", () => child.kill("SIGKILL"));
+      body.pipe(child.stdin);
+    } else child.stdin.end();
+    child.stdin.on("error", () => {
+      // git stopped reading (it failed or finished early); its exit status tells which.
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      if (stderr.length < 16_384) stderr += b.toString("utf8");
+    });
+    // A client that goes away takes its git process with it.
+    res.on("close", () => {
+      if (!res.writableFinished) child.kill("SIGKILL");
+    });
+
+    child.stdout.on("data", (chunk: Buffer) => {
+      touch();
+      if (headersSent) {
+        if (!res.write(chunk)) {
+          child.stdout.pause();
+          res.once("drain", () => child.stdout.resume());
+        }
+        return;
+      }
+      headerBuf = Buffer.concat([headerBuf, chunk]);
+      let end = headerBuf.indexOf("\r\n\r\n");
+      let sepLen = 4;
+      if (end < 0) {
+        end = headerBuf.indexOf("\n\n");
+        sepLen = 2;
+      }
+      if (end < 0) {
+        if (headerBuf.length > 65_536) {
+          child.kill("SIGKILL");
+          fail("CGI header too long");
+        }
+        return;
+      }
+      let status = 200;
+      const out: Record<string, string> = {};
+      for (const line of headerBuf.subarray(0, end).toString("latin1").split(/\r?\n/)) {
+        const colon = line.indexOf(":");
+        if (colon <= 0) continue;
+        const name = line.slice(0, colon).trim();
+        const value = line.slice(colon + 1).trim();
+        if (name.toLowerCase() === "status") status = Number.parseInt(value, 10) || 500;
+        else out[name] = value;
+      }
+      headersSent = true;
+      res.writeHead(status, out);
+      const restBody = headerBuf.subarray(end + sepLen);
+      if (restBody.length > 0) res.write(restBody);
+    });
+
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      fail(`cannot start git: ${e.message}`);
+      resolve();
+    });
+    child.on("close", async (code, signal) => {
+      clearTimeout(timer);
+      if (killedForIdle) fail("timed out");
+      else if (code !== 0) fail(`exit ${code ?? signal}`);
+      else if (!headersSent) fail("no CGI headers");
+      else {
+        if (target.service === "git-receive-pack" && target.rest !== "info/refs") {
+          // Index the new commits before the client hears back, so the REST view agrees.
+          try {
+            await indexChanges(opts.data.repoDir(target.org, target.repo));
+          } catch (e) {
+            log.error({ err: e }, "indexing changes after a push failed");
+          }
+        }
+        res.end();
+      }
+      log.info({ status: res.statusCode, rest: target.rest }, "git request");
+      resolve();
+    });
+  });
+}

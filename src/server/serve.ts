@@ -1,0 +1,146 @@
+import { randomUUID } from "node:crypto";
+import { open, readFile, rm } from "node:fs/promises";
+import { apiKeyHash, generateApiKey } from "../auth/keys.js";
+import { MesaError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { validateOrgName } from "../names.js";
+import { buildApp } from "./app.js";
+import { indexChanges } from "./changes.js";
+import { nowIso, StateStore } from "./state.js";
+import { DataDir, importRepo } from "./storage.js";
+
+export interface ServeOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  org: string;
+  log: Logger;
+  /** Where the one-time `admin key: …` line goes (stdout). */
+  announce: (line: string) => void;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535)
+    throw new MesaError("INVALID_ARGUMENT", `invalid --listen ${JSON.stringify(listen)}: expected HOST:PORT`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** One server per data dir: `serve.lock` holds the pid; a dead holder's lock is taken over. */
+async function takeLock(file: string): Promise<() => Promise<void>> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(file, "wx", 0o600);
+      await fh.writeFile(`${process.pid}\n`);
+      await fh.close();
+      return () => rm(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const pid = Number.parseInt(await readFile(file, "utf8").catch(() => ""), 10);
+      if (Number.isInteger(pid) && pid > 0 && alive(pid))
+        throw new MesaError("INVALID_ARGUMENT", `another mesa serve (pid ${pid}) uses this data dir`, {
+          hint: "stop it first or pass another --data-dir",
+        });
+      await rm(file, { force: true });
+    }
+  }
+  throw new MesaError("INTERNAL", `cannot take the lock ${file}`);
+}
+
+/** First start: the org and its admin key; the key is shown once and stored as SHA-256. */
+async function bootstrap(store: StateStore, org: string, announce: (line: string) => void): Promise<void> {
+  if (Object.keys(store.orgs).length > 0) {
+    if (!store.org(org)) {
+      await store.update((s) => {
+        s.orgs[org] = {
+          id: `org_${randomUUID().replaceAll("-", "")}`,
+          name: org,
+          created_at: nowIso(),
+          api_keys: [],
+          public_keys: [],
+        };
+      });
+    }
+    return;
+  }
+  const { id, key } = generateApiKey();
+  const now = nowIso();
+  await store.update((s) => {
+    s.orgs[org] = {
+      id: `org_${randomUUID().replaceAll("-", "")}`,
+      name: org,
+      created_at: now,
+      api_keys: [
+        {
+          id,
+          name: "admin",
+          hash: apiKeyHash(key),
+          scopes: ["admin"],
+          repos: null,
+          created_at: now,
+          expires_at: null,
+          revoked_at: null,
+        },
+      ],
+      public_keys: [],
+    };
+  });
+  announce(`admin key: ${key}`);
+}
+
+/** Runs `mesa serve` until SIGTERM/SIGINT; resolves after a graceful close. */
+export async function runServe(opts: ServeOptions): Promise<void> {
+  validateOrgName(opts.org);
+  const data = new DataDir(opts.dataDir);
+  await data.ensure();
+  const unlock = await takeLock(data.lockFile);
+  try {
+    const store = new StateStore(data.stateFile);
+    await store.load();
+    await bootstrap(store, opts.org, opts.announce);
+    const app = buildApp({ data, store, log: opts.log });
+    await app.listen({ host: opts.host, port: opts.port });
+    const addr = app.server.address();
+    const port = typeof addr === "object" && addr ? addr.port : opts.port;
+    const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+    opts.log.info({ url: `http://${host}:${port}`, dataDir: opts.dataDir }, "listening");
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        opts.log.info({ signal }, "shutting down");
+        process.off("SIGTERM", onTerm);
+        process.off("SIGINT", onInt);
+        // Requests in flight finish; a bounded wait keeps shutdown from hanging.
+        const force = setTimeout(() => {
+          app.server.closeAllConnections();
+        }, 10_000);
+        force.unref();
+        app.close().then(resolve, resolve);
+      };
+      const onTerm = () => stop("SIGTERM");
+      const onInt = () => stop("SIGINT");
+      process.on("SIGTERM", onTerm);
+      process.on("SIGINT", onInt);
+    });
+  } finally {
+    await unlock();
+  }
+}
+
+/** `mesa serve import`: clone an existing repository into the data dir, server running or not. */
+export async function runImport(dataDir: string, slugOrg: string, slugRepo: string, source: string) {
+  const data = new DataDir(dataDir);
+  await data.ensure();
+  return importRepo(data, slugOrg, slugRepo, source, async (gitDir) => {
+    await indexChanges(gitDir);
+  });
+}

@@ -153,7 +153,7 @@ export class GitRemote {
 
   private async hasFeature(cmd: string, feature: string): Promise<boolean> {
     const v = (await this.capabilities()).get(cmd);
-    return v?.split(" ").includes(feature);
+    return v?.split(" ").includes(feature) === true;
   }
 
   /** Runs one protocol v2 command; `consume` reads the response packets. */

@@ -1,0 +1,361 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { isMesaError } from "../src/errors.js";
+import {
+  applyDelta,
+  buildTree,
+  changeIdFromOid,
+  EMPTY_TREE_OID,
+  hashObject,
+  isChangeId,
+  newChangeId,
+  type Oid,
+  PackParser,
+  parseCommit,
+  parseTree,
+  serializeCommit,
+  serializeTree,
+  type TreeEntry,
+  writePack,
+} from "../src/vcs/index.js";
+import {
+  catFiles,
+  git,
+  gitRaw,
+  listObjects,
+  lsTree,
+  makeRepo,
+  removeDir,
+  type TestRepo,
+  tempDir,
+} from "./helpers/repos.js";
+
+const sig = { name: "Ada Lovelace", email: "ada@example.com", timestamp: 1700000000, tz: "+0100" };
+
+function parsePack(pack: Buffer, chunk: number) {
+  const p = new PackParser();
+  for (let i = 0; i < pack.length; i += chunk) p.push(pack.subarray(i, i + chunk));
+  return p.end();
+}
+
+function expectCode(code: string) {
+  return (err: unknown) => {
+    assert.ok(isMesaError(err, code as never), `expected ${code}, got ${String(err)}`);
+    return true;
+  };
+}
+
+describe("objects", () => {
+  let root: string;
+  let repo: TestRepo;
+  before(() => {
+    root = tempDir();
+    repo = makeRepo(root, {
+      "README.md": "# hi\n",
+      "a/b/c.txt": "deep\n",
+      "a-b": "dash sorts before a/\n",
+      "a.txt": "dot\n",
+      "run.sh": { exec: "#!/bin/sh\necho hi\n" },
+      link: { symlink: "a/b/c.txt" },
+      empty: "",
+      "bin.dat": Buffer.from([0, 1, 2, 255, 254, 0, 10]),
+      "naïve – ünïcode.txt": "utf8\n",
+    });
+  });
+  after(() => removeDir(root));
+
+  test("hashObject matches git hash-object", () => {
+    const data = Buffer.from("hello\n");
+    assert.equal(hashObject("blob", data), git(root, ["hash-object", "--stdin"], data));
+    assert.equal(hashObject("tree", Buffer.alloc(0)), EMPTY_TREE_OID);
+  });
+
+  test("every tree of a real repo parses and re-serializes to the same oid (Git order)", () => {
+    const trees = [...lsTree(repo.bare, "HEAD")].filter(([, e]) => e.type === "tree").map(([, e]) => e.oid);
+    trees.push(git(repo.bare, ["rev-parse", "HEAD^{tree}"]));
+    for (const [oid, obj] of catFiles(repo.bare, trees)) {
+      const entries = parseTree(obj.data);
+      // Shuffle to prove serializeTree sorts.
+      const shuffled = [...entries].reverse();
+      assert.equal(hashObject("tree", serializeTree(shuffled)), oid);
+    }
+    const rootEntries = parseTree(
+      catFiles(repo.bare, [git(repo.bare, ["rev-parse", "HEAD^{tree}"])])
+        .values()
+        .next().value!.data,
+    );
+    const modes = Object.fromEntries(rootEntries.map((e) => [e.name, e.mode]));
+    assert.equal(modes["run.sh"], "100755");
+    assert.equal(modes.link, "120000");
+    assert.equal(modes.a, "40000");
+    assert.ok("naïve – ünïcode.txt" in modes);
+  });
+
+  test("commit round trip through git, with change-id header, passes fsck --strict", () => {
+    const head = repo.head();
+    const parsed = parseCommit(catFiles(repo.bare, [head]).get(head)!.data);
+    assert.equal(hashObject("commit", serializeCommit(parsed)), head);
+    const changeId = newChangeId();
+    assert.ok(isChangeId(changeId));
+    const data = serializeCommit({
+      tree: parsed.tree,
+      parents: [head],
+      author: sig,
+      committer: { ...sig, tz: "-0530" },
+      changeId,
+      message: "Subject\n\nBody with ünïcode\n",
+    });
+    const oid = git(repo.bare, ["hash-object", "-w", "-t", "commit", "--stdin"], data);
+    assert.equal(oid, hashObject("commit", data));
+    git(repo.bare, ["update-ref", "refs/heads/with-change-id", oid]);
+    git(repo.bare, ["fsck", "--strict", "--no-dangling"]);
+    assert.match(
+      git(repo.bare, ["cat-file", "-p", oid]),
+      new RegExp(`\ncommitter [^\n]+\nchange-id ${changeId}\n`),
+    );
+    const back = parseCommit(data);
+    assert.equal(back.changeId, changeId);
+    assert.deepEqual(back.parents, [head]);
+    assert.equal(back.committer.tz, "-0530");
+    assert.equal(back.message, "Subject\n\nBody with ünïcode\n");
+  });
+
+  test("extra headers (multi-line) round trip", () => {
+    const c = {
+      tree: EMPTY_TREE_OID,
+      parents: [],
+      author: sig,
+      committer: sig,
+      extraHeaders: [["gpgsig", "-----BEGIN-----\nabc\n-----END-----"]] as Array<[string, string]>,
+      message: "m\n",
+    };
+    const data = serializeCommit(c);
+    assert.match(data.toString(), /gpgsig -----BEGIN-----\n abc\n -----END-----\n/);
+    assert.deepEqual(parseCommit(data), c);
+  });
+
+  test("change ids", () => {
+    const oid = "0123456789abcdef0123456789abcdef01234567";
+    assert.equal(changeIdFromOid(oid), "zyxwvutsrqponmlkzyxwvutsrqponmlk");
+    assert.ok(isChangeId(changeIdFromOid(oid)));
+    assert.notEqual(newChangeId(), newChangeId());
+    assert.ok(!isChangeId("abc"));
+    assert.ok(!isChangeId("a".repeat(32)));
+  });
+
+  test("bad input is rejected with typed errors", () => {
+    assert.throws(
+      () => serializeTree([{ mode: "100644", name: "a/b", oid: EMPTY_TREE_OID }]),
+      expectCode("INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () => serializeTree([{ mode: "100644", name: ".git", oid: EMPTY_TREE_OID }]),
+      expectCode("INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () =>
+        serializeTree([
+          { mode: "100644", name: "x", oid: EMPTY_TREE_OID },
+          { mode: "100755", name: "x", oid: EMPTY_TREE_OID },
+        ]),
+      expectCode("INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () => serializeCommit({ tree: "nope", parents: [], author: sig, committer: sig, message: "" }),
+      expectCode("INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () =>
+        serializeCommit({
+          tree: EMPTY_TREE_OID,
+          parents: [],
+          author: { ...sig, name: "a<b" },
+          committer: sig,
+          message: "",
+        }),
+      expectCode("INVALID_ARGUMENT"),
+    );
+    assert.throws(() => parseTree(Buffer.from("100644 a\0short")), expectCode("CORRUPT_DATA"));
+    assert.throws(() => parseCommit(Buffer.from("tree x\n\nmsg")), expectCode("CORRUPT_DATA"));
+  });
+
+  test("applyDelta rejects out-of-range copies", () => {
+    const base = Buffer.from("0123456789");
+    // src size 10, dst size 4, copy offset 8 size 4 → beyond base.
+    const bad = Buffer.from([10, 4, 0x91, 8, 4]);
+    assert.throws(() => applyDelta(base, bad), expectCode("CORRUPT_DATA"));
+    const good = Buffer.from([10, 4, 0x91, 2, 4]);
+    assert.equal(applyDelta(base, good).toString(), "2345");
+  });
+});
+
+describe("pack reader", () => {
+  let root: string;
+  let repo: TestRepo;
+  before(() => {
+    root = tempDir();
+    const big = Array.from(
+      { length: 400 },
+      (_, i) => `line ${i} of a file that changes a little each commit\n`,
+    ).join("");
+    repo = makeRepo(root, { "big.txt": big, "other/x.txt": "x\n" });
+    for (let i = 0; i < 30; i++)
+      repo.commit({ "big.txt": `${big}change ${i}\n`.replace(`line ${i} `, `LINE ${i} `) });
+    git(repo.bare, ["repack", "-adfq", "--depth=50", "--window=50"]);
+  });
+  after(() => removeDir(root));
+
+  function packOf(args: string[]): Buffer {
+    return gitRaw(repo.bare, ["pack-objects", "--stdout", "--revs", "-q", ...args], "refs/heads/main\n");
+  }
+
+  for (const [name, args] of [
+    ["OFS_DELTA", ["--delta-base-offset"]],
+    ["REF_DELTA", []],
+  ] as const) {
+    test(`${name} pack with deep delta chains parses to exactly git's objects, in any chunking`, () => {
+      const pack = packOf([...args]);
+      const expected = listObjects(repo.bare, "refs/heads/main");
+      const contents = catFiles(
+        repo.bare,
+        expected.map((e) => e.oid),
+      );
+      for (const chunk of [1 << 20, 4096, 7]) {
+        const objects = parsePack(pack, chunk);
+        assert.equal(objects.size, expected.length);
+        for (const e of expected) {
+          const got = objects.get(e.oid);
+          assert.ok(got, `missing ${e.oid}`);
+          assert.equal(got.type, e.type);
+          assert.ok(got.data.equals(contents.get(e.oid)!.data));
+        }
+      }
+    });
+  }
+
+  test("truncated, corrupted or trailing data is CORRUPT_DATA", () => {
+    const pack = packOf(["--delta-base-offset"]);
+    for (const cut of [5, 12, 100, pack.length - 21, pack.length - 1]) {
+      assert.throws(() => parsePack(pack.subarray(0, cut), 1000), expectCode("CORRUPT_DATA"), `cut ${cut}`);
+    }
+    for (const at of [0, 9, 30, pack.length >> 1, pack.length - 25, pack.length - 3]) {
+      const bad = Buffer.from(pack);
+      bad[at] = bad[at]! ^ 0x55;
+      assert.throws(() => parsePack(bad, 1000), expectCode("CORRUPT_DATA"), `flip at ${at}`);
+    }
+    assert.throws(() => parsePack(Buffer.concat([pack, Buffer.from("x")]), 1000), expectCode("CORRUPT_DATA"));
+  });
+
+  test("writePack output is accepted by git index-pack", () => {
+    const objs = [
+      { type: "blob" as const, data: Buffer.from("one\n") },
+      { type: "blob" as const, data: Buffer.alloc(100_000, 7) },
+      {
+        type: "tree" as const,
+        data: serializeTree([{ mode: "100644", name: "one", oid: hashObject("blob", Buffer.from("one\n")) }]),
+      },
+    ];
+    const pack = writePack(objs);
+    const dir = tempDir();
+    try {
+      git(dir, ["init", "-q", "--bare"]);
+      gitRaw(dir, ["index-pack", "--stdin", "--strict"], pack);
+      for (const o of objs) assert.equal(git(dir, ["cat-file", "-t", hashObject(o.type, o.data)]), o.type);
+    } finally {
+      removeDir(dir);
+    }
+    assert.equal(parsePack(pack, 333).size, 3);
+  });
+});
+
+describe("buildTree", () => {
+  let root: string;
+  let repo: TestRepo;
+  before(() => {
+    root = tempDir();
+    repo = makeRepo(root, {
+      "keep/deep/x.txt": "x\n",
+      "keep/y.txt": "y\n",
+      "edit/a.txt": "a\n",
+      "edit/sub/b.txt": "b\n",
+      "gone/only.txt": "bye\n",
+      "mv/from.txt": "moving\n",
+      "tool.sh": "#!/bin/sh\n",
+    });
+  });
+  after(() => removeDir(root));
+
+  test("applies add/modify/delete/rename/mode change and loads only touched trees; git agrees", async () => {
+    const baseTree = git(repo.bare, ["rev-parse", "HEAD^{tree}"]);
+    const all = new Map<Oid, TreeEntry[]>();
+    const ls = lsTree(repo.bare, "HEAD");
+    for (const oid of [baseTree, ...[...ls.values()].filter((e) => e.type === "tree").map((e) => e.oid)]) {
+      all.set(oid, parseTree(catFiles(repo.bare, [oid]).get(oid)!.data));
+    }
+    const loaded: Oid[] = [];
+    const load = (oid: Oid) => {
+      loaded.push(oid);
+      return all.get(oid)!;
+    };
+    const blob = (s: string) => {
+      const data = Buffer.from(s);
+      return { oid: git(repo.bare, ["hash-object", "-w", "--stdin"], data), data };
+    };
+    const newA = blob("a changed\n");
+    const added = blob("brand new\n");
+    const built = await buildTree(
+      baseTree,
+      [
+        { action: "upsert", path: "edit/a.txt", mode: "100644", oid: newA.oid },
+        { action: "upsert", path: "new/dir/n.txt", mode: "100644", oid: added.oid },
+        { action: "delete", path: "gone/only.txt" },
+        { action: "delete", path: "mv/from.txt" },
+        { action: "upsert", path: "mv/to.txt", mode: "100644", oid: ls.get("mv/from.txt")!.oid },
+        { action: "upsert", path: "tool.sh", mode: "100755", oid: ls.get("tool.sh")!.oid },
+        { action: "delete", path: "edit/sub" },
+        { action: "upsert", path: "moved-keep", mode: "40000", oid: ls.get("keep")!.oid },
+        { action: "delete", path: "keep" },
+        { action: "delete", path: "not/there.txt" },
+      ],
+      load,
+    );
+    // Unchanged subtrees (keep/, keep/deep, edit/sub) were never read.
+    assert.ok(!loaded.includes(ls.get("keep")!.oid));
+    assert.ok(!loaded.includes(ls.get("keep/deep")!.oid));
+    assert.ok(!loaded.includes(ls.get("edit/sub")!.oid));
+    for (const t of built.newTrees) git(repo.bare, ["hash-object", "-w", "-t", "tree", "--stdin"], t.data);
+    const result = new Map(
+      [...lsTree(repo.bare, built.root)]
+        .filter(([, e]) => e.type === "blob")
+        .map(([p, e]) => [p, `${e.mode} ${e.oid}`]),
+    );
+    assert.deepEqual(Object.fromEntries(result), {
+      "edit/a.txt": `100644 ${newA.oid}`,
+      "moved-keep/deep/x.txt": `100644 ${ls.get("keep/deep/x.txt")!.oid}`,
+      "moved-keep/y.txt": `100644 ${ls.get("keep/y.txt")!.oid}`,
+      "mv/to.txt": `100644 ${ls.get("mv/from.txt")!.oid}`,
+      "new/dir/n.txt": `100644 ${added.oid}`,
+      "tool.sh": `100755 ${ls.get("tool.sh")!.oid}`,
+    });
+    git(repo.bare, ["fsck", "--strict", "--no-dangling"]);
+  });
+
+  test("deleting everything gives the empty tree; bad paths are refused", async () => {
+    const baseTree = git(repo.bare, ["rev-parse", "HEAD^{tree}"]);
+    const load = (oid: Oid) => parseTree(catFiles(repo.bare, [oid]).get(oid)!.data);
+    const names = parseTree(catFiles(repo.bare, [baseTree]).get(baseTree)!.data).map((e) => e.name);
+    const built = await buildTree(
+      baseTree,
+      names.map((path) => ({ action: "delete" as const, path })),
+      load,
+    );
+    assert.equal(built.root, EMPTY_TREE_OID);
+    for (const path of ["", "a//b", "../x", "a/./b", ".git/config", "/abs"]) {
+      await assert.rejects(
+        buildTree(baseTree, [{ action: "delete", path }], load),
+        expectCode("INVALID_ARGUMENT"),
+        path,
+      );
+    }
+  });
+});

@@ -136,7 +136,7 @@ export function listObjects(
 
 /**
  * A bare repo with `count` generated files in nested directories, written in one commit with
- * `git fast-import` (seconds for tens of thousands of files). Sizes vary from 0 to ~`maxSize` bytes.
+ * `git fast-import` (seconds for tens of thousands of files). Sizes vary up to ~`maxSize` bytes; all contents differ.
  */
 export function makeBigRepo(
   root: string,
@@ -163,7 +163,9 @@ export function makeBigRepo(
     const path = `d${i % 40}/s${Math.floor(i / 40) % 25}/file-${i}.txt`;
     const size = rand() % maxSize;
     const line = `file ${i} line of generated content ${rand().toString(36)}\n`;
-    const body = Buffer.from(line.repeat(Math.ceil(size / line.length) || 0).slice(0, size), "utf8");
+    // Starts with the index so every blob is distinct.
+    const text = `${i}\n${line.repeat(Math.ceil(size / line.length))}`;
+    const body = Buffer.from(text.slice(0, Math.max(size, String(i).length + 1)), "utf8");
     parts.push(
       Buffer.from(`M 100644 inline ${path}\ndata ${body.length}\n`, "utf8"),
       body,

@@ -3,10 +3,14 @@ import { formatError, MesaError } from "../errors.js";
 import { VERSION } from "../version.js";
 import * as configCmd from "./config.js";
 import * as serve from "./serve.js";
+import * as doctor from "./doctor.js";
+import * as mount from "./mount.js";
+import * as quickstart from "./quickstart.js";
+import * as status from "./status.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, serve];
+const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, serve, mount, status, doctor, quickstart];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

@@ -35,6 +35,16 @@ function loadFuse(): FuseClass {
   return fuseClass;
 }
 
+/** Why the FUSE binding cannot load here, or undefined when it can (for `mesa doctor`). */
+export function fuseBindingProblem(): string | undefined {
+  try {
+    loadFuse();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** Seconds the kernel may cache entries and attributes: committed content never changes. */
 const CACHE_TIMEOUT_SECONDS = 3600;
 /** Safety net: an operation that never answers is failed by the binding after this long. */

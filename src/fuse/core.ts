@@ -10,11 +10,14 @@ export interface PrefetchFile {
   oid: string;
   size: number;
   path: string;
+  /** 1 = a direct child of the listed directory. */
+  depth: number;
 }
 
 /** Where file content comes from; the daemon backs it with the blob cache. */
 export interface ContentProvider {
-  read(snap: RepoSnapshot, oid: string, size: number): Promise<Buffer>;
+  /** `length` bytes at `offset` of a blob (fewer at its end). */
+  read(snap: RepoSnapshot, oid: string, offset: number, length: number): Promise<Buffer>;
   pin(oid: string): void;
   unpin(oid: string): void;
   /** A directory was listed: its files may be fetched in the background. */
@@ -54,7 +57,6 @@ interface Handle {
   snap: RepoSnapshot;
   oid: string;
   size: number;
-  data?: Promise<Buffer>;
 }
 
 const DIR_MODE = 0o40755;
@@ -217,7 +219,7 @@ export class SnapshotFileSystem implements FileSystem {
         const kind = entryKind(e.mode);
         const p = cur.path ? `${cur.path}/${e.name}` : e.name;
         if (kind === "file" || kind === "exec")
-          files.push({ oid: e.oid, size: snap.sizes.get(e.oid) ?? 0, path: p });
+          files.push({ oid: e.oid, size: snap.sizes.get(e.oid) ?? 0, path: p, depth: cur.level });
         else if (kind === "dir" && (depth === null || cur.level < depth))
           stack.push({ tree: e.oid, path: p, level: cur.level + 1 });
       }
@@ -255,20 +257,12 @@ export class SnapshotFileSystem implements FileSystem {
     const h = this.handles.get(fh);
     if (!h) throw new FsError("EBADF");
     if (position >= h.size || length === 0) return Buffer.alloc(0);
-    h.data ??= this.fetch(h);
-    let data: Buffer;
-    try {
-      data = await h.data;
-    } catch (err) {
-      h.data = undefined; // a later read retries (e.g. once the server is back)
-      throw err;
-    }
-    const out = data.subarray(position, Math.min(data.length, position + length));
+    const out = await this.fetch(h, position, Math.min(length, h.size - position));
     this.counters.readBytes += out.length;
     return out;
   }
 
-  private async fetch(h: Handle): Promise<Buffer> {
+  private async fetch(h: Handle, offset: number, length: number): Promise<Buffer> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -277,7 +271,7 @@ export class SnapshotFileSystem implements FileSystem {
       );
     });
     try {
-      const data = await Promise.race([this.content.read(h.snap, h.oid, h.size), timeout]);
+      const data = await Promise.race([this.content.read(h.snap, h.oid, offset, length), timeout]);
       if (this.contentFailing) {
         this.contentFailing = false;
         this.opts.log?.info({ oid: h.oid }, "content reads work again");

@@ -163,3 +163,120 @@ export async function cleanupMount(dir: string): Promise<void> {
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
+
+/** bin/mesa of this checkout. */
+export const MESA_BIN = new URL("../../../bin/mesa", import.meta.url).pathname;
+
+/**
+ * A sandbox for one daemon: its own HOME, mount point, runtime dir, caches and log, all
+ * under `dir`, and nothing from the caller's MESA_* environment.
+ */
+export function mesaEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("MESA_") && !k.startsWith("XDG_")) env[k] = v;
+  return {
+    ...env,
+    HOME: join(dir, "home"),
+    MESA_NO_CONFIG_FILE: "1",
+    MESA_MOUNT_POINT: join(dir, "mnt"),
+    MESA_RUNTIME_DIR: join(dir, "run"),
+    MESA_DATA_DIR: join(dir, "data"),
+    MESA_CACHE_PATH: join(dir, "cache"),
+    MESA_DAEMON_LOG_FILE: join(dir, "mesa.log"),
+    MESA_SECRETS_BACKEND: "plaintext-file",
+    ...extra,
+  };
+}
+
+export function mesa(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 90_000): Promise<RunResult> {
+  return run(process.execPath, [MESA_BIN, ...args], { env, timeoutMs });
+}
+
+/** Stops a daemon started in this sandbox and removes its mount, whatever state it is in. */
+export async function stopSandbox(env: NodeJS.ProcessEnv): Promise<void> {
+  await mesa(["unmount"], env, 40_000);
+  if (env.MESA_MOUNT_POINT) await cleanupMount(env.MESA_MOUNT_POINT);
+}
+
+export interface CountingProxy {
+  url: string;
+  /** Protocol-v2 `command=fetch` requests seen (blob and tree fetches). */
+  fetches(): number;
+  /** All requests seen, by path. */
+  requests(): string[];
+  /** Point at another upstream (e.g. a restarted server on a new port). */
+  retarget(url: string): void;
+  /** While down, every connection is reset, as if the server were gone. */
+  setDown(down: boolean): void;
+  close(): Promise<void>;
+}
+
+/** An HTTP proxy on 127.0.0.1 that counts Git fetch commands and can play "server down". */
+export async function countingProxy(target: string): Promise<CountingProxy> {
+  const http = await import("node:http");
+  const zlib = await import("node:zlib");
+  let upstream = new URL(target);
+  let down = false;
+  let fetches = 0;
+  const seen: string[] = [];
+  const sockets = new Set<import("node:net").Socket>();
+  const server = http.createServer((req, res) => {
+    if (down) {
+      req.socket.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      seen.push(`${req.method} ${req.url}`);
+      let text = body;
+      try {
+        if (req.headers["content-encoding"] === "gzip") text = zlib.gunzipSync(body);
+      } catch {
+        // count what can be read
+      }
+      if (text.includes("command=fetch")) fetches++;
+      const up = http.request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      up.on("error", () => res.destroy());
+      up.end(body);
+    });
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  const port = await new Promise<number>((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve((server.address() as import("node:net").AddressInfo).port)),
+  );
+  return {
+    url: `http://127.0.0.1:${port}`,
+    fetches: () => fetches,
+    requests: () => [...seen],
+    retarget(url) {
+      upstream = new URL(url);
+    },
+    setDown(d) {
+      down = d;
+      if (d) for (const s of sockets) s.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -62,7 +62,8 @@ async function main(): Promise<void> {
   const snap = snapshotFromGit(repoDir, org, repo);
   const fs = new SnapshotFileSystem(
     {
-      read: async (_s, oid) => git(repoDir, ["cat-file", "blob", oid]),
+      read: async (_s, oid, offset, length) =>
+        git(repoDir, ["cat-file", "blob", oid]).subarray(offset, offset + length),
       pin: () => undefined,
       unpin: () => undefined,
     },

@@ -1,0 +1,110 @@
+/**
+ * `mesa status [--json]` and `mesa stats [--format json|text] [--pid N | --pid-file F]`:
+ * both ask the running daemon over its control socket.
+ */
+
+import { dirname, join } from "node:path";
+import type { Command } from "commander";
+import { Option } from "commander";
+import { loadConfig } from "../config/load.js";
+import { formatSize } from "../config/size.js";
+import { controlRequest } from "../daemon/control.js";
+import type { DaemonStatus } from "../daemon/daemon.js";
+import { fuseMountAt } from "../daemon/mounts.js";
+import { runtimePaths } from "../daemon/paths.js";
+import { isAlive, livePid, readPid } from "../daemon/pidfile.js";
+import { MesaError } from "../errors.js";
+import { globalOptions } from "./context.js";
+
+function printStatus(s: DaemonStatus): void {
+  const lines = [
+    `mesa is running (pid ${s.pid})`,
+    `mount point: ${s.mountPoint}`,
+    `service:     ${s.serviceUrl}`,
+    `started:     ${s.startedAt}`,
+    `repos (${s.repos.length}):`,
+    ...s.repos.map(
+      (r) =>
+        `  ${r.org}/${r.repo}  ${r.revision}  ${r.commit.slice(0, 12)}  ${r.files} files${r.readOnly ? "  read-only" : ""}`,
+    ),
+  ];
+  const c = s.cache as {
+    diskBytes?: number;
+    diskMaxBytes?: number;
+    memoryBytes?: number;
+    memoryMaxBytes?: number;
+  };
+  if (c.diskBytes !== undefined)
+    lines.push(
+      `cache: disk ${formatSize(c.diskBytes)} of ${formatSize(c.diskMaxBytes ?? 0)}, memory ${formatSize(c.memoryBytes ?? 0)} of ${formatSize(c.memoryMaxBytes ?? 0)}`,
+    );
+  lines.push(
+    s.errors.length === 0 ? "errors: none" : `errors (${s.errors.length}):`,
+    ...s.errors.map((e) => `  ${e}`),
+  );
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+function flatten(obj: unknown, prefix = "", out: Array<[string, unknown]> = []): Array<[string, unknown]> {
+  if (obj && typeof obj === "object" && !Array.isArray(obj)) {
+    for (const [k, v] of Object.entries(obj)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else out.push([prefix, obj]);
+  return out;
+}
+
+export function register(program: Command): void {
+  program
+    .command("status")
+    .description("show the running daemon: mount point, repos and revisions, cache use, errors")
+    .option("--json", "print JSON")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const config = loadConfig({ configPath: globalOptions(cmd).configPath });
+      const paths = runtimePaths(config);
+      const pid = await livePid(paths.pidFile);
+      if (pid === undefined) {
+        const stale = await fuseMountAt(config.mountPoint);
+        const errors = stale ? [`a stale mount is left at ${config.mountPoint}: run \`mesa unmount\``] : [];
+        if (opts.json)
+          process.stdout.write(
+            `${JSON.stringify({ running: false, mountPoint: config.mountPoint, errors })}\n`,
+          );
+        else process.stdout.write(`mesa is not running\n${errors.map((e) => `${e}\n`).join("")}`);
+        return;
+      }
+      const s = (await controlRequest(paths.socket, { cmd: "status" })) as DaemonStatus;
+      if (opts.json) process.stdout.write(`${JSON.stringify({ running: true, ...s }, null, 2)}\n`);
+      else printStatus(s);
+    });
+
+  program
+    .command("stats")
+    .description("counters from the running daemon")
+    .addOption(new Option("--format <format>", "output format").choices(["json", "text"]).default("text"))
+    .option("--pid <pid>", "the daemon's pid (must be the one recorded in the runtime dir)")
+    .option("--pid-file <file>", "read the daemon's pid from this file")
+    .action(async (opts: { format: string; pid?: string; pidFile?: string }, cmd: Command) => {
+      const config = loadConfig({ configPath: globalOptions(cmd).configPath });
+      const paths = runtimePaths(config);
+      let pid: number | undefined;
+      if (opts.pid !== undefined) {
+        pid = Number(opts.pid);
+        if (!Number.isInteger(pid) || pid <= 0)
+          throw new MesaError("USAGE", `--pid must be a process id, not '${opts.pid}'`);
+      } else pid = await readPid(opts.pidFile ?? paths.pidFile);
+      if (pid === undefined || !isAlive(pid))
+        throw new MesaError("DAEMON", "mesa is not running", { hint: "start it with `mesa mount -d`" });
+      // The control socket lives beside the pid file that names the daemon.
+      const pidFile = opts.pidFile ?? paths.pidFile;
+      const recorded = await readPid(pidFile);
+      if (recorded !== pid)
+        throw new MesaError("DAEMON", `process ${pid} is not the mesa daemon recorded in ${pidFile}`);
+      const stats = await controlRequest(join(dirname(pidFile), "mesa.sock"), { cmd: "stats" });
+      if (opts.format === "json") process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+      else
+        process.stdout.write(
+          `${flatten(stats)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join("\n")}\n`,
+        );
+    });
+}

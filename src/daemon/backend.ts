@@ -1,0 +1,31 @@
+/**
+ * What the daemon needs from the VCS service, per repo. `wiring.ts` implements it over the
+ * Git smart-HTTP client and the REST client; tests may implement it over anything real.
+ */
+import type { RevSpec } from "../config/types.js";
+import type { RepoSnapshot, SnapshotEntry } from "../fuse/snapshot.js";
+
+export interface ResolvedRevision {
+  commitOid: string;
+  /** For status: "bookmark:main", "change-id:…", "default:main". */
+  label: string;
+  /** Pinned to a change id: never follows a bookmark, never writable. */
+  pinned: boolean;
+}
+
+export interface CommitTrees {
+  commitTime: Date;
+  rootTree: string;
+  trees: Map<string, SnapshotEntry[]>;
+}
+
+export interface RepoBackend {
+  /** Repos of `org` from the REST API; null when the service speaks only Git smart HTTP. */
+  listRepos(org: string): Promise<string[] | null>;
+  resolveRevision(org: string, repo: string, rev: RevSpec | undefined): Promise<ResolvedRevision>;
+  commitTrees(org: string, repo: string, commitOid: string): Promise<CommitTrees>;
+  objectSizes(org: string, repo: string, oids: string[]): Promise<Map<string, number>>;
+  fetchBlobs(org: string, repo: string, oids: string[]): Promise<Map<string, Buffer>>;
+  /** Keep a loaded snapshot's metadata for the next mount (optional). */
+  remember?(snap: RepoSnapshot): Promise<void>;
+}

@@ -1,0 +1,296 @@
+/**
+ * The daemon's life in the foreground process: logs, stale-mount cleanup, repo loading,
+ * mount, readiness report, pid file, control socket, signals and shutdown (SPEC §7).
+ */
+import { closeSync, writeSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import type { Server } from "node:net";
+import { resolve } from "node:path";
+import pino, { type Logger } from "pino";
+import type { Config } from "../config/types.js";
+import { MesaError } from "../errors.js";
+import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
+import { SnapshotFileSystem } from "../fuse/core.js";
+import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { type LogLevel, REDACT_PATHS } from "../log.js";
+import type { RepoBackend } from "./backend.js";
+import { type ControlRequest, startControlServer } from "./control.js";
+import { loadSnapshot, reposToMount } from "./loader.js";
+import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
+import { runtimePaths } from "./paths.js";
+import { livePid, removePid, writePid } from "./pidfile.js";
+import { createSession, type Session } from "./wiring.js";
+
+export interface DaemonOptions {
+  logLevel: LogLevel;
+  /** fd of the readiness pipe when started by `mesa mount -d`. */
+  readyFd?: number;
+}
+
+export interface RepoStatus {
+  org: string;
+  repo: string;
+  revision: string;
+  commit: string;
+  files: number;
+  readOnly: boolean;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  mountPoint: string;
+  serviceUrl: string;
+  startedAt: string;
+  repos: RepoStatus[];
+  cache: object;
+  errors: string[];
+}
+
+/** Every org to mount: from config and from credentials given in the environment. */
+export function configuredOrgs(config: Config): string[] {
+  const orgs = new Set(Object.keys(config.organizations));
+  if (config.env.org) orgs.add(config.env.org);
+  for (const o of config.env.orgs) orgs.add(o.org);
+  return [...orgs].sort();
+}
+
+function openLog(
+  config: Config,
+  level: LogLevel,
+): { log: Logger; dest: pino.DestinationStream & { reopen(): void; flushSync(): void } } {
+  const dest = pino.destination({ dest: config.daemon.logFile, sync: false, mkdir: true });
+  const log = pino(
+    { level, name: "mesa-daemon", redact: { paths: REDACT_PATHS, censor: "[redacted]" } },
+    dest,
+  );
+  return { log, dest: dest as unknown as pino.DestinationStream & { reopen(): void; flushSync(): void } };
+}
+
+function reportReady(fd: number | undefined, msg: object): void {
+  if (fd === undefined) return;
+  try {
+    writeSync(fd, `${JSON.stringify(msg)}\n`);
+    closeSync(fd);
+  } catch {
+    // The parent gave up waiting; nothing else to tell.
+  }
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export async function runDaemon(config: Config, opts: DaemonOptions): Promise<number> {
+  const mountPoint = resolve(config.mountPoint);
+  const paths = runtimePaths(config);
+  await mkdir(config.daemon.runtimeDir, { recursive: true, mode: 0o700 });
+  const { log, dest } = openLog(config, opts.logLevel === "warn" ? "info" : opts.logLevel);
+  const errors: string[] = [];
+  let fuse: FuseMount | undefined;
+  let control: Server | undefined;
+  let session: Session | undefined;
+
+  const fail = (err: unknown): number => {
+    const message =
+      err instanceof MesaError && err.hint ? `${err.message}: ${err.hint}` : (err as Error).message;
+    log.error({ err: (err as Error).message }, "mount failed");
+    dest.flushSync();
+    reportReady(opts.readyFd, { error: message });
+    if (opts.readyFd === undefined) process.stderr.write(`mesa: ${message}\n`);
+    return 1;
+  };
+
+  try {
+    const other = await livePid(paths.pidFile);
+    if (other !== undefined && other !== process.pid)
+      throw new MesaError("DAEMON", `mesa is already running (pid ${other})`);
+    if (await fuseMountAt(mountPoint)) {
+      log.warn({ mountPoint }, "stale mount found; unmounting it lazily");
+      if (!(await lazyUnmount(mountPoint)))
+        throw new MesaError("FUSE", `a stale mount at ${mountPoint} could not be removed`, {
+          hint: `run \`fusermount -uz ${mountPoint}\``,
+        });
+    } else if ((await probeMount(mountPoint)) === "enotconn") {
+      await lazyUnmount(mountPoint);
+    }
+
+    session = await createSession(config, log);
+    const backend: RepoBackend = session.backend;
+    const fs = new SnapshotFileSystem(session.content, {
+      uid: config.uid,
+      gid: config.gid,
+      readTimeoutMs: session.readTimeoutMs,
+      prefetchDepth: config.prefetch.enabled ? config.prefetch.maxDepth : 0,
+      log,
+    });
+    const orgs = configuredOrgs(config);
+    if (orgs.length === 0)
+      throw new MesaError("CONFIG_INVALID", "no organization is configured", {
+        hint: "set MESA_ORG and MESA_API_KEY, MESA_ORGS=org:key, or add [organizations.<org>] to config.toml",
+      });
+    fs.setOrgs(orgs);
+
+    const loadOne = async (org: string, repo: string): Promise<RepoSnapshot | undefined> => {
+      try {
+        const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
+        fs.setRepo(snap);
+        log.info(
+          { org, repo, revision: snap.revision, commit: snap.commitOid, files: snap.sizes.size },
+          "repo loaded",
+        );
+        return snap;
+      } catch (err) {
+        errors.push(`${org}/${repo}: ${(err as Error).message}`);
+        log.error({ org, repo, err: (err as Error).message }, "repo failed to load");
+        return undefined;
+      }
+    };
+
+    const wanted: Array<[string, string]> = [];
+    let firstError: unknown;
+    for (const org of orgs) {
+      try {
+        for (const repo of await reposToMount(backend, config, org)) wanted.push([org, repo]);
+      } catch (err) {
+        firstError ??= err;
+        errors.push(`${org}: ${(err as Error).message}`);
+        log.error({ org, err: (err as Error).message }, "listing repos failed");
+      }
+    }
+    const loaded = await mapLimit(wanted, 4, ([org, repo]) => loadOne(org, repo));
+    if (loaded.every((s) => s === undefined) && errors.length > 0) {
+      // Nothing could be loaded: the service is down or the credentials are wrong.
+      throw firstError ?? new MesaError("DAEMON", errors[0]);
+    }
+
+    fuse = await mountFileSystem(mountPoint, fs, {
+      uid: config.uid,
+      gid: config.gid,
+      onUnexpectedError: (op, path, err) =>
+        log.error({ op, path, err: (err as Error).message }, "filesystem error"),
+    });
+    const probe = await probeMount(mountPoint, 10_000);
+    if (probe !== "ok") throw new MesaError("FUSE", `the mount at ${mountPoint} does not answer (${probe})`);
+
+    const startedAt = new Date();
+    const status = (): DaemonStatus => ({
+      pid: process.pid,
+      mountPoint,
+      serviceUrl: config.serviceUrl,
+      startedAt: startedAt.toISOString(),
+      repos: fs.repos().map((s) => ({
+        org: s.org,
+        repo: s.repo,
+        revision: s.revision,
+        commit: s.commitOid,
+        files: s.sizes.size,
+        readOnly: s.readOnly,
+      })),
+      cache: session?.content.stats() ?? {},
+      errors: [...errors, ...(session?.errors() ?? [])],
+    });
+
+    let stopping: Promise<number> | undefined;
+    let watch: NodeJS.Timeout | undefined;
+    const stop = (reason: string): Promise<number> => {
+      stopping ??= (async () => {
+        log.info({ reason }, "stopping");
+        clearInterval(watch);
+        control?.close();
+        try {
+          await fuse?.unmount();
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, "unmount failed; unmounting lazily");
+          await lazyUnmount(mountPoint);
+        }
+        await session?.close();
+        await removePid(paths.pidFile);
+        log.info("stopped");
+        dest.flushSync();
+        return 0;
+      })();
+      return stopping;
+    };
+
+    const handle = async (req: ControlRequest): Promise<unknown> => {
+      switch (req.cmd) {
+        case "status":
+          return status();
+        case "stats":
+          return {
+            pid: process.pid,
+            uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+            rssBytes: process.memoryUsage().rss,
+            openFiles: fs.openHandles(),
+            repos: fs.repos().length,
+            fs: fs.counters,
+            cache: session?.content.stats() ?? {},
+          };
+        case "unmount":
+          setImmediate(() => void stop("unmount requested").then((code) => process.exit(code)));
+          return { stopping: true };
+        case "repo-open": {
+          const snap = await loadSnapshotOrThrow(req.org, req.repo);
+          return { org: snap.org, repo: snap.repo, revision: snap.revision, commit: snap.commitOid };
+        }
+        case "repo-close":
+          if (!fs.removeRepo(req.org, req.repo)) throw new Error(`${req.org}/${req.repo} is not mounted`);
+          log.info({ org: req.org, repo: req.repo }, "repo closed");
+          return { closed: true };
+        default:
+          throw new Error(`unknown command '${(req as { cmd: string }).cmd}'`);
+      }
+    };
+    const loadSnapshotOrThrow = async (org: string, repo: string): Promise<RepoSnapshot> => {
+      const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
+      fs.setOrgs([org]);
+      fs.setRepo(snap);
+      log.info({ org, repo, revision: snap.revision }, "repo opened");
+      return snap;
+    };
+
+    control = await startControlServer(paths.socket, handle);
+    await writePid(paths.pidFile);
+
+    // An external `fusermount -u` ends the FUSE loop without telling us: watch the mount table.
+    watch = setInterval(() => {
+      fuseMountAt(mountPoint).then(
+        (m) => {
+          if (!m && !stopping) {
+            log.warn({ mountPoint }, "the mount was removed from outside; exiting");
+            void stop("external unmount").then((code) => process.exit(code));
+          }
+        },
+        () => undefined,
+      );
+    }, 2000);
+
+    process.on("SIGHUP", () => {
+      dest.reopen();
+      log.info("log file reopened");
+    });
+    const onSignal = (sig: string) => void stop(sig).then((code) => process.exit(code));
+    process.on("SIGTERM", () => onSignal("SIGTERM"));
+    process.on("SIGINT", () => onSignal("SIGINT"));
+
+    log.info({ mountPoint, pid: process.pid, repos: fs.repos().length }, "mounted");
+    reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint });
+    if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
+    // The process now lives on its event loop until a signal or `mesa unmount` stops it.
+    return await new Promise<number>(() => undefined);
+  } catch (err) {
+    control?.close();
+    if (fuse) await fuse.unmount().catch(() => lazyUnmount(mountPoint));
+    await session?.close().catch(() => undefined);
+    return fail(err);
+  }
+}

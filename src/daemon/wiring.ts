@@ -1,0 +1,282 @@
+/**
+ * Connects the daemon to the rest of mesa for one mount session: credentials (one access
+ * token per org per session), the Git and REST clients behind `RepoBackend`, and the blob
+ * cache with its prefetcher behind the filesystem's `ContentProvider`.
+ */
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isPrivateKey } from "../auth/keys.js";
+import { looksLikeJwt, mintFromApiKey, mintFromPrivateKey, PRIVATE_KEY_TTL } from "../auth/tokens.js";
+import { BlobStore, type BlobStoreStats } from "../cache/blob-store.js";
+import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
+import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
+import type { Config, RevSpec } from "../config/types.js";
+import { isMesaError, MesaError } from "../errors.js";
+import type { ContentProvider } from "../fuse/core.js";
+import type { RepoSnapshot } from "../fuse/snapshot.js";
+import type { Logger } from "../log.js";
+import { openSecretStore, resolveCredential } from "../secrets/index.js";
+import { GitRemote } from "../vcs/remote.js";
+import { RestClient } from "../vcs/rest.js";
+import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
+
+export interface SessionContent extends ContentProvider {
+  stats(): BlobStoreStats & { prefetch: PrefetcherStats };
+}
+
+export interface Session {
+  backend: RepoBackend;
+  content: SessionContent;
+  readTimeoutMs: number;
+  /** Problems that `mesa status` should show (e.g. an expired token). */
+  errors(): string[];
+  close(): Promise<void>;
+}
+
+/** A foreground read waits at most this long for the server before failing with EIO. */
+const READ_TIMEOUT_MS = 20_000;
+
+interface OrgCredential {
+  credential: string;
+  expiresAt?: Date;
+}
+
+function jwtExpiry(token: string): Date | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8")) as {
+      exp?: number;
+    };
+    return typeof payload.exp === "number" ? new Date(payload.exp * 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The key for `org` turned into this session's token; a JWT given as the key is used as is. */
+async function sessionCredential(config: Config, key: string): Promise<OrgCredential> {
+  if (looksLikeJwt(key)) return { credential: key, expiresAt: jwtExpiry(key) };
+  const opts = { scopes: ["read" as const, "write" as const], repos: null };
+  let token: string;
+  if (isPrivateKey(key)) {
+    const ttl = Math.min(config.daemon.tokenTtlSeconds, PRIVATE_KEY_TTL.max);
+    token = await mintFromPrivateKey(key, { ...opts, ttlSeconds: ttl });
+  } else {
+    token = await mintFromApiKey(key, { ...opts, ttlSeconds: config.daemon.tokenTtlSeconds });
+  }
+  return { credential: token, expiresAt: jwtExpiry(token) };
+}
+
+function bookmarkRef(name: string): string {
+  return name.startsWith("refs/") ? name : `refs/heads/${name}`;
+}
+
+export async function createSession(config: Config, log: Logger): Promise<Session> {
+  // The daemon has no terminal: a vault passphrase must come from MESA_VAULT_PASSPHRASE.
+  const store = await openSecretStore(config, { nonInteractive: true });
+  const problems: string[] = [];
+  const expiryTimers: NodeJS.Timeout[] = [];
+  const creds = new Map<string, Promise<OrgCredential>>();
+  const remotes = new Map<string, GitRemote>();
+
+  const credentialFor = (org: string): Promise<OrgCredential> => {
+    let c = creds.get(org);
+    if (!c) {
+      c = (async () => {
+        const key = await resolveCredential(config, store, org);
+        const cred = await sessionCredential(config, key);
+        if (cred.expiresAt) {
+          const ms = cred.expiresAt.getTime() - Date.now();
+          const note = () => {
+            const msg = `${org}: access token expired at ${cred.expiresAt?.toISOString()}; run \`mesa unmount\` and \`mesa mount -d\` to start a new session`;
+            problems.push(msg);
+            log.error(
+              { org, expiresAt: cred.expiresAt?.toISOString() },
+              "access token expired; requests will fail with 401",
+            );
+          };
+          if (ms <= 0) note();
+          else if (ms < 2 ** 31) {
+            const t = setTimeout(note, ms);
+            t.unref();
+            expiryTimers.push(t);
+          }
+        }
+        return cred;
+      })();
+      c.catch(() => creds.delete(org));
+      creds.set(org, c);
+    }
+    return c;
+  };
+
+  const remoteFor = async (org: string, repo: string): Promise<GitRemote> => {
+    const id = `${org}/${repo}`;
+    let r = remotes.get(id);
+    if (!r) {
+      const { credential } = await credentialFor(org);
+      r = new GitRemote({
+        url: `${config.serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
+        credential,
+        logger: log,
+      });
+      remotes.set(id, r);
+    }
+    return r;
+  };
+
+  // Trees, sizes and commit times are immutable: cached on disk by oid for fast remounts.
+  const metadataDir = join(config.dataDir, "metadata");
+  const metadata = new TreeStore({ path: metadataDir, logger: log });
+  await metadata.open();
+  const knownSizes = new Map<string, number>();
+  const timeFile = (oid: string) => join(metadataDir, "commit-times", oid);
+  const readCommitTime = async (oid: string): Promise<Date | undefined> => {
+    try {
+      const n = Number((await readFile(timeFile(oid), "utf8")).trim());
+      return Number.isFinite(n) ? new Date(n * 1000) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const writeCommitTime = async (oid: string, t: Date): Promise<void> => {
+    await mkdir(join(metadataDir, "commit-times"), { recursive: true });
+    await writeFile(timeFile(oid), `${Math.floor(t.getTime() / 1000)}\n`);
+  };
+
+  const blobs = new BlobStore({
+    disk: config.cache.enabled ? { path: config.cache.path, maxBytes: config.cache.maxSize } : undefined,
+    maxMemoryBytes: config.cache.maxMemorySize,
+    logger: log,
+  });
+  await blobs.open();
+
+  const backend: RepoBackend = {
+    async listRepos(org) {
+      const { credential } = await credentialFor(org);
+      const rest = new RestClient({ serviceUrl: config.serviceUrl, credential });
+      try {
+        const names: string[] = [];
+        for await (const r of rest.listRepos(org)) names.push(r.name);
+        return names;
+      } catch (err) {
+        // A plain Git smart-HTTP server has no REST API: fall back to the repos in config.
+        if (isMesaError(err, "NOT_FOUND")) {
+          log.info({ org }, "the service has no REST API; mounting only repos named in config");
+          return null;
+        }
+        throw err;
+      } finally {
+        await rest.close();
+      }
+    },
+
+    async resolveRevision(org, repo, rev: RevSpec | undefined): Promise<ResolvedRevision> {
+      const remote = await remoteFor(org, repo);
+      if (rev && "changeId" in rev) {
+        const prefix = `refs/mesa/changes/${rev.changeId}`;
+        const { refs } = await remote.lsRefs({ prefixes: [prefix] });
+        const hit = refs.find((r) => r.name === prefix) ?? refs.find((r) => r.name.startsWith(prefix));
+        if (!hit) throw new MesaError("NOT_FOUND", `change ${rev.changeId} not found in ${org}/${repo}`);
+        return { commitOid: hit.oid, label: `change-id:${rev.changeId}`, pinned: true };
+      }
+      if (rev) {
+        const ref = bookmarkRef(rev.bookmark);
+        const { refs } = await remote.lsRefs({ prefixes: [ref] });
+        const hit = refs.find((r) => r.name === ref);
+        if (!hit) throw new MesaError("NOT_FOUND", `bookmark '${rev.bookmark}' not found in ${org}/${repo}`);
+        return { commitOid: hit.oid, label: `bookmark:${rev.bookmark}`, pinned: false };
+      }
+      const { head, refs } = await remote.lsRefs({ prefixes: ["refs/heads/"] });
+      if (head?.oid) {
+        const name = head.target?.replace(/^refs\/heads\//, "") ?? "HEAD";
+        return { commitOid: head.oid, label: `bookmark:${name}`, pinned: false };
+      }
+      const first = refs.find((r) => r.name.startsWith("refs/heads/"));
+      if (!first) throw new MesaError("NOT_FOUND", `${org}/${repo} has no bookmarks (it is empty)`);
+      return {
+        commitOid: first.oid,
+        label: `bookmark:${first.name.slice("refs/heads/".length)}`,
+        pinned: false,
+      };
+    },
+
+    async commitTrees(org, repo, commitOid): Promise<CommitTrees> {
+      const cached = await metadata.getSnapshot(commitOid);
+      const time = await readCommitTime(commitOid);
+      if (cached && time) {
+        for (const [oid, size] of cached.sizes) knownSizes.set(oid, size);
+        return { commitTime: time, rootTree: cached.tree, trees: cached.trees };
+      }
+      const remote = await remoteFor(org, repo);
+      const { commit, trees } = await remote.fetchCommitTrees(commitOid);
+      const commitTime = new Date(commit.committer.timestamp * 1000);
+      await writeCommitTime(commitOid, commitTime);
+      await metadata.putTrees(trees);
+      return { commitTime, rootTree: commit.tree, trees };
+    },
+
+    async objectSizes(org, repo, oids) {
+      const out = await metadata.getSizes(oids.filter((o) => !knownSizes.has(o)));
+      for (const o of oids) {
+        const k = knownSizes.get(o);
+        if (k !== undefined) out.set(o, k);
+      }
+      const missing = oids.filter((o) => !out.has(o));
+      if (missing.length > 0) {
+        const fetched = await (await remoteFor(org, repo)).objectSizes(missing);
+        await metadata.putSizes(fetched);
+        for (const [o, s] of fetched) out.set(o, s);
+      }
+      return out;
+    },
+
+    async fetchBlobs(org, repo, oids) {
+      // Through the blob cache, so symlink targets are on disk for the next mount.
+      const remote = await remoteFor(org, repo);
+      const data = await Promise.all(oids.map((o) => blobs.get(o, remote)));
+      return new Map(oids.map((o, i) => [o, data[i]]));
+    },
+
+    async remember(snap) {
+      // The trees came from the Git client, so their entries are Git tree entries.
+      const trees = snap.trees as Map<string, TreeEntry[]>;
+      await metadata.putSnapshot({ commit: snap.commitOid, tree: snap.rootTree, trees, sizes: snap.sizes });
+    },
+  };
+
+  const prefetcher = new Prefetcher({
+    store: blobs,
+    enabled: config.prefetch.enabled,
+    maxDepth: config.prefetch.maxDepth,
+    maxConcurrency: config.prefetch.maxConcurrency,
+    pressureLimit: config.prefetch.cachePressureLimit,
+    logger: log,
+  });
+  const content: SessionContent = {
+    async read(snap: RepoSnapshot, oid, offset, length) {
+      return blobs.readRange(oid, offset, length, await remoteFor(snap.org, snap.repo));
+    },
+    pin: (oid) => blobs.pin(oid),
+    unpin: (oid) => blobs.unpin(oid),
+    onDirectoryListed(snap, files) {
+      void remoteFor(snap.org, snap.repo).then(
+        (remote) => prefetcher.onDirectoryListed(remote, files),
+        () => undefined,
+      );
+    },
+    stats: () => ({ ...blobs.stats(), prefetch: prefetcher.stats() }),
+  };
+
+  return {
+    backend,
+    content,
+    readTimeoutMs: READ_TIMEOUT_MS,
+    errors: () => [...problems],
+    async close() {
+      for (const t of expiryTimers) clearTimeout(t);
+      prefetcher.stop();
+      await blobs.close();
+      await Promise.all([...remotes.values()].map((r) => r.close()));
+    },
+  };
+}

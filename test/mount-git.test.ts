@@ -1,0 +1,77 @@
+/**
+ * The daemon against a plain Git smart-HTTP server with no REST API (the real
+ * `git http-backend`): repos in explicit mode, bookmarks from ls-refs, pinning by bookmark.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { generateApiKey } from "../src/auth/keys.js";
+import { type GitServer, serveGit } from "./helpers/git-http.js";
+import {
+  diffTrees,
+  generateRepo,
+  gitSync,
+  mesa,
+  mesaEnv,
+  removeDir,
+  run,
+  statListing,
+  stopSandbox,
+  tempDir,
+} from "./helpers/mount.js";
+
+test("explicit repos from a plain git http-backend, default and pinned bookmarks", async (t) => {
+  const dir = tempDir("mountgit");
+  let server: GitServer | undefined;
+  let env: NodeJS.ProcessEnv | undefined;
+  t.after(async () => {
+    if (env) await stopSandbox(env);
+    await server?.close();
+    removeDir(dir);
+  });
+  const work = join(dir, "work");
+  generateRepo(work, { files: 300 });
+  gitSync(work, ["checkout", "-q", "-b", "feature"]);
+  writeFileSync(join(work, "feature.txt"), "only on feature\n");
+  gitSync(work, ["add", "feature.txt"]);
+  gitSync(work, ["commit", "-q", "-m", "feature"]);
+  gitSync(work, ["checkout", "-q", "main"]);
+  const root = join(dir, "srv");
+  mkdirSync(join(root, "acme"), { recursive: true });
+  gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "app.git")]);
+  gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "pinned.git")]);
+  server = await serveGit(root);
+
+  const config = join(dir, "config.toml");
+  writeFileSync(
+    config,
+    [
+      "[organizations.acme]",
+      'mount = "explicit"',
+      "[organizations.acme.repos.app]",
+      "[organizations.acme.repos.pinned]",
+      'rev = { bookmark = "feature" }',
+      "",
+    ].join("\n"),
+  );
+  env = mesaEnv(dir, { MESA_ORG: "acme", MESA_API_KEY: generateApiKey().key, MESA_SERVICE_URL: server.url });
+  delete env.MESA_NO_CONFIG_FILE;
+  const mnt = env.MESA_MOUNT_POINT as string;
+  const up = await mesa(["--config-path", config, "mount", "-d"], env);
+  assert.equal(up.code, 0, `mount -d failed: ${up.stderr}`);
+
+  assert.deepEqual((await run("ls", [join(mnt, "acme")])).stdout.trim().split("\n"), ["app", "pinned"]);
+  assert.equal(await diffTrees(work, join(mnt, "acme", "app")), "");
+  assert.deepEqual(await statListing(join(mnt, "acme", "app")), await statListing(work));
+  assert.equal((await run("cat", [join(mnt, "acme", "pinned", "feature.txt")])).stdout, "only on feature\n");
+  assert.notEqual((await run("cat", [join(mnt, "acme", "app", "feature.txt")])).code, 0);
+
+  const status = JSON.parse((await mesa(["--config-path", config, "status", "--json"], env)).stdout) as {
+    repos: Array<{ repo: string; revision: string }>;
+  };
+  assert.deepEqual(status.repos.map((r) => `${r.repo} ${r.revision}`).sort(), [
+    "app bookmark:main",
+    "pinned bookmark:feature",
+  ]);
+});

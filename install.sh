@@ -137,15 +137,16 @@ install_system_packages() {
 
 enable_user_allow_other() {
   conf=/etc/fuse.conf
-  if [ -f "$conf" ] && grep -q '^[[:space:]]*user_allow_other' "$conf"; then return 0; fi
+  if [ -f "$conf" ] && grep -q '^[[:space:]]*user_allow_other[[:space:]]*$' "$conf"; then return 0; fi
   if [ "$IS_ROOT" != 1 ]; then
     say "note: /etc/fuse.conf lacks user_allow_other, which mesa needs when not run as root."
     say "      fix as root: sed -i 's/^#user_allow_other/user_allow_other/' /etc/fuse.conf"
     return 0
   fi
   if confirm "enable user_allow_other in /etc/fuse.conf (lets the mount serve other users' processes)?"; then
-    if [ -f "$conf" ] && grep -q '^#[[:space:]]*user_allow_other' "$conf"; then
-      sed -i 's/^#[[:space:]]*user_allow_other/user_allow_other/' "$conf"
+    # Only the bare commented option line; the explanatory comments mention it too.
+    if [ -f "$conf" ] && grep -q '^#[[:space:]]*user_allow_other[[:space:]]*$' "$conf"; then
+      sed -i 's/^#[[:space:]]*user_allow_other[[:space:]]*$/user_allow_other/' "$conf"
     else
       printf 'user_allow_other\n' >>"$conf"
     fi

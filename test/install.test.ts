@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const INSTALL = join(ROOT, "install.sh");
+
+function runInstall(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync("sh", [INSTALL, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
+}
+
+test("install.sh --help explains the options and exits 0", () => {
+  const r = runInstall(["--help"]);
+  assert.equal(r.status, 0);
+  for (const word of ["--yes", "--prefix", "MESA_INSTALL_TARBALL", "mesa doctor"])
+    assert.match(r.stdout, new RegExp(word));
+});
+
+test("install.sh rejects an unknown option with exit 2 and changes nothing", () => {
+  const prefix = mkdtempSync(join(tmpdir(), "mesa-inst-"));
+  try {
+    const r = runInstall(["--bogus", "--prefix", prefix]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /unknown option: --bogus/);
+    assert.deepEqual(readdirSync(prefix), []);
+  } finally {
+    rmSync(prefix, { recursive: true, force: true });
+  }
+});
+
+test("install.sh refuses an unsupported system with exit 3 before changing anything", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mesa-inst-"));
+  try {
+    const shims = join(dir, "shims");
+    const prefix = join(dir, "prefix");
+    mkdirSync(shims);
+    mkdirSync(prefix);
+    writeFileSync(join(shims, "uname"), '#!/bin/sh\n[ "$1" = "-s" ] && echo Darwin || echo arm64\n');
+    chmodSync(join(shims, "uname"), 0o755);
+    const r = runInstall(["--yes", "--prefix", prefix], { PATH: `${shims}:${process.env.PATH}` });
+    assert.equal(r.status, 3);
+    assert.match(r.stderr, /unsupported system: Darwin/);
+    assert.deepEqual(readdirSync(prefix), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Mount points below `dir`, deepest first. */
+function mountsBelow(dir: string): string[] {
+  return readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1] ?? "")
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+/** FROM/COPY/RUN/ENV… steps of a Dockerfile, continuation lines joined. */
+function dockerfileSteps(text: string): Array<{ op: string; arg: string }> {
+  return text
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"))
+    .map((l) => {
+      const [op, ...rest] = l.split(/\s+/);
+      return { op: op!.toUpperCase(), arg: rest.join(" ") };
+    });
+}
+
+const canChroot =
+  process.getuid?.() === 0 &&
+  spawnSync("sh", ["-c", "command -v debootstrap"], { encoding: "utf8" }).status === 0;
+
+test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release tarball), mesa --version, mesa doctor", {
+  skip: canChroot ? false : "needs root and debootstrap (CI installs it)",
+  timeout: 600_000,
+}, (t) => {
+  const work = mkdtempSync(join(tmpdir(), "mesa-fresh-"));
+  const root = join(work, "root");
+  t.after(() => {
+    // Unmount everything bound into the chroot before deleting it: /dev is a bind of the host's.
+    for (const m of mountsBelow(root)) spawnSync("umount", ["-l", m]);
+    if (mountsBelow(root).length === 0) rmSync(work, { recursive: true, force: true });
+  });
+
+  // The build context: install.sh and the release tarball, as the Dockerfile expects.
+  const context = join(work, "context");
+  mkdirSync(context);
+  copyFileSync(INSTALL, join(context, "install.sh"));
+  execFileSync("npm", ["pack", "--silent", "--pack-destination", context], { cwd: ROOT, stdio: "ignore" });
+  const tarball = readdirSync(context).find((f) => f.endsWith(".tgz"));
+  assert.ok(tarball, "npm pack made a tarball");
+
+  execFileSync("debootstrap", ["--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"], {
+    stdio: "ignore",
+    timeout: 300_000,
+  });
+  copyFileSync("/etc/resolv.conf", join(root, "etc/resolv.conf"));
+  // The chroot trusts what this machine trusts (some networks re-sign TLS with a local CA).
+  const localCas = "/usr/local/share/ca-certificates";
+  if (existsSync(localCas)) {
+    mkdirSync(join(root, localCas), { recursive: true });
+    for (const f of readdirSync(localCas)) copyFileSync(join(localCas, f), join(root, localCas, f));
+  }
+  execFileSync("mount", ["-t", "proc", "proc", join(root, "proc")]);
+  execFileSync("mount", ["--rbind", "/dev", join(root, "dev")]);
+  execFileSync("mount", ["--make-rslave", join(root, "dev")]);
+  execFileSync("mount", ["-t", "sysfs", "sys", join(root, "sys")]);
+
+  const env = [
+    "HOME=/root",
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt",
+  ];
+  const inChroot = (...cmd: string[]) =>
+    spawnSync("chroot", [root, "/usr/bin/env", "-i", ...env, ...cmd], { encoding: "utf8", timeout: 300_000 });
+  assert.notEqual(inChroot("sh", "-c", "command -v node").status, 0, "the fresh root has no Node.js");
+
+  // Run the Dockerfile's own steps as `docker build` would (no Docker engine on this machine).
+  let installOutput = "";
+  for (const step of dockerfileSteps(readFileSync(join(ROOT, "Dockerfile"), "utf8"))) {
+    if (step.op === "FROM") assert.match(step.arg, /^debian:bookworm/);
+    else if (step.op === "COPY") {
+      const parts = step.arg.split(/\s+/);
+      const dest = join(root, parts.pop()!);
+      mkdirSync(dest, { recursive: true });
+      for (const pattern of parts) {
+        const re = new RegExp(`^${pattern.replace(/\./g, "\\.").replace(/\*/g, ".*")}$`);
+        const matched = readdirSync(context).filter((f) => re.test(f));
+        assert.ok(matched.length > 0, `COPY ${pattern} matches a file of the build context`);
+        for (const f of matched) copyFileSync(join(context, f), join(dest, f));
+      }
+    } else if (step.op === "RUN") {
+      const r = inChroot("sh", "-c", step.arg);
+      assert.equal(r.status, 0, `RUN ${step.arg}\n${r.stderr}${r.stdout}`);
+      installOutput += r.stdout;
+    }
+  }
+  assert.match(installOutput, /installed mesa \d+\.\d+\.\d+ to \/usr\/local\/bin\/mesa/);
+  assert.match(readFileSync(join(root, "etc/fuse.conf"), "utf8"), /^user_allow_other$/m);
+
+  const version = inChroot("mesa", "--version");
+  assert.equal(version.status, 0, version.stderr);
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+  assert.equal(version.stdout.trim(), `mesa ${pkg.version}`);
+
+  const doctor = inChroot("mesa", "doctor");
+  assert.match(doctor.stdout, /\/dev\/fuse/);
+  assert.match(doctor.stdout, /libfuse/);
+
+  // Idempotent: a second run updates in place and leaves one working install.
+  copyFileSync(INSTALL, join(root, "tmp/install.sh"));
+  copyFileSync(join(context, tarball), join(root, "tmp/mesa.tgz"));
+  const second = inChroot("env", "MESA_INSTALL_TARBALL=/tmp/mesa.tgz", "sh", "/tmp/install.sh", "--yes");
+  assert.equal(second.status, 0, second.stderr + second.stdout);
+  assert.equal(inChroot("mesa", "--version").stdout.trim(), `mesa ${pkg.version}`);
+  assert.deepEqual(readdirSync(join(root, "usr/local/lib/mesa")).sort(), ["node", "pkg"]);
+});

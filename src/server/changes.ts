@@ -59,15 +59,13 @@ export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<s
  * when one change has several new commits the newest one wins.
  */
 export async function indexChanges(gitDir: string): Promise<number> {
-  const heads = (await git(gitDir, ["for-each-ref", "--format=%(objectname)", "refs/heads"]))
-    .toString("utf8")
-    .split("\n")
-    .filter(Boolean);
-  if (heads.length === 0) return 0;
-  const revs = await git(gitDir, ["rev-list", "--topo-order", "--stdin"], {
-    input: `${heads.join("\n")}\n--not\n--glob=${CHANGE_REF_PREFIX}*\n`,
-    timeoutMs: 600_000,
-  });
+  const revs = await git(
+    gitDir,
+    ["rev-list", "--topo-order", "--branches", "--not", `--glob=${CHANGE_REF_PREFIX}*`],
+    {
+      timeoutMs: 600_000,
+    },
+  );
   const oids = revs.toString("utf8").split("\n").filter(Boolean);
   if (oids.length === 0) return 0;
   const seen = new Set<string>();

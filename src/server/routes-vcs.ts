@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
@@ -412,6 +412,7 @@ async function mergeBookmarks(
 async function mergeTree(ctx: ServerContext, gitDir: string, a: string, b: string): Promise<string> {
   const tmp = await ctx.data.tempDir("merge");
   try {
+    await mkdir(path.join(tmp, "objects"));
     const trial = await runGit(gitDir, ["merge-tree", "--write-tree", "--name-only", "--no-messages", a, b], {
       env: {
         GIT_OBJECT_DIRECTORY: path.join(tmp, "objects"),

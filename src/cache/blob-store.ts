@@ -259,6 +259,11 @@ export class BlobStore {
     };
   }
 
+  /** Waits until blobs already fetched are written to disk. */
+  async flush(): Promise<void> {
+    await this.disk?.flush();
+  }
+
   /** Aborts fetches in progress, fails queued reads with ABORTED, waits for disk writes. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
 import { blobHash } from "./verify.js";
@@ -55,6 +55,8 @@ export class DiskCache {
   private readonly index = new Map<string, Entry>();
   /** Accounted size of each directory we own (root, objects, objects/xx). */
   private readonly dirBytes = new Map<string, number>();
+  /** Entries (and writes in progress) per objects/xx directory; an empty one is removed. */
+  private readonly dirCount = new Map<string, number>();
   private readonly writing = new Map<string, Promise<boolean>>();
   private used = 0;
   private reserved = 0;
@@ -131,7 +133,11 @@ export class DiskCache {
     for (const [oid, e] of found) {
       this.index.set(oid, e);
       this.used += e.bytes;
+      this.countIn(this.dirOf(oid), 1);
     }
+    for (const dir of [...this.dirBytes.keys()])
+      if (dir !== this.path && dir !== this.objects && !this.dirCount.has(dir))
+        await this.removeDirIfEmpty(dir);
     // A lowered cap applies at once.
     if (this.used > this.maxBytes) await this.reserve(0);
     this.logger?.debug({ path: this.path, entries: this.index.size, bytes: this.used }, "disk cache opened");
@@ -233,6 +239,7 @@ export class DiskCache {
     this.index.delete(oid);
     await rm(this.file(oid), { force: true });
     this.used -= e.bytes;
+    this.countIn(this.dirOf(oid), -1);
   }
 
   /** Waits for writes in progress. */
@@ -242,35 +249,36 @@ export class DiskCache {
 
   private async write(oid: string, data: Buffer): Promise<boolean> {
     const blk = this.blockSize;
-    const dir = join(this.objects, oid.slice(0, 2));
-    const newDir = !this.dirBytes.has(dir);
-    // Big files may need an extent/indirect block beyond their data blocks.
+    const dir = this.dirOf(oid);
+    // Big files may need an extent/indirect block beyond their data blocks, and a directory
+    // can grow by up to two blocks when an entry is added (ext4 htree split).
     const fileEst = Math.ceil(data.length / blk) * blk + (data.length > 1 << 20 ? 2 * blk : 0);
-    // A directory can grow by up to two blocks when an entry is added (ext4 htree split),
-    // and a new subdirectory costs a block itself.
-    const need = fileEst + 2 * blk + (newDir ? blk : 0);
-    if (!(await this.reserve(need))) {
+    const r = await this.reserve(fileEst + 2 * blk, dir);
+    if (!r.ok) {
       this.skipped++;
       return false;
     }
     const tmp = join(dir, `.tmp-${oid.slice(2)}-${randomBytes(4).toString("hex")}`);
+    let stored = false;
     try {
-      if (newDir) await mkdir(dir, { recursive: true });
+      if (r.newDir) await mkdir(dir, { recursive: true });
       await writeFile(tmp, data, { flag: "wx" });
       const final = this.file(oid);
       await rename(tmp, final);
       const st = await stat(final);
       this.index.set(oid, { size: data.length, bytes: onDisk(st), atime: Date.now(), verified: true });
       this.used += onDisk(st);
+      stored = true;
       await this.accountDir(dir);
-      if (newDir) await this.accountDir(this.objects);
+      if (r.newDir) await this.accountDir(this.objects);
       return true;
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
       this.logger?.warn({ err, oid }, "disk cache write failed; serving from memory");
       return false;
     } finally {
-      this.reserved -= need;
+      if (!stored) this.countIn(dir, -1);
+      this.reserved -= r.need;
       // Should the estimate ever have been short, restore the cap right away.
       if (this.used + this.reserved > this.maxBytes) await this.reserve(0);
     }
@@ -278,25 +286,32 @@ export class DiskCache {
 
   /**
    * Evicts least recently used unpinned entries until `need` more bytes fit, then reserves
-   * them. Serialized so concurrent writers never count the same free space twice.
+   * them (plus a block when `dir` must be created) and counts a pending entry in `dir`.
+   * Serialized so concurrent writers never count the same free space twice, and so a
+   * directory is never removed while a write into it is pending.
    */
-  private reserve(need: number): Promise<boolean> {
-    const run = async (): Promise<boolean> => {
-      if (this.used + this.reserved + need <= this.maxBytes) {
-        this.reserved += need;
-        return true;
-      }
+  private reserve(need: number, dir?: string): Promise<{ ok: boolean; need: number; newDir: boolean }> {
+    const run = async () => {
+      const newDir = dir !== undefined && !this.dirBytes.has(dir);
+      if (newDir) need += this.blockSize;
+      const over = () => this.used + this.reserved + need - this.maxBytes;
       const victims: Array<[string, Entry]> = [];
-      let freed = 0;
-      for (const [oid, e] of this.index) {
-        if (this.used + this.reserved + need - freed <= this.maxBytes) break;
-        if (this.isPinned(oid)) continue;
-        victims.push([oid, e]);
-        freed += e.bytes;
+      if (over() > 0) {
+        const left = new Map<string, number>();
+        let freed = 0;
+        for (const [oid, e] of this.index) {
+          if (over() - freed <= 0) break;
+          if (this.isPinned(oid)) continue;
+          victims.push([oid, e]);
+          freed += e.bytes;
+          const d = this.dirOf(oid);
+          const n = (left.get(d) ?? this.dirCount.get(d) ?? 1) - 1;
+          left.set(d, n);
+          if (n === 0 && d !== dir) freed += this.dirBytes.get(d) ?? 0;
+        }
+        // Without room for `need`, evict only to restore the cap (need = 0) or not at all.
+        if (over() - freed > 0 && need > 0) return { ok: false, need, newDir };
       }
-      const enough = this.used + this.reserved + need - freed <= this.maxBytes;
-      // Without room for `need`, evict only to restore the cap (need = 0 case) or not at all.
-      if (!enough && need > 0) return false;
       for (const [oid] of victims) this.index.delete(oid);
       await Promise.all(
         victims.map(async ([oid, e]) => {
@@ -305,12 +320,39 @@ export class DiskCache {
           this.evictions++;
         }),
       );
+      const emptied = new Set<string>();
+      for (const [oid] of victims) {
+        const d = this.dirOf(oid);
+        if (this.countIn(d, -1) === 0 && d !== dir) emptied.add(d);
+      }
+      for (const d of emptied) await this.removeDirIfEmpty(d);
+      if (dir !== undefined) this.countIn(dir, 1);
       this.reserved += need;
-      return true;
+      return { ok: true, need, newDir };
     };
     const p = this.lock.then(run, run);
     this.lock = p.catch(() => {});
     return p;
+  }
+
+  private countIn(dir: string, delta: number): number {
+    const n = (this.dirCount.get(dir) ?? 0) + delta;
+    if (n > 0) this.dirCount.set(dir, n);
+    else this.dirCount.delete(dir);
+    return Math.max(0, n);
+  }
+
+  /** Only called under the lock with no entries or pending writes in `dir`. */
+  private async removeDirIfEmpty(dir: string): Promise<void> {
+    try {
+      await rmdir(dir);
+    } catch {
+      // Something else lives there; keep it and its size on the books.
+      return;
+    }
+    this.used -= this.dirBytes.get(dir) ?? 0;
+    this.dirBytes.delete(dir);
+    await this.accountDir(this.objects);
   }
 
   private async accountDir(dir: string): Promise<void> {
@@ -337,6 +379,11 @@ export class DiskCache {
     if (e === undefined) return;
     this.index.delete(oid);
     this.used -= e.bytes;
+    this.countIn(this.dirOf(oid), -1);
+  }
+
+  private dirOf(oid: string): string {
+    return join(this.objects, oid.slice(0, 2));
   }
 
   private file(oid: string): string {

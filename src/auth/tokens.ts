@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { decodeProtectedHeader, EmbeddedJWK, errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import { MesaError } from "../errors.js";
+import { nameProblem, parseRepoSlug } from "../names.js";
 import { apiKeyHash, apiKeyId, hmacSecretFromHash, isScope, parsePrivateKey, type Scope } from "./keys.js";
 
 export const TOKEN_TYPE = "mesa-at+jwt";
@@ -17,6 +18,13 @@ export interface MintOptions {
   ttlSeconds?: number;
   /** Seconds since the epoch; injectable for tests. */
   now?: number;
+}
+
+/** Scopes must be non-empty and repos `org/repo` names, or the server could not clamp them. */
+function checkClaims(opts: MintOptions): void {
+  if (opts.scopes.length === 0 || !opts.scopes.every((s) => isScope(s)))
+    throw new MesaError("INVALID_ARGUMENT", "a token needs at least one scope of read, write or admin");
+  if (opts.repos !== null) for (const slug of opts.repos) parseRepoSlug(slug);
 }
 
 function checkTtl(ttl: number, bounds: { min: number; max: number }): void {
@@ -36,6 +44,7 @@ export async function mintFromApiKey(
   const keyId = opts.keyId ?? apiKeyId(apiKey);
   if (!keyId)
     throw new MesaError("INVALID_KEY", "the key id of this API key is unknown (ask the server's /v1/whoami)");
+  checkClaims(opts);
   const ttl = opts.ttlSeconds ?? API_KEY_TTL.default;
   checkTtl(ttl, API_KEY_TTL);
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
@@ -52,6 +61,7 @@ export async function mintFromApiKey(
 /** EdDSA token from a `mesa_private_key_<org>_…` key; the public key travels in the header. */
 export async function mintFromPrivateKey(privateKey: string, opts: MintOptions): Promise<string> {
   const parsed = parsePrivateKey(privateKey);
+  checkClaims(opts);
   const ttl = opts.ttlSeconds ?? PRIVATE_KEY_TTL.default;
   checkTtl(ttl, PRIVATE_KEY_TTL);
   const iat = opts.now ?? Math.floor(Date.now() / 1000);
@@ -96,16 +106,35 @@ const invalid = (why: string) => new MesaError("TOKEN_INVALID", `invalid access 
 
 function readClaims(payload: Record<string, unknown>): { scopes: Scope[]; repos: string[] | null } {
   const { scopes, repos } = payload;
-  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === "string" && isScope(s)))
-    throw invalid("bad scopes");
   if (
-    repos !== null &&
-    repos !== undefined &&
-    !(Array.isArray(repos) && repos.every((r) => typeof r === "string"))
-  ) {
+    !Array.isArray(scopes) ||
+    scopes.length === 0 ||
+    !scopes.every((s) => typeof s === "string" && isScope(s))
+  )
+    throw invalid("bad scopes");
+  const slug = (r: unknown) => {
+    if (typeof r !== "string") return false;
+    const parts = r.split("/");
+    return parts.length === 2 && !nameProblem(parts[0]!) && !nameProblem(parts[1]!);
+  };
+  if (repos !== null && repos !== undefined && !(Array.isArray(repos) && repos.every(slug))) {
     throw invalid("bad repos");
   }
   return { scopes: scopes as Scope[], repos: (repos as string[] | undefined) ?? null };
+}
+
+/** Tolerated clock difference between minter and verifier, in seconds. */
+export const CLOCK_SKEW_SECONDS = 60;
+
+/**
+ * A token may not live longer than its kind allows, nor be issued in the future: a key
+ * holder signing `exp` far ahead would otherwise get a token that outlives the TTL rules.
+ */
+function checkLifetime(payload: { iat?: number; exp?: number }, max: number, now: number): void {
+  const { iat, exp } = payload;
+  if (typeof iat !== "number" || typeof exp !== "number") throw invalid("missing iat or exp");
+  if (iat > now + CLOCK_SKEW_SECONDS) throw invalid("issued in the future");
+  if (exp - iat > max) throw invalid(`lifetime over ${max} s`);
 }
 
 /** Verifies either token kind; throws TOKEN_EXPIRED or TOKEN_INVALID. */
@@ -121,6 +150,7 @@ export async function verifyAccessToken(
     throw invalid("malformed");
   }
   if (header.typ !== TOKEN_TYPE) throw invalid("wrong type");
+  const nowSeconds = now ?? Math.floor(Date.now() / 1000);
   const common = {
     audience: TOKEN_AUDIENCE,
     typ: TOKEN_TYPE,
@@ -139,6 +169,7 @@ export async function verifyAccessToken(
         issuer: kid,
         requiredClaims: ["exp", "iat"],
       });
+      checkLifetime(payload, API_KEY_TTL.max, nowSeconds);
       return { kind: "api-key-token", keyId: kid, exp: payload.exp!, ...readClaims(payload) };
     }
     if (header.alg === "EdDSA") {
@@ -150,7 +181,9 @@ export async function verifyAccessToken(
         algorithms: ["EdDSA"],
         requiredClaims: ["exp", "iat", "iss"],
       });
+      checkLifetime(payload, PRIVATE_KEY_TTL.max, nowSeconds);
       const org = payload.iss!;
+      if (nameProblem(org)) throw invalid("bad issuer");
       if (!(await lookup.isRegisteredPublicKey(org, jwk.x))) throw invalid("unregistered key");
       return { kind: "private-key-token", org, publicX: jwk.x, exp: payload.exp!, ...readClaims(payload) };
     }

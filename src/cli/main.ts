@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { formatError, MesaError } from "../errors.js";
 import { VERSION } from "../version.js";
+import * as auth from "./auth.js";
 import * as configCmd from "./config.js";
 import * as serve from "./serve.js";
 import * as doctor from "./doctor.js";
@@ -10,7 +11,7 @@ import * as status from "./status.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, serve, mount, status, doctor, quickstart];
+const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, serve, mount, status, doctor, quickstart];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

@@ -46,11 +46,11 @@ export class PktReader {
   async read(): Promise<Packet> {
     if (!(await this.fill(4))) {
       if (this.buf.length === 0) return { kind: "eof" };
-      throw new MesaError("PROTOCOL", "server response ended inside a pkt-line header");
+      throw new MesaError("CORRUPT_DATA", "truncated server response (ended inside a pkt-line header)");
     }
     const hex = this.buf.toString("latin1", 0, 4);
     if (!/^[0-9a-f]{4}$/i.test(hex)) {
-      throw new MesaError("PROTOCOL", `malformed pkt-line header from server: ${JSON.stringify(hex)}`);
+      throw new MesaError("CORRUPT_DATA", `corrupt server response: bad pkt-line header: ${JSON.stringify(hex)}`);
     }
     const len = Number.parseInt(hex, 16);
     if (len < 4) {
@@ -58,9 +58,10 @@ export class PktReader {
       if (len === 0) return { kind: "flush" };
       if (len === 1) return { kind: "delim" };
       if (len === 2) return { kind: "end" };
-      throw new MesaError("PROTOCOL", `invalid pkt-line length ${len}`);
+      throw new MesaError("CORRUPT_DATA", `corrupt server response: invalid pkt-line length ${len}`);
     }
-    if (!(await this.fill(len))) throw new MesaError("PROTOCOL", "server response ended inside a pkt-line");
+    if (!(await this.fill(len)))
+      throw new MesaError("CORRUPT_DATA", "truncated server response (ended inside a pkt-line)");
     const data = this.buf.subarray(4, len);
     this.buf = this.buf.subarray(len);
     return { kind: "data", data };

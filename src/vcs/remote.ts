@@ -200,7 +200,7 @@ export class GitRemote {
         const line = await r.readLine();
         if (typeof line !== "string") {
           if (line.kind === "flush") break;
-          throw new MesaError("PROTOCOL", "ls-refs response ended without a flush");
+          throw new MesaError("CORRUPT_DATA", "truncated ls-refs response (no flush)");
         }
         const [oid, name, ...attrs] = line.split(" ");
         if (!oid || !name || (oid !== "unborn" && !isOid(oid))) {
@@ -267,7 +267,7 @@ export class GitRemote {
       const line = await r.readLine();
       if (line === "packfile") break;
       if (typeof line !== "string" && (line.kind === "flush" || line.kind === "eof")) {
-        throw new MesaError("PROTOCOL", "fetch response has no packfile section");
+        throw new MesaError("CORRUPT_DATA", "truncated fetch response (no packfile section)");
       }
     }
     const parser = new PackParser();
@@ -355,7 +355,7 @@ export class GitRemote {
             const line = await r.readLine();
             if (typeof line !== "string") {
               if (line.kind === "flush") break;
-              throw new MesaError("PROTOCOL", "object-info response ended without a flush");
+              throw new MesaError("CORRUPT_DATA", "truncated object-info response (no flush)");
             }
             const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
             if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
@@ -438,7 +438,8 @@ export class GitRemote {
           if (name !== "capabilities^{}") refs.set(name, oid);
           line = await r.readLine();
         }
-        if (line.kind !== "flush") throw new MesaError("PROTOCOL", "receive-pack advertisement ended early");
+        if (line.kind !== "flush")
+          throw new MesaError("CORRUPT_DATA", "truncated receive-pack advertisement");
         return { refs, caps };
       } finally {
         await r.close();

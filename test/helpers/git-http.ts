@@ -149,6 +149,7 @@ export async function serveGit(projectRoot: string, opts: ServeOptions = {}): Pr
 
 export type Fault =
   | { kind: "status"; status: number }
+  /** Keep this many bytes of the body (negative: drop that many from the end). */
   | { kind: "truncate"; keepBytes: number }
   | { kind: "corrupt"; offsetFromEnd: number }
   | { kind: "delay"; ms: number }
@@ -209,7 +210,8 @@ export async function faultProxy(target: string): Promise<FaultProxy> {
             return;
           }
           let out = body;
-          if (fault.kind === "truncate") out = body.subarray(0, fault.keepBytes);
+          if (fault.kind === "truncate")
+            out = body.subarray(0, fault.keepBytes < 0 ? body.length + fault.keepBytes : fault.keepBytes);
           if (fault.kind === "corrupt") {
             out = Buffer.from(body);
             const i = out.length - fault.offsetFromEnd;

@@ -50,7 +50,10 @@ export class PktReader {
     }
     const hex = this.buf.toString("latin1", 0, 4);
     if (!/^[0-9a-f]{4}$/i.test(hex)) {
-      throw new MesaError("CORRUPT_DATA", `corrupt server response: bad pkt-line header: ${JSON.stringify(hex)}`);
+      throw new MesaError(
+        "CORRUPT_DATA",
+        `corrupt server response: bad pkt-line header: ${JSON.stringify(hex)}`,
+      );
     }
     const len = Number.parseInt(hex, 16);
     if (len < 4) {

@@ -8,10 +8,11 @@ import * as doctor from "./doctor.js";
 import * as mount from "./mount.js";
 import * as quickstart from "./quickstart.js";
 import * as status from "./status.js";
+import * as token from "./token.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, serve, mount, status, doctor, quickstart];
+const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, token, serve, mount, status, doctor, quickstart];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

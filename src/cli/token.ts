@@ -1,0 +1,72 @@
+import type { Command } from "commander";
+import { parseScopes } from "../auth/keys.js";
+import { mintAccessToken } from "../auth/mint.js";
+import { API_KEY_TTL } from "../auth/tokens.js";
+import { loadConfig } from "../config/load.js";
+import { MesaError } from "../errors.js";
+import { validateOrgName, validateRepoName } from "../names.js";
+import { applyEnvOrgs, envCredential, openSecretStore, resolveCredential } from "../secrets/index.js";
+import { RestClient } from "../vcs/rest.js";
+import { globalOptions } from "./context.js";
+
+function parseTtl(text: string): number {
+  if (!/^\d+$/.test(text))
+    throw new MesaError("INVALID_ARGUMENT", `--ttl takes whole seconds, got ${JSON.stringify(text)}`);
+  const ttl = Number(text);
+  if (ttl < 1 || ttl > API_KEY_TTL.max)
+    throw new MesaError(
+      "INVALID_ARGUMENT",
+      `token TTL ${ttl} s is out of range: use 1 to ${API_KEY_TTL.max} seconds`,
+    );
+  return ttl;
+}
+
+/** Asks the backend which key this is; only needed for API keys that do not embed their id. */
+async function keyIdFromServer(serviceUrl: string, apiKey: string): Promise<string> {
+  const client = new RestClient({ serviceUrl, credential: apiKey, timeoutMs: 15_000 });
+  try {
+    return (await client.whoami()).key_id;
+  } finally {
+    await client.close();
+  }
+}
+
+export function register(program: Command): void {
+  const token = program.command("token").description("access tokens");
+  token
+    .command("create")
+    .description("mint a short-lived access token locally from the stored key and print it")
+    .requiredOption("--org <org>", "organization the token is for")
+    .option(
+      "--repo <repo>",
+      "limit the token to this repository (repeatable)",
+      (v, acc: string[]) => [...acc, v],
+      [],
+    )
+    .option("--scope <scopes>", "comma-separated scopes: read, write, admin", "read,write")
+    .option(
+      "--ttl <seconds>",
+      "lifetime in seconds (API keys: 1–86400, default 3600; private keys: 1–14400, default 900)",
+    )
+    .action(async (opts: { org: string; repo: string[]; scope: string; ttl?: string }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const org = validateOrgName(opts.org);
+      const repos =
+        opts.repo.length === 0 ? null : [...new Set(opts.repo.map((r) => `${org}/${validateRepoName(r)}`))];
+      const scopes = parseScopes(opts.scope);
+      const ttlSeconds = opts.ttl === undefined ? undefined : parseTtl(opts.ttl);
+      const config = loadConfig({ configPath: g.configPath });
+      // MESA_API_KEY needs no secret store: don't probe backends (or warn) for nothing.
+      let credential = config.env.orgs.length === 0 ? envCredential(config, org) : undefined;
+      if (credential === undefined) {
+        const store = await openSecretStore(config, { nonInteractive: g.nonInteractive });
+        await applyEnvOrgs(config, store);
+        const only = opts.repo.length === 1 ? opts.repo[0] : undefined;
+        credential = await resolveCredential(config, store, org, only);
+      }
+      const jwt = await mintAccessToken(credential, { org, repos, scopes, ttlSeconds }, (key) =>
+        keyIdFromServer(config.serviceUrl, key),
+      );
+      process.stdout.write(`${jwt}\n`);
+    });
+}

@@ -92,6 +92,7 @@ export class BlobStore {
   private opened = false;
   private closed = false;
   private transientBytes = 0;
+  private readonly deliveries = new Set<Promise<void>>();
   private readonly c = {
     memoryHits: 0,
     diskHits: 0,
@@ -114,8 +115,13 @@ export class BlobStore {
     this.maxBatch = Math.max(1, opts.maxBatch ?? DEFAULT_MAX_BATCH);
     this.batchWindowMs = Math.max(0, opts.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS);
     this.fetchTimeoutMs = opts.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
-    // Without a disk cache an open file must stay in memory, or every read would refetch it.
-    this.memory = new MemoryCache(opts.maxMemoryBytes, opts.disk ? undefined : (oid) => this.isPinned(oid));
+    // An open file that is not on disk (no disk cache, or too big for it) stays in memory,
+    // or every read of it would refetch it. With a disk cache, large blobs are read from disk
+    // in ranges, so memory keeps only blobs up to an eighth of its budget.
+    this.memory = new MemoryCache(opts.maxMemoryBytes, {
+      maxEntryBytes: opts.disk ? Math.floor(opts.maxMemoryBytes / 8) : opts.maxMemoryBytes,
+      isPinned: (oid) => this.isPinned(oid) && !(this.disk?.has(oid) ?? false),
+    });
     if (opts.disk)
       this.disk = new DiskCache({
         path: opts.disk.path,
@@ -198,7 +204,7 @@ export class BlobStore {
     const n = this.pins.get(oid) ?? 0;
     if (n <= 1) {
       this.pins.delete(oid);
-      if (n === 1 && !this.disk) this.memory.shrink();
+      if (n === 1) this.memory.shrink();
     } else this.pins.set(oid, n - 1);
   }
 
@@ -261,6 +267,7 @@ export class BlobStore {
 
   /** Waits until blobs already fetched are written to disk. */
   async flush(): Promise<void> {
+    await Promise.allSettled([...this.deliveries]);
     await this.disk?.flush();
   }
 
@@ -297,7 +304,7 @@ export class BlobStore {
       // A prefetch already asked for it: take its result, or load it ourselves if it fails.
       return flight.promise.then(
         (data) => {
-          this.memory.set(oid, data, { force: !this.disk && this.isPinned(oid) });
+          this.keepInMemory(oid, data);
           return data;
         },
         () => this.load(oid, source),
@@ -315,7 +322,7 @@ export class BlobStore {
         if (data && blobMatches(oid, data)) {
           this.disk.markVerified(oid);
           this.c.diskHits++;
-          this.memory.set(oid, data, { force: this.isPinned(oid) && !this.disk });
+          this.keepInMemory(oid, data);
           this.flights.delete(oid);
           f.resolve(data);
           return;
@@ -404,7 +411,11 @@ export class BlobStore {
         this.c.fetchedBlobs++;
         this.c.fetchedBytes += data.length;
         if (background) this.c.prefetchedBlobs++;
-        writes.push(this.deliver(oid, data, f, background));
+        const d = this.deliver(oid, data, f, background);
+        this.deliveries.add(d);
+        const done = () => this.deliveries.delete(d);
+        d.then(done, done);
+        writes.push(d);
       }
     }
     await Promise.all(writes);
@@ -414,18 +425,27 @@ export class BlobStore {
   /** Stores a verified blob, hands it to waiters, and ends its flight once it is local. */
   private async deliver(oid: string, data: Buffer, f: Flight, background: boolean): Promise<void> {
     // Prefetched data goes to disk only, so it never pushes the working set out of memory.
-    if (!this.disk || !background) this.memory.set(oid, data, { force: !this.disk && this.isPinned(oid) });
+    if (!this.disk || !background) this.keepInMemory(oid, data);
     f.resolve(data);
     if (this.disk && !this.closed) {
       // The flight stays registered until the write lands, so a read meanwhile joins it.
       this.transientBytes += data.length;
       try {
-        await this.disk.put(oid, data);
+        const stored = await this.disk.put(oid, data);
+        // Too big for the disk cap but open: keep it in memory while it is open.
+        if (!stored && this.isPinned(oid)) this.keepInMemory(oid, data);
+        // On disk now: an open file no longer needs its forced memory copy.
+        else if (stored) this.memory.shrink();
       } finally {
         this.transientBytes -= data.length;
       }
     }
     if (this.flights.get(oid) === f) this.flights.delete(oid);
+  }
+
+  /** Memory copy when it fits the budget, or regardless of it for an open file not on disk. */
+  private keepInMemory(oid: string, data: Buffer): void {
+    this.memory.set(oid, data, { force: this.isPinned(oid) && !(this.disk?.has(oid) ?? false) });
   }
 
   private newFlight(oid: string, background: boolean): Flight {

@@ -7,14 +7,21 @@ export class MemoryCache {
   private bytes = 0;
   evictions = 0;
 
+  readonly maxEntryBytes: number;
+  private readonly isPinned: (oid: string) => boolean;
+
   /**
-   * @param maxBytes the budget; entries for which `isPinned` is true are kept even above it
-   *   (used only when there is no disk cache, so open files are not refetched on every read).
+   * @param maxBytes the budget. `maxEntryBytes` (default: the budget) is the largest blob
+   *   admitted; entries for which `isPinned` is true are never evicted (open files that are
+   *   nowhere else), and `set(…, { force })` admits one regardless of size.
    */
   constructor(
     readonly maxBytes: number,
-    private readonly isPinned: (oid: string) => boolean = () => false,
-  ) {}
+    opts: { maxEntryBytes?: number; isPinned?: (oid: string) => boolean } = {},
+  ) {
+    this.maxEntryBytes = opts.maxEntryBytes ?? maxBytes;
+    this.isPinned = opts.isPinned ?? (() => false);
+  }
 
   get size(): number {
     return this.bytes;
@@ -42,7 +49,7 @@ export class MemoryCache {
       this.get(oid);
       return true;
     }
-    if (data.length > this.maxBytes && !opts.force) return false;
+    if (data.length > this.maxEntryBytes && !opts.force) return false;
     const own = detach(data);
     this.entries.set(oid, own);
     this.bytes += own.length;

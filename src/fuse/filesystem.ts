@@ -16,7 +16,14 @@ export type ErrnoName =
   | "EACCES"
   | "ENOTSUP"
   | "ENODATA"
-  | "ENAMETOOLONG";
+  | "ENAMETOOLONG"
+  | "EEXIST"
+  | "ENOTEMPTY"
+  | "ENOSPC"
+  | "EXDEV"
+  | "EBUSY"
+  | "EDQUOT"
+  | "ELOOP";
 
 export class FsError extends Error {
   readonly errno: ErrnoName;
@@ -58,6 +65,28 @@ export interface FileSystem {
   statfs(path: string): Promise<StatFs>;
   /** Every mutating operation; a read-only filesystem throws EROFS. */
   mutate(op: string, path: string): Promise<never>;
+  /** Present on a writable filesystem; the adapter routes these kernel calls to it. */
+  writes?: WriteOps;
+}
+
+/** The mutating calls of a writable filesystem (src/fuse/writable.ts). */
+export interface WriteOps {
+  create(path: string, mode: number): Promise<number>;
+  /** Returns the number of bytes written. */
+  write(path: string, fh: number, data: Buffer, position: number): Promise<number>;
+  truncate(path: string, size: number): Promise<void>;
+  ftruncate(path: string, fh: number, size: number): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, mode: number): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  symlink(target: string, path: string): Promise<void>;
+  link(from: string, to: string): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  utimens(path: string, atime: Date, mtime: Date): Promise<void>;
+  fsync(path: string, fh: number, datasync: boolean): Promise<void>;
+  flush(path: string, fh: number): Promise<void>;
 }
 
 export const S_IFMT = 0o170000;

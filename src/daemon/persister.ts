@@ -1,0 +1,658 @@
+/**
+ * The working change of one writable repo (SPEC §9): turns the overlay into commits and
+ * pushes them with compare-and-swap, follows the bookmark when others move it (rebasing
+ * pending edits, with conflict markers), and seals the change on `mesa new`.
+ *
+ * State kept in the overlay's journaled meta: the ref followed, the base commit P the overlay
+ * is layered on, the ref value last seen, and the working change W (id, last pushed commit).
+ * Every push builds P's tree + the overlay and commits it with parent P and W's change id,
+ * so later pushes amend W. Design notes: docs/writing.md.
+ */
+import { readFile } from "node:fs/promises";
+import { hostname, userInfo } from "node:os";
+import type { Logger } from "pino";
+import { isMesaError, MesaError } from "../errors.js";
+import { conflictMarkers, isText } from "../fuse/conflict.js";
+import type { IgnoreMatcher } from "../fuse/mesaignore.js";
+import type { OverlayEntry, RepoOverlay } from "../fuse/overlay.js";
+import { entryKind, listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
+import {
+  hashObject,
+  newChangeId,
+  type Oid,
+  parseTree,
+  serializeCommit,
+  signatureNow,
+  type TreeEntry,
+  type TreeMode,
+} from "../vcs/objects.js";
+import type { GitObject } from "../vcs/pack.js";
+import type { RefUpdate } from "../vcs/remote.js";
+import { buildTree, type TreeChange } from "../vcs/tree-build.js";
+import type { RepoBackend } from "./backend.js";
+
+/** What the writer needs from the server for one repo. */
+export interface WriterRemote {
+  refOid(ref: string): Promise<Oid | null>;
+  push(updates: RefUpdate[], objects: GitObject[]): Promise<void>;
+  snapshotAt(commit: Oid, label: string): Promise<RepoSnapshot>;
+  blob(oid: Oid): Promise<Buffer>;
+}
+
+export interface WriterMeta {
+  ref: string;
+  base: Oid;
+  known: Oid | null;
+  change?: { id: string; oid: Oid; tree: Oid; message: string };
+  nextMessage?: string;
+  conflicts?: string[];
+  [key: string]: unknown;
+}
+
+export interface WriterOptions {
+  debounceMs: number;
+  maxDelayMs: number;
+  pollIntervalMs: number;
+}
+
+export interface WriterStatus {
+  org: string;
+  repo: string;
+  ref: string;
+  base: Oid;
+  changeId?: string;
+  commit?: Oid;
+  pending: boolean;
+  overlayPaths: number;
+  lastPushAt?: string;
+  pushes: number;
+  failures: number;
+  lastError?: string;
+  conflicts: string[];
+}
+
+export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
+  debounceMs: 500,
+  maxDelayMs: 3000,
+  pollIntervalMs: 2000,
+};
+
+type State = { kind: string; oid: string } | undefined;
+
+/** The snapshot of any commit: trees, blob sizes and symlink targets (as the loader does). */
+export async function snapshotAt(
+  backend: RepoBackend,
+  org: string,
+  repo: string,
+  commit: Oid,
+  label: string,
+): Promise<RepoSnapshot> {
+  const { commitTime, rootTree, trees } = await backend.commitTrees(org, repo, commit);
+  const blobs = listBlobs({ trees, rootTree });
+  const sizes =
+    blobs.size > 0 ? await backend.objectSizes(org, repo, [...blobs.keys()]) : new Map<string, number>();
+  const links = [...blobs].filter(([, k]) => k === "symlink").map(([o]) => o);
+  const symlinks = new Map<string, string>();
+  if (links.length > 0)
+    for (const [o, b] of await backend.fetchBlobs(org, repo, links)) symlinks.set(o, b.toString("utf8"));
+  return {
+    org,
+    repo,
+    revision: label,
+    commitOid: commit,
+    commitTime,
+    rootTree,
+    trees,
+    sizes,
+    symlinks,
+    readOnly: false,
+  };
+}
+
+function stateAt(snap: RepoSnapshot, rel: string): State {
+  let tree = snap.rootTree;
+  const parts = rel.split("/");
+  for (let i = 0; i < parts.length; i++) {
+    const e = snap.trees.get(tree)?.find((x) => x.name === parts[i]);
+    if (!e) return undefined;
+    const kind = entryKind(e.mode);
+    if (i === parts.length - 1) return { kind, oid: e.oid };
+    if (kind !== "dir") return undefined;
+    tree = e.oid;
+  }
+  return undefined;
+}
+
+function same(a: State, b: State): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.kind === b.kind && a.oid === b.oid);
+}
+
+function treeMode(mode: string | number): TreeMode {
+  switch (entryKind(mode)) {
+    case "dir":
+      return "40000";
+    case "exec":
+      return "100755";
+    case "symlink":
+      return "120000";
+    case "submodule":
+      return "160000";
+    default:
+      return "100644";
+  }
+}
+
+function author() {
+  let name = "mesa";
+  try {
+    name = userInfo().username || name;
+  } catch {
+    // no passwd entry (containers): keep the default
+  }
+  const clean = (s: string) => s.replace(/[<>\n\0]/g, "");
+  return signatureNow(clean(name), `${clean(name)}@${clean(hostname()) || "localhost"}`);
+}
+
+export class RepoWriter {
+  private pushedSeq = 0;
+  private readonly sent = new Set<Oid>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer?: NodeJS.Timeout;
+  private pollTimer?: NodeJS.Timeout;
+  private firstDirty?: number;
+  private failures = 0;
+  private pushes = 0;
+  private lastError?: string;
+  private lastPushAt?: Date;
+  private stopped = false;
+  private polling = false;
+
+  constructor(
+    readonly org: string,
+    readonly repo: string,
+    private readonly overlay: RepoOverlay,
+    private readonly remote: WriterRemote,
+    private readonly ignored: IgnoreMatcher,
+    private readonly log: Logger,
+    private readonly opts: WriterOptions,
+    /** The filesystem shows a new base (after a rebase or seal). */
+    private readonly onBase: (snap: RepoSnapshot) => void,
+  ) {
+    overlay.onChange = () => this.touch();
+  }
+
+  get meta(): WriterMeta {
+    return this.overlay.meta as WriterMeta;
+  }
+
+  /**
+   * Sets up the followed ref on first use (the mounted bookmark, or a fork for
+   * `branched-from`), or restores the base of a previous session; then starts polling and
+   * pushes whatever a previous session left unpushed.
+   */
+  async init(branchedFrom?: { bookmark: string; as?: string }): Promise<void> {
+    const base = this.overlay.base;
+    if (this.meta.ref) {
+      if (this.meta.base !== base.commitOid) {
+        const snap = await this.remote.snapshotAt(this.meta.base, base.revision);
+        await this.overlay.rebase(
+          snap,
+          this.overlay.paths().map((p) => [p, this.overlay.entry(p) as OverlayEntry]),
+          this.meta,
+        );
+        this.onBase(snap);
+      }
+    } else if (branchedFrom) {
+      await this.fork(branchedFrom);
+    } else {
+      const m = /^bookmark:(.+)$/.exec(base.revision);
+      if (!m)
+        throw new MesaError("INVALID_ARGUMENT", `${this.org}/${this.repo} is not mounted on a bookmark`);
+      this.overlay.setMeta({ ref: `refs/heads/${m[1]}`, base: base.commitOid, known: base.commitOid });
+    }
+    this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs);
+    this.pollTimer.unref();
+    if (this.overlay.seq > 0) this.touch();
+  }
+
+  private async fork(from: { bookmark: string; as?: string }): Promise<void> {
+    const label = `bookmark:${from.as ?? from.bookmark}`;
+    if (from.as) {
+      const existing = await this.remote.refOid(`refs/heads/${from.as}`);
+      if (existing) {
+        // A previous session already forked it: follow it.
+        const snap = await this.remote.snapshotAt(existing, label);
+        await this.overlay.rebase(snap, [], {
+          ref: `refs/heads/${from.as}`,
+          base: existing,
+          known: existing,
+        });
+        this.onBase(snap);
+        return;
+      }
+    }
+    const start = await this.remote.refOid(`refs/heads/${from.bookmark}`);
+    if (!start)
+      throw new MesaError(
+        "NOT_FOUND",
+        `branched-from bookmark '${from.bookmark}' not found in ${this.org}/${this.repo}`,
+      );
+    const snap = await this.remote.snapshotAt(start, label);
+    const id = newChangeId();
+    const sig = author();
+    const data = serializeCommit({
+      tree: snap.rootTree,
+      parents: [start],
+      author: sig,
+      committer: sig,
+      changeId: id,
+      message: "",
+    });
+    const oid = hashObject("commit", data);
+    const ref = from.as ? `refs/heads/${from.as}` : `refs/mesa/changes/${id}`;
+    await this.remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
+    this.log.info(
+      { org: this.org, repo: this.repo, ref, change: id, from: from.bookmark },
+      "forked a new change",
+    );
+    await this.overlay.rebase(snap, [], {
+      ref,
+      base: start,
+      known: oid,
+      change: { id, oid, tree: snap.rootTree, message: "" },
+    });
+    this.onBase(snap);
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** A write happened: persist 500 ms after the last one, at most every few seconds. */
+  touch(): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    this.firstDirty ??= now;
+    const at = Math.min(now + this.opts.debounceMs, this.firstDirty + this.opts.maxDelayMs);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.background(), Math.max(0, at - now));
+    this.timer.unref();
+  }
+
+  private background(): void {
+    this.firstDirty = undefined;
+    this.enqueue(() => this.persist()).then(
+      () => {
+        if (this.overlay.seq > this.pushedSeq) this.touch();
+      },
+      () => {
+        // Keep the data and try again later, more slowly each time.
+        const delay = Math.min(30_000, 1000 * 2 ** Math.min(this.failures, 5));
+        clearTimeout(this.timer);
+        if (!this.stopped) {
+          this.timer = setTimeout(() => this.background(), delay);
+          this.timer.unref();
+        }
+      },
+    );
+  }
+
+  pending(): boolean {
+    return this.overlay.seq > this.pushedSeq;
+  }
+
+  /** Resolves once everything written before the call is acknowledged by the server. */
+  async persistNow(): Promise<void> {
+    const target = this.overlay.seq;
+    for (let i = 0; i < 3 && this.pushedSeq < target; i++) await this.enqueue(() => this.persist());
+    if (this.pushedSeq < target)
+      throw new MesaError("DAEMON", this.lastError ?? "the change could not be pushed");
+  }
+
+  /** What would be pushed: tree changes (ignored paths left out) and the blobs they need. */
+  private async collect(): Promise<{ changes: TreeChange[]; blobs: Map<Oid, () => Promise<Buffer>> }> {
+    const changes: TreeChange[] = [];
+    const blobs = new Map<Oid, () => Promise<Buffer>>();
+    for (const p of this.overlay.paths()) {
+      const e = this.overlay.entry(p);
+      if (!e || p === "") continue;
+      if (this.ignored(p, e.k === "d")) continue;
+      switch (e.k) {
+        case "x":
+          changes.push({ action: "delete", path: p });
+          break;
+        case "d":
+          if (e.tree) changes.push({ action: "upsert", path: p, mode: "40000", oid: e.tree });
+          else changes.push({ action: "delete", path: p });
+          break;
+        case "l": {
+          const data = Buffer.from(e.target, "utf8");
+          const oid = hashObject("blob", data);
+          blobs.set(oid, async () => data);
+          changes.push({ action: "upsert", path: p, mode: "120000", oid });
+          break;
+        }
+        case "f": {
+          const mode: TreeMode = (e.perm & 0o100) !== 0 ? "100755" : "100644";
+          if (e.c === undefined) {
+            changes.push({ action: "upsert", path: p, mode, oid: e.blob as string });
+            break;
+          }
+          const id = e.c;
+          const { oid, data } = await this.overlay.contentOid(id);
+          if (!this.sent.has(oid))
+            blobs.set(oid, async () => {
+              return data ?? readFile(this.overlay.contentPath(id));
+            });
+          changes.push({ action: "upsert", path: p, mode, oid });
+          break;
+        }
+      }
+    }
+    return { changes, blobs };
+  }
+
+  private loadTree = (oid: Oid): TreeEntry[] => {
+    const entries = this.overlay.tree(oid);
+    if (!entries) throw new MesaError("INTERNAL", `tree ${oid} is not known locally`);
+    return entries.map((e) => ({ mode: treeMode(e.mode), name: e.name, oid: e.oid }));
+  };
+
+  /** Builds the working change's commit and pushes it (CAS on the ref); rebases on CONFLICT. */
+  private async persist(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.overlay.seq;
+      try {
+        await this.pushOnce(seq);
+        this.pushedSeq = Math.max(this.pushedSeq, seq);
+        if (this.failures > 0) this.log.info({ org: this.org, repo: this.repo }, "pushing works again");
+        this.failures = 0;
+        this.lastError = undefined;
+        return;
+      } catch (err) {
+        if (isMesaError(err, "CONFLICT") && attempt < 4) {
+          this.log.info({ org: this.org, repo: this.repo }, "the bookmark moved while pushing; rebasing");
+          await this.sync();
+          continue;
+        }
+        this.failures++;
+        this.lastError = `${this.org}/${this.repo}: push failed: ${(err as Error).message}`;
+        this.log.warn(
+          { org: this.org, repo: this.repo, failures: this.failures, err: (err as Error).message },
+          "push failed; local data kept, retrying",
+        );
+        throw err;
+      }
+    }
+  }
+
+  private async pushOnce(seq: number): Promise<void> {
+    const base = this.overlay.base;
+    const meta = this.meta;
+    const { changes, blobs } = await this.collect();
+    const built = await buildTree(base.rootTree, changes, this.loadTree);
+    if (!meta.change && built.root === base.rootTree) return;
+    if (meta.change && meta.change.tree === built.root && meta.known === meta.change.oid) return;
+    const id = meta.change?.id ?? newChangeId();
+    const message = meta.change?.message ?? meta.nextMessage ?? "";
+    const sig = author();
+    const data = serializeCommit({
+      tree: built.root,
+      parents: [base.commitOid],
+      author: sig,
+      committer: sig,
+      changeId: id,
+      message,
+    });
+    const oid = hashObject("commit", data);
+    const objects: GitObject[] = [];
+    for (const [, read] of blobs) objects.push({ type: "blob", data: await read() });
+    objects.push(...built.newTrees, { type: "commit", data });
+    await this.remote.push([{ ref: meta.ref, old: meta.known, new: oid }], objects);
+    for (const b of blobs.keys()) this.sent.add(b);
+    const trees = new Map<string, TreeEntry[]>();
+    for (const t of built.newTrees) trees.set(hashObject("tree", t.data), parseTree(t.data));
+    this.overlay.addTrees(trees);
+    this.overlay.setMeta({
+      ...meta,
+      known: oid,
+      change: { id, oid, tree: built.root, message },
+      nextMessage: undefined,
+    });
+    this.pushes++;
+    this.lastPushAt = new Date();
+    this.log.info(
+      {
+        org: this.org,
+        repo: this.repo,
+        ref: meta.ref,
+        change: id,
+        commit: oid,
+        objects: objects.length,
+        seq,
+      },
+      "pushed the working change",
+    );
+  }
+
+  /** One poll of the followed ref (skipped while a push or another poll runs). */
+  async poll(): Promise<void> {
+    if (this.polling || this.stopped) return;
+    this.polling = true;
+    try {
+      await this.enqueue(() => this.sync());
+    } catch (err) {
+      this.log.warn(
+        { org: this.org, repo: this.repo, err: (err as Error).message },
+        "polling the bookmark failed",
+      );
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** Follows the ref if someone else moved it. */
+  private async sync(): Promise<void> {
+    const meta = this.meta;
+    const cur = await this.remote.refOid(meta.ref);
+    if (cur === meta.known) return;
+    if (cur === null) {
+      this.lastError = `${this.org}/${this.repo}: ${meta.ref} was deleted on the server`;
+      this.log.error(
+        { org: this.org, repo: this.repo, ref: meta.ref },
+        "the followed ref was deleted on the server",
+      );
+      return;
+    }
+    await this.rebaseOnto(cur);
+  }
+
+  private async localState(e: OverlayEntry): Promise<State> {
+    switch (e.k) {
+      case "x":
+        return undefined;
+      case "d":
+        return { kind: "dir", oid: e.tree ?? "" };
+      case "l":
+        return { kind: "symlink", oid: hashObject("blob", Buffer.from(e.target, "utf8")) };
+      case "f": {
+        const kind = (e.perm & 0o100) !== 0 ? "exec" : "file";
+        const oid = e.c !== undefined ? (await this.overlay.contentOid(e.c)).oid : (e.blob as string);
+        return { kind, oid };
+      }
+    }
+  }
+
+  private async localBytes(e: OverlayEntry): Promise<Buffer> {
+    if (e.k !== "f") return Buffer.alloc(0);
+    if (e.c === undefined) return this.remote.blob(e.blob as string);
+    return readFile(this.overlay.contentPath(e.c));
+  }
+
+  /**
+   * Moves the overlay onto commit `x` (someone else's): paths unchanged locally since the last
+   * known ref value take the server's version, paths changed only locally stay, paths changed
+   * on both sides get conflict markers. Pending edits then form a new change on top of `x`.
+   */
+  private async rebaseOnto(x: Oid): Promise<void> {
+    const meta = this.meta;
+    const base = this.overlay.base;
+    const label = base.revision;
+    const snapX = await this.remote.snapshotAt(x, label);
+    const last = meta.known ?? base.commitOid;
+    const snapL = last === base.commitOid ? base : await this.remote.snapshotAt(last, label);
+    this.overlay.addTrees(snapX.trees);
+    const seq = this.overlay.seq;
+    const keep = new Map<string, OverlayEntry>();
+    const conflicts: string[] = [];
+    for (const p of this.overlay.paths()) {
+      const e = this.overlay.entry(p);
+      if (!e || p === "") continue;
+      if (this.ignored(p, e.k === "d")) {
+        keep.set(p, e);
+        continue;
+      }
+      const sb = stateAt(snapL, p);
+      const sr = stateAt(snapX, p);
+      if (e.k === "d") {
+        // Directories are containers: keep one only where the new base has none and it was ours.
+        if (sr?.kind !== "dir" && sb?.kind !== "dir") keep.set(p, e);
+        continue;
+      }
+      const sl = await this.localState(e);
+      if (same(sl, sb) || same(sl, sr)) continue;
+      if (same(sr, sb)) {
+        keep.set(p, e);
+        continue;
+      }
+      conflicts.push(p);
+      if (e.k === "f" && sr && (sr.kind === "file" || sr.kind === "exec")) {
+        const [bBytes, lBytes, rBytes] = await Promise.all([
+          sb && (sb.kind === "file" || sb.kind === "exec") ? this.remote.blob(sb.oid) : Buffer.alloc(0),
+          this.localBytes(e),
+          this.remote.blob(sr.oid),
+        ]);
+        if (isText(lBytes) && isText(rBytes) && isText(bBytes)) {
+          const id = await this.overlay.newContent(conflictMarkers(bBytes, lBytes, rBytes));
+          keep.set(p, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
+        } else {
+          // Binary: ours stays at the path, theirs beside it.
+          keep.set(p, e);
+          const id = await this.overlay.newContent(rBytes);
+          keep.set(`${p}.mesa-conflict-theirs`, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
+        }
+      } else keep.set(p, e);
+    }
+    // Writes that landed while this ran are kept as they are now.
+    for (const p of this.overlay.paths())
+      if (this.overlay.changedSince(p, seq)) keep.set(p, this.overlay.entry(p) as OverlayEntry);
+    // Every kept path needs directories above it in the new base.
+    for (const p of [...keep.keys()]) {
+      const parts = p.split("/");
+      for (let i = 1; i < parts.length; i++) {
+        const a = parts.slice(0, i).join("/");
+        const k = keep.get(a);
+        if (k?.k === "d") continue;
+        if (!k && stateAt(snapX, a)?.kind === "dir") continue;
+        keep.set(a, { k: "d", perm: 0o755, mtime: Date.now() });
+      }
+    }
+    const all = [...new Set([...(meta.conflicts ?? []), ...conflicts])];
+    await this.overlay.rebase(snapX, [...keep], {
+      ref: meta.ref,
+      base: x,
+      known: x,
+      nextMessage: meta.nextMessage,
+      conflicts: all,
+    });
+    this.onBase(snapX);
+    this.log.info(
+      { org: this.org, repo: this.repo, ref: meta.ref, commit: x, pendingPaths: keep.size },
+      "the bookmark moved on the server; rebased onto it",
+    );
+    for (const c of conflicts)
+      this.log.warn(
+        { org: this.org, repo: this.repo, path: c },
+        "conflict: the file changed here and on the server; both versions kept with conflict markers",
+      );
+    if ([...keep.keys()].some((p) => !this.ignored(p, keep.get(p)?.k === "d"))) this.touch();
+  }
+
+  /** `mesa new`: pushes, then starts the next change on top of the current one. */
+  async seal(message?: string): Promise<{ sealed?: string; commit?: Oid }> {
+    await this.persistNow();
+    return this.enqueue(async () => {
+      const meta = this.meta;
+      if (!meta.change) {
+        this.overlay.setMeta({ ...meta, nextMessage: message ?? meta.nextMessage });
+        return {};
+      }
+      const seq = this.pushedSeq;
+      const snap = await this.remote.snapshotAt(meta.change.oid, this.overlay.base.revision);
+      const keep: Array<[string, OverlayEntry]> = [];
+      for (const p of this.overlay.paths()) {
+        const e = this.overlay.entry(p) as OverlayEntry;
+        if (p === "") continue;
+        if (this.ignored(p, e.k === "d") || this.overlay.changedSince(p, seq)) keep.push([p, e]);
+        else if (e.k === "d" && stateAt(snap, p)?.kind !== "dir") keep.push([p, { ...e, tree: undefined }]);
+      }
+      await this.overlay.rebase(snap, keep, {
+        ref: meta.ref,
+        base: meta.change.oid,
+        known: meta.known,
+        nextMessage: message,
+        conflicts: [],
+      });
+      this.onBase(snap);
+      this.log.info(
+        { org: this.org, repo: this.repo, change: meta.change.id, commit: meta.change.oid },
+        "sealed the working change",
+      );
+      return { sealed: meta.change.id, commit: meta.change.oid };
+    });
+  }
+
+  status(): WriterStatus {
+    const meta = this.meta;
+    return {
+      org: this.org,
+      repo: this.repo,
+      ref: meta.ref,
+      base: meta.base,
+      changeId: meta.change?.id,
+      commit: meta.change?.oid,
+      pending: this.pending(),
+      overlayPaths: this.overlay.paths().length,
+      lastPushAt: this.lastPushAt?.toISOString(),
+      pushes: this.pushes,
+      failures: this.failures,
+      lastError: this.lastError,
+      conflicts: meta.conflicts ?? [],
+    };
+  }
+
+  /** Stops timers and pushes what is pending, waiting at most `timeoutMs`. */
+  async stop(timeoutMs: number): Promise<boolean> {
+    clearInterval(this.pollTimer);
+    clearTimeout(this.timer);
+    let ok = !this.pending();
+    if (!ok) {
+      let timer: NodeJS.Timeout | undefined;
+      ok = await Promise.race([
+        this.persistNow().then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.stopped = true;
+    this.overlay.close();
+    return ok;
+  }
+}

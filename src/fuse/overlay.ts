@@ -1,0 +1,474 @@
+/**
+ * One writable repo's local overlay on disk (SPEC §9): the path states that differ from the
+ * base snapshot, file contents in `content/<id>`, a checkpoint (`state-<gen>.json`) and an
+ * append-only journal (`journal-<gen>.log`). Every metadata change is one journal line written
+ * with a synchronous write(2) before the operation returns, and file data goes straight into
+ * its content file with pwrite(2): once a call returns, the bytes are in the kernel, so a
+ * `kill -9` of the daemon loses nothing (fsync adds power-loss safety). Replay = checkpoint +
+ * journal. Design notes: docs/writing.md.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type EntryKind, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+
+/** A path's state in the overlay; it hides whatever the base has at that path. */
+export type OverlayEntry =
+  /** A file: its bytes in content file `c`, or still the base blob `blob` (renamed, chmod-ed). */
+  | { k: "f"; c?: string; blob?: string; perm: number; mtime: number }
+  | { k: "l"; target: string; mtime: number }
+  /** A directory; `tree` is the base tree whose entries show through (absent = starts empty). */
+  | { k: "d"; tree?: string; perm: number; mtime: number }
+  /** Deleted (whiteout). */
+  | { k: "x" };
+
+export type Node =
+  | { type: "dir"; tree?: string; perm: number; mtime: number }
+  | { type: "file"; perm: number; size: number; mtime: number; content?: string; blob?: string }
+  | { type: "symlink"; target: string; mtime: number };
+
+export type Lookup = Node | "ENOENT" | "ENOTDIR";
+
+export interface OverlayMeta {
+  [key: string]: unknown;
+}
+
+interface Checkpoint {
+  gen: number;
+  meta: OverlayMeta;
+  entries: Array<[string, OverlayEntry]>;
+}
+
+type JournalLine =
+  | { op: "set"; p: string; e: OverlayEntry }
+  | { op: "mv"; from: string; to: string }
+  | { op: "meta"; m: OverlayMeta };
+
+export function parentOf(rel: string): string {
+  const i = rel.lastIndexOf("/");
+  return i < 0 ? "" : rel.slice(0, i);
+}
+
+export function baseName(rel: string): string {
+  return rel.slice(rel.lastIndexOf("/") + 1);
+}
+
+function under(rel: string, dir: string): boolean {
+  return dir === "" ? rel !== "" : rel.startsWith(`${dir}/`);
+}
+
+export class RepoOverlay {
+  private entries = new Map<string, OverlayEntry>();
+  /** Overlay entries by parent directory, for listings and subtree moves. */
+  private kids = new Map<string, Set<string>>();
+  private sizes = new Map<string, number>();
+  private oids = new Map<string, { seq: number; oid: string }>();
+  private contentSeq = new Map<string, number>();
+  private indexes = new WeakMap<SnapshotEntry[], Map<string, SnapshotEntry>>();
+  private journalFd = -1;
+  private gen = 0;
+  /** Bumped by every change; the persister compares it with what it pushed. */
+  seq = 0;
+  /** Seq of the last change per path (rebase keeps paths changed while it computed). */
+  private pathSeq = new Map<string, number>();
+  meta: OverlayMeta = {};
+  /** Base trees from every snapshot seen, so renamed directories of older bases resolve. */
+  private readonly trees = new Map<string, SnapshotEntry[]>();
+  private readonly blobSizes = new Map<string, number>();
+  private readonly symlinkTargets = new Map<string, string>();
+  onChange?: () => void;
+
+  private constructor(
+    readonly dir: string,
+    public base: RepoSnapshot,
+  ) {
+    this.absorb(base);
+  }
+
+  /** Opens (replaying checkpoint and journal) or creates the overlay in `dir`. */
+  static async open(dir: string, base: RepoSnapshot): Promise<RepoOverlay> {
+    const o = new RepoOverlay(dir, base);
+    await mkdir(join(dir, "content"), { recursive: true });
+    await o.replay();
+    return o;
+  }
+
+  private absorb(snap: RepoSnapshot): void {
+    for (const [k, v] of snap.trees) this.trees.set(k, v);
+    for (const [k, v] of snap.sizes) this.blobSizes.set(k, v);
+    for (const [k, v] of snap.symlinks) this.symlinkTargets.set(k, v);
+  }
+
+  contentPath(id: string): string {
+    return join(this.dir, "content", id);
+  }
+
+  // ---- persistence --------------------------------------------------------------------
+
+  private async replay(): Promise<void> {
+    const names = await readdir(this.dir);
+    const gens = names
+      .map((n) => /^state-(\d+)\.json$/.exec(n)?.[1])
+      .filter((g): g is string => g !== undefined)
+      .map(Number)
+      .sort((a, b) => b - a);
+    if (gens.length > 0) {
+      const cp = JSON.parse(await readFile(join(this.dir, `state-${gens[0]}.json`), "utf8")) as Checkpoint;
+      this.gen = cp.gen;
+      this.meta = cp.meta;
+      for (const [p, e] of cp.entries) this.put(p, e);
+      let text = "";
+      try {
+        text = await readFile(this.journalPath(), "utf8");
+      } catch {
+        // No journal yet for this generation.
+      }
+      const lines = text.split("\n");
+      for (let i = 0; i < lines.length; i++) {
+        if (lines[i] === "") continue;
+        let line: JournalLine;
+        try {
+          line = JSON.parse(lines[i]) as JournalLine;
+        } catch {
+          // Only the last line can be torn (the process died inside write(2)); skip it.
+          if (i >= lines.length - 2) break;
+          throw new Error(`overlay journal ${this.journalPath()} is corrupt at line ${i + 1}`);
+        }
+        this.apply(line);
+      }
+      // File sizes live in the content files themselves.
+      for (const e of this.entries.values()) {
+        if (e.k === "f" && e.c !== undefined) {
+          try {
+            const s = await stat(this.contentPath(e.c));
+            this.sizes.set(e.c, s.size);
+            e.mtime = s.mtimeMs;
+          } catch {
+            this.sizes.set(e.c, 0);
+          }
+        }
+      }
+      this.seq = this.entries.size > 0 ? 1 : 0;
+      for (const p of this.entries.keys()) this.pathSeq.set(p, this.seq);
+    }
+    await this.checkpoint();
+  }
+
+  private journalPath(gen = this.gen): string {
+    return join(this.dir, `journal-${gen}.log`);
+  }
+
+  private append(line: JournalLine): void {
+    writeSync(this.journalFd, `${JSON.stringify(line)}\n`);
+  }
+
+  /** Writes the whole state as a new generation and starts an empty journal for it. */
+  async checkpoint(): Promise<void> {
+    const old = this.gen;
+    const gen = old + 1;
+    const cp: Checkpoint = { gen, meta: this.meta, entries: [...this.entries] };
+    const tmp = join(this.dir, `state-${gen}.json.tmp`);
+    const fh = await open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(cp));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await writeFile(this.journalPath(gen), "", { mode: 0o600 });
+    await rename(tmp, join(this.dir, `state-${gen}.json`));
+    if (this.journalFd >= 0) closeSync(this.journalFd);
+    this.gen = gen;
+    this.journalFd = openSync(this.journalPath(), "a", 0o600);
+    await rm(join(this.dir, `state-${old}.json`), { force: true });
+    await rm(this.journalPath(old), { force: true });
+    await this.collectContent();
+  }
+
+  /** Removes content files no entry refers to (left by unlinks, overwrites and rebases). */
+  private async collectContent(): Promise<void> {
+    const used = new Set<string>();
+    for (const e of this.entries.values()) if (e.k === "f" && e.c) used.add(e.c);
+    for (const id of this.pinned) used.add(id);
+    // Content created since the last checkpoint may be about to get its entry.
+    const young = this.young;
+    this.young = new Set();
+    for (const name of await readdir(join(this.dir, "content"))) {
+      if (!used.has(name) && !young.has(name) && !this.young.has(name))
+        await rm(this.contentPath(name), { force: true });
+    }
+  }
+
+  private young = new Set<string>();
+
+  /** Content files held open by file handles survive garbage collection. */
+  readonly pinned = new Set<string>();
+
+  /** Flushes the journal to stable storage (fsync). */
+  syncJournal(): void {
+    if (this.journalFd >= 0) fsyncSync(this.journalFd);
+  }
+
+  close(): void {
+    if (this.journalFd >= 0) closeSync(this.journalFd);
+    this.journalFd = -1;
+  }
+
+  setMeta(m: OverlayMeta): void {
+    this.meta = m;
+    this.append({ op: "meta", m });
+  }
+
+  private apply(line: JournalLine): void {
+    if (line.op === "set") this.put(line.p, line.e);
+    else if (line.op === "mv") this.move(line.from, line.to);
+    else this.meta = line.m;
+  }
+
+  // ---- in-memory state ----------------------------------------------------------------
+
+  private put(p: string, e: OverlayEntry): void {
+    const prev = this.entries.get(p);
+    // A path that stops being a directory takes its overlay subtree with it.
+    if (prev?.k === "d" && e.k !== "d") this.dropBelow(p);
+    this.entries.set(p, e);
+    if (p !== "") {
+      const parent = parentOf(p);
+      let s = this.kids.get(parent);
+      if (!s) {
+        s = new Set();
+        this.kids.set(parent, s);
+      }
+      s.add(baseName(p));
+    }
+    this.pathSeq.set(p, this.seq);
+  }
+
+  private unput(p: string): void {
+    this.entries.delete(p);
+    this.pathSeq.delete(p);
+    this.kids.get(parentOf(p))?.delete(baseName(p));
+  }
+
+  private dropBelow(dir: string): void {
+    for (const name of [...(this.kids.get(dir) ?? [])]) {
+      const child = dir === "" ? name : `${dir}/${name}`;
+      this.dropBelow(child);
+      this.unput(child);
+    }
+    this.kids.delete(dir);
+  }
+
+  /** Overlay paths at and below `dir`, parents first. */
+  private subtree(dir: string): string[] {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const name of this.kids.get(d) ?? []) {
+        const child = d === "" ? name : `${d}/${name}`;
+        out.push(child);
+        walk(child);
+      }
+    };
+    if (this.entries.has(dir)) out.push(dir);
+    walk(dir);
+    return out;
+  }
+
+  private move(from: string, to: string): void {
+    const node = this.lookup(from);
+    if (typeof node === "string") return;
+    const moved = this.subtree(from)
+      .filter((p) => p !== from)
+      .map((p) => [p, this.entries.get(p) as OverlayEntry] as const);
+    const top = this.entryFor(node);
+    this.put(to, { k: "x" }); // clears whatever was below the destination
+    this.put(to, top);
+    this.dropBelow(from);
+    this.put(from, { k: "x" });
+    for (const [p, e] of moved) this.put(`${to}${p.slice(from.length)}`, e);
+  }
+
+  /** The overlay entry that reproduces `node` (a base node becomes a reference to its blob/tree). */
+  private entryFor(node: Node): OverlayEntry {
+    switch (node.type) {
+      case "dir":
+        return { k: "d", tree: node.tree, perm: node.perm, mtime: node.mtime };
+      case "symlink":
+        return { k: "l", target: node.target, mtime: node.mtime };
+      case "file":
+        return {
+          k: "f",
+          c: node.content,
+          blob: node.content ? undefined : node.blob,
+          perm: node.perm,
+          mtime: node.mtime,
+        };
+    }
+  }
+
+  private index(entries: SnapshotEntry[]): Map<string, SnapshotEntry> {
+    let idx = this.indexes.get(entries);
+    if (!idx) {
+      idx = new Map(entries.map((e) => [e.name, e]));
+      this.indexes.set(entries, idx);
+    }
+    return idx;
+  }
+
+  private fromEntry(e: OverlayEntry): Node | undefined {
+    switch (e.k) {
+      case "x":
+        return undefined;
+      case "d":
+        return { type: "dir", tree: e.tree, perm: e.perm, mtime: e.mtime };
+      case "l":
+        return { type: "symlink", target: e.target, mtime: e.mtime };
+      case "f": {
+        const size = e.c !== undefined ? (this.sizes.get(e.c) ?? 0) : (this.blobSizes.get(e.blob ?? "") ?? 0);
+        return { type: "file", perm: e.perm, size, mtime: e.mtime, content: e.c, blob: e.blob };
+      }
+    }
+  }
+
+  private fromBase(be: SnapshotEntry): Node | undefined {
+    const kind: EntryKind = entryKind(be.mode);
+    const mtime = this.base.commitTime.getTime();
+    switch (kind) {
+      case "dir":
+        return { type: "dir", tree: be.oid, perm: 0o755, mtime };
+      case "submodule":
+        return { type: "dir", perm: 0o755, mtime };
+      case "symlink":
+        return { type: "symlink", target: this.symlinkTargets.get(be.oid) ?? "", mtime };
+      default:
+        return {
+          type: "file",
+          perm: kind === "exec" ? 0o755 : 0o644,
+          size: this.blobSizes.get(be.oid) ?? 0,
+          mtime,
+          blob: be.oid,
+        };
+    }
+  }
+
+  /** The effective node at repo-relative `rel` ("" = the repo root). */
+  lookup(rel: string): Lookup {
+    const e = this.entries.get(rel);
+    if (e) return this.fromEntry(e) ?? "ENOENT";
+    if (rel === "")
+      return { type: "dir", tree: this.base.rootTree, perm: 0o755, mtime: this.base.commitTime.getTime() };
+    const parent = this.lookup(parentOf(rel));
+    if (typeof parent === "string") return parent;
+    if (parent.type !== "dir") return "ENOTDIR";
+    if (!parent.tree) return "ENOENT";
+    const entries = this.trees.get(parent.tree);
+    if (!entries) return "ENOENT";
+    const be = this.index(entries).get(baseName(rel));
+    return (be && this.fromBase(be)) ?? "ENOENT";
+  }
+
+  /** Names in directory `rel` (which must be a directory). */
+  list(rel: string, dir: Node & { type: "dir" }): string[] {
+    const names = new Set<string>();
+    if (dir.tree) for (const e of this.trees.get(dir.tree) ?? []) names.add(e.name);
+    for (const n of this.kids.get(rel) ?? []) names.add(n);
+    return [...names].filter((n) => typeof this.lookup(rel === "" ? n : `${rel}/${n}`) !== "string");
+  }
+
+  /** Does the overlay hold anything at all (i.e. would a persist have work to do)? */
+  paths(): string[] {
+    return [...this.entries.keys()].sort();
+  }
+
+  entry(p: string): OverlayEntry | undefined {
+    return this.entries.get(p);
+  }
+
+  changedSince(p: string, seq: number): boolean {
+    return (this.pathSeq.get(p) ?? 0) > seq;
+  }
+
+  // ---- mutations (each journaled before it returns) -----------------------------------
+
+  private bump(): void {
+    this.seq++;
+    this.onChange?.();
+  }
+
+  set(p: string, e: OverlayEntry): void {
+    this.seq++;
+    this.append({ op: "set", p, e });
+    this.put(p, e);
+    this.onChange?.();
+  }
+
+  rename(from: string, to: string): void {
+    this.seq++;
+    this.append({ op: "mv", from, to });
+    this.move(from, to);
+    this.onChange?.();
+  }
+
+  /** A new content file holding `data`; written before any entry points at it. */
+  async newContent(data?: Buffer): Promise<string> {
+    const id = randomBytes(10).toString("hex");
+    this.young.add(id);
+    await writeFile(this.contentPath(id), data ?? Buffer.alloc(0), { mode: 0o600 });
+    this.sizes.set(id, data?.length ?? 0);
+    return id;
+  }
+
+  /** Records that content `id` was written to / truncated; `size` is its new length. */
+  contentChanged(p: string | undefined, id: string, size: number): void {
+    this.sizes.set(id, size);
+    this.contentSeq.set(id, (this.contentSeq.get(id) ?? 0) + 1);
+    const e = p === undefined ? undefined : this.entries.get(p);
+    if (e && e.k === "f" && e.c === id) {
+      e.mtime = Date.now();
+      this.pathSeq.set(p as string, this.seq + 1);
+    }
+    this.bump();
+  }
+
+  size(id: string): number {
+    return this.sizes.get(id) ?? 0;
+  }
+
+  /** Git blob oid of a content file (cached until the content changes). */
+  async contentOid(id: string): Promise<{ oid: string; data?: Buffer }> {
+    const seq = this.contentSeq.get(id) ?? 0;
+    const hit = this.oids.get(id);
+    if (hit && hit.seq === seq) return { oid: hit.oid };
+    const data = await readFile(this.contentPath(id));
+    const oid = createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
+    if ((this.contentSeq.get(id) ?? 0) === seq) this.oids.set(id, { seq, oid });
+    return { oid, data };
+  }
+
+  /** Switches to a new base snapshot with exactly `entries` (a rebase or seal); checkpointed. */
+  async rebase(base: RepoSnapshot, entries: Array<[string, OverlayEntry]>, meta: OverlayMeta): Promise<void> {
+    this.base = base;
+    this.absorb(base);
+    this.entries = new Map();
+    this.kids = new Map();
+    this.pathSeq = new Map();
+    for (const [p, e] of entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) this.put(p, e);
+    this.meta = meta;
+    this.seq++;
+    await this.checkpoint();
+  }
+
+  /** Trees known to the overlay (for building a new tree from the base). */
+  tree(oid: string): SnapshotEntry[] | undefined {
+    return this.trees.get(oid);
+  }
+
+  addTrees(trees: Map<string, SnapshotEntry[]>): void {
+    for (const [k, v] of trees) this.trees.set(k, v);
+  }
+
+  isUnder(rel: string, dir: string): boolean {
+    return under(rel, dir);
+  }
+}

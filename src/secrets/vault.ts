@@ -14,26 +14,24 @@ export function passphraseAvailable(src: PassphraseSource): boolean {
   return src.env !== undefined || (!src.nonInteractive && terminalAvailable());
 }
 
-/** Passphrases already given in this process, by vault path: ask once. */
-const known = new Map<string, string>();
+/** Passphrases typed at the prompt in this process, by vault path: ask once. */
+const prompted = new Map<string, string>();
 
 async function passphraseFor(path: string, src: PassphraseSource, creating: boolean): Promise<string> {
-  const cached = known.get(path);
+  if (src.env !== undefined) return src.env;
+  const cached = prompted.get(path);
   if (cached !== undefined) return cached;
-  let pass = src.env;
-  if (pass === undefined) {
-    if (src.nonInteractive || !terminalAvailable())
-      throw new MesaError("VAULT_PASSPHRASE", `the encrypted vault ${path} needs a passphrase`, {
-        hint: "set MESA_VAULT_PASSPHRASE or run mesa in a terminal",
-      });
-    pass = await promptHidden(
-      creating ? "New passphrase for the mesa vault: " : "Passphrase for the mesa vault: ",
-    );
-    if (creating && (await promptHidden("Repeat the passphrase: ")) !== pass)
-      throw new MesaError("VAULT_PASSPHRASE", "the passphrases do not match; nothing was written");
-  }
+  if (src.nonInteractive || !terminalAvailable())
+    throw new MesaError("VAULT_PASSPHRASE", `the encrypted vault ${path} needs a passphrase`, {
+      hint: "set MESA_VAULT_PASSPHRASE or run mesa in a terminal",
+    });
+  const pass = await promptHidden(
+    creating ? "New passphrase for the mesa vault: " : "Passphrase for the mesa vault: ",
+  );
   if (pass.length === 0) throw new MesaError("VAULT_PASSPHRASE", "the vault passphrase is empty");
-  known.set(path, pass);
+  if (creating && (await promptHidden("Repeat the passphrase: ")) !== pass)
+    throw new MesaError("VAULT_PASSPHRASE", "the passphrases do not match; nothing was written");
+  prompted.set(path, pass);
   return pass;
 }
 
@@ -56,7 +54,7 @@ export function vaultCodec(path: string, src: PassphraseSource): FileCodec {
         const msg = err instanceof Error ? err.message : String(err);
         // age reports a passphrase that does not unwrap the file key this way.
         if (/no identity matched/.test(msg)) {
-          known.delete(path);
+          prompted.delete(path);
           throw new MesaError("VAULT_PASSPHRASE", `wrong passphrase for the encrypted vault ${path}`, {
             hint: "check MESA_VAULT_PASSPHRASE; the vault was not changed",
           });

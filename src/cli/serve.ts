@@ -29,20 +29,37 @@ export function register(program: Command): void {
     .option("--data-dir <dir>", "where repos and keys live (default ~/.local/share/mesa/server)")
     .option("--listen <host:port>", `address to listen on (default ${DEFAULT_LISTEN})`)
     .option("--org <name>", "organization created on first start (default local)")
-    .action(async (opts: { dataDir?: string; listen?: string; org?: string }, cmd: Command) => {
-      const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
-      // Serving logs at info by default: the "listening" line is how callers find the port.
-      const level = (cmd.optsWithGlobals() as { logLevel?: LogLevel }).logLevel ?? "info";
-      const log = createLogger({ level, name: "mesa-serve" });
-      await runServe({
-        dataDir: resolveDir(opts.dataDir),
-        host,
-        port,
-        org: opts.org ?? "local",
-        log,
-        announce: (line) => process.stdout.write(`${line}\n`),
-      });
-    });
+    .option("--git-timeout <seconds>", "kill a git subprocess that is idle this long (default 120)")
+    .action(
+      async (
+        opts: { dataDir?: string; listen?: string; org?: string; gitTimeout?: string },
+        cmd: Command,
+      ) => {
+        let gitIdleTimeoutMs: number | undefined;
+        if (opts.gitTimeout !== undefined) {
+          const s = Number(opts.gitTimeout);
+          if (!/^\d+$/.test(opts.gitTimeout) || s < 1 || s > 86_400)
+            throw new MesaError(
+              "INVALID_ARGUMENT",
+              `--git-timeout takes 1 to 86400 seconds, got ${JSON.stringify(opts.gitTimeout)}`,
+            );
+          gitIdleTimeoutMs = s * 1000;
+        }
+        const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+        // Serving logs at info by default: the "listening" line is how callers find the port.
+        const level = (cmd.optsWithGlobals() as { logLevel?: LogLevel }).logLevel ?? "info";
+        const log = createLogger({ level, name: "mesa-serve" });
+        await runServe({
+          dataDir: resolveDir(opts.dataDir),
+          host,
+          port,
+          org: opts.org ?? "local",
+          log,
+          gitIdleTimeoutMs,
+          announce: (line) => process.stdout.write(`${line}\n`),
+        });
+      },
+    );
 
   serve
     .command("import")

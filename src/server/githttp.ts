@@ -111,6 +111,9 @@ function runBackend(
   return new Promise<void>((resolve) => {
     let stderr = "";
     let headerBuf = Buffer.alloc(0);
+    // CGI headers are parsed first but sent only with the first body byte (or a clean exit),
+    // so a git that dies before producing anything still becomes a proper 500.
+    let parsed: { status: number; headers: Record<string, string> } | undefined;
     let headersSent = false;
     let killedForIdle = false;
     let timer: NodeJS.Timeout | undefined;
@@ -123,6 +126,18 @@ function runBackend(
     };
     touch();
 
+    const sendHeaders = () => {
+      if (headersSent || !parsed) return;
+      headersSent = true;
+      res.writeHead(parsed.status, parsed.headers);
+    };
+    const write = (chunk: Buffer) => {
+      sendHeaders();
+      if (!res.write(chunk)) {
+        child.stdout.pause();
+        res.once("drain", () => child.stdout.resume());
+      }
+    };
     const fail = (why: string) => {
       log.error({ why, stderr: stderr.slice(-2000) }, "git http-backend failed");
       if (!headersSent) {
@@ -151,11 +166,8 @@ function runBackend(
 
     child.stdout.on("data", (chunk: Buffer) => {
       touch();
-      if (headersSent) {
-        if (!res.write(chunk)) {
-          child.stdout.pause();
-          res.once("drain", () => child.stdout.resume());
-        }
+      if (parsed) {
+        write(chunk);
         return;
       }
       headerBuf = Buffer.concat([headerBuf, chunk]);
@@ -182,10 +194,9 @@ function runBackend(
         if (name.toLowerCase() === "status") status = Number.parseInt(value, 10) || 500;
         else out[name] = value;
       }
-      headersSent = true;
-      res.writeHead(status, out);
+      parsed = { status, headers: out };
       const restBody = headerBuf.subarray(end + sepLen);
-      if (restBody.length > 0) res.write(restBody);
+      if (restBody.length > 0) write(restBody);
     });
 
     child.on("error", (e) => {
@@ -197,7 +208,7 @@ function runBackend(
       clearTimeout(timer);
       if (killedForIdle) fail("timed out");
       else if (code !== 0) fail(`exit ${code ?? signal}`);
-      else if (!headersSent) fail("no CGI headers");
+      else if (!parsed) fail("no CGI headers");
       else {
         if (target.service === "git-receive-pack" && target.rest !== "info/refs") {
           // Index the new commits before the client hears back, so the REST view agrees.
@@ -207,6 +218,7 @@ function runBackend(
             log.error({ err: e }, "indexing changes after a push failed");
           }
         }
+        sendHeaders();
         res.end();
       }
       log.info({ status: res.statusCode, rest: target.rest }, "git request");

@@ -15,6 +15,8 @@ export interface ServeOptions {
   port: number;
   org: string;
   log: Logger;
+  /** A git http-backend idle this long is killed (default 120 s). */
+  gitIdleTimeoutMs?: number;
   /** Where the one-time `admin key: …` line goes (stdout). */
   announce: (line: string) => void;
 }
@@ -108,7 +110,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
     const store = new StateStore(data.stateFile);
     await store.load();
     await bootstrap(store, opts.org, opts.announce);
-    const app = buildApp({ data, store, log: opts.log });
+    const app = buildApp({ data, store, log: opts.log, gitIdleTimeoutMs: opts.gitIdleTimeoutMs });
     await app.listen({ host: opts.host, port: opts.port });
     const addr = app.server.address();
     const port = typeof addr === "object" && addr ? addr.port : opts.port;

@@ -20,6 +20,8 @@ export interface StartServeOptions {
   /** How long to wait for the server to listen (default 20 s). */
   startTimeoutMs?: number;
   env?: Record<string, string>;
+  /** Extra `mesa serve` arguments, e.g. ["--git-timeout", "2"]. */
+  args?: string[];
 }
 
 export interface ServeHandle {
@@ -72,7 +74,7 @@ export async function startServe(opts: StartServeOptions = {}): Promise<ServeHan
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), "mesa-serve-")));
   const child = spawn(
     process.execPath,
-    [MESA_BIN, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--org", org],
+    [MESA_BIN, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--org", org, ...(opts.args ?? [])],
     { env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";

@@ -6,6 +6,7 @@ import type { Logger } from "../log.js";
 import { validateOrgName } from "../names.js";
 import { buildApp } from "./app.js";
 import { indexChanges } from "./changes.js";
+import { git } from "./git.js";
 import { nowIso, StateStore } from "./state.js";
 import { DataDir, importRepo } from "./storage.js";
 
@@ -144,5 +145,7 @@ export async function runImport(dataDir: string, slugOrg: string, slugRepo: stri
   await data.ensure();
   return importRepo(data, slugOrg, slugRepo, source, async (gitDir) => {
     await indexChanges(gitDir);
+    // One change ref per commit: pack them so big histories don't leave a file per ref.
+    await git(gitDir, ["pack-refs", "--all"], { timeoutMs: 600_000 });
   });
 }

@@ -12,7 +12,8 @@ export type ControlRequest =
   | { cmd: "stats" }
   | { cmd: "unmount" }
   | { cmd: "repo-open"; org: string; repo: string }
-  | { cmd: "repo-close"; org: string; repo: string };
+  | { cmd: "repo-close"; org: string; repo: string }
+  | { cmd: "new"; org?: string; repo?: string; message?: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -20,6 +20,7 @@ import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
 import { livePid, removePid, writePid } from "./pidfile.js";
 import { createSession, type Session } from "./wiring.js";
+import { WriteManager } from "./writes.js";
 
 export interface DaemonOptions {
   logLevel: LogLevel;
@@ -44,6 +45,8 @@ export interface DaemonStatus {
   repos: RepoStatus[];
   cache: object;
   errors: string[];
+  /** Working change of each writable repo, and why the others are read-only. */
+  writes?: unknown[];
 }
 
 /** Every org to mount: from config and from credentials given in the environment. */
@@ -138,11 +141,21 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         hint: "set MESA_ORG and MESA_API_KEY, MESA_ORGS=org:key, or add [organizations.<org>] to config.toml",
       });
     fs.setOrgs(orgs);
+    const writes = new WriteManager(config, session, fs, log);
+    const attachWrites = async (snap: RepoSnapshot) => {
+      try {
+        await writes.attach(snap, config.organizations[snap.org]?.repos[snap.repo]);
+      } catch (err) {
+        errors.push(`${snap.org}/${snap.repo}: writes disabled: ${(err as Error).message}`);
+        log.error({ org: snap.org, repo: snap.repo, err: (err as Error).message }, "repo stays read-only");
+      }
+    };
 
     const loadOne = async (org: string, repo: string): Promise<RepoSnapshot | undefined> => {
       try {
         const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
         fs.setRepo(snap);
+        await attachWrites(snap);
         log.info(
           { org, repo, revision: snap.revision, commit: snap.commitOid, files: snap.sizes.size },
           "repo loaded",
@@ -172,9 +185,10 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       throw firstError ?? new MesaError("DAEMON", errors[0]);
     }
 
-    fuse = await mountFileSystem(mountPoint, fs, {
+    fuse = await mountFileSystem(mountPoint, writes.fs, {
       uid: config.uid,
       gid: config.gid,
+      writable: true,
       onUnexpectedError: (op, path, err) =>
         log.error({ op, path, err: (err as Error).message }, "filesystem error"),
     });
@@ -196,7 +210,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         readOnly: s.readOnly,
       })),
       cache: session?.content.stats() ?? {},
-      errors: [...errors, ...(session?.errors() ?? [])],
+      errors: [...errors, ...(session?.errors() ?? []), ...writes.errors()],
+      writes: writes.status(),
     });
 
     let stopping: Promise<number> | undefined;
@@ -212,6 +227,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
           log.warn({ err: (err as Error).message }, "unmount failed; unmounting lazily");
           await lazyUnmount(mountPoint);
         }
+        // Nothing can write once unmounted: push what is pending (bounded; kept if it fails).
+        await writes.stop();
         await session?.close();
         await removePid(paths.pidFile);
         log.info("stopped");
@@ -242,7 +259,10 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
           const snap = await loadSnapshotOrThrow(req.org, req.repo);
           return { org: snap.org, repo: snap.repo, revision: snap.revision, commit: snap.commitOid };
         }
+        case "new":
+          return writes.newChange(req.org, req.repo, req.message);
         case "repo-close":
+          await writes.detach(req.org, req.repo);
           if (!fs.removeRepo(req.org, req.repo)) throw new Error(`${req.org}/${req.repo} is not mounted`);
           log.info({ org: req.org, repo: req.repo }, "repo closed");
           return { closed: true };
@@ -254,6 +274,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
       fs.setOrgs([org]);
       fs.setRepo(snap);
+      await attachWrites(snap);
       log.info({ org, repo, revision: snap.revision }, "repo opened");
       return snap;
     };

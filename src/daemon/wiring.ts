@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isPrivateKey } from "../auth/keys.js";
+import { isPrivateKey, isScope, scopeAllows } from "../auth/keys.js";
 import { looksLikeJwt, mintFromApiKey, mintFromPrivateKey, PRIVATE_KEY_TTL } from "../auth/tokens.js";
 import { BlobStore, type BlobStoreStats } from "../cache/blob-store.js";
 import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
@@ -30,6 +30,10 @@ export interface Session {
   readTimeoutMs: number;
   /** Problems that `mesa status` should show (e.g. an expired token). */
   errors(): string[];
+  /** The Git client of one repo (the writer pushes through it). */
+  gitRemote(org: string, repo: string): Promise<GitRemote>;
+  /** Whether this session's credential may push to `org` (false for a read-scoped key or token). */
+  canWrite(org: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -272,6 +276,21 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     content,
     readTimeoutMs: READ_TIMEOUT_MS,
     errors: () => [...problems],
+    gitRemote: remoteFor,
+    async canWrite(org) {
+      const { credential } = await credentialFor(org);
+      const rest = new RestClient({ serviceUrl: config.serviceUrl, credential });
+      try {
+        const who = await rest.whoami();
+        return scopeAllows(who.scopes.filter(isScope), "write");
+      } catch (err) {
+        // A plain Git server has no REST API: the push itself will tell.
+        if (isMesaError(err, "NOT_FOUND")) return true;
+        throw err;
+      } finally {
+        await rest.close();
+      }
+    },
     async close() {
       for (const t of expiryTimers) clearTimeout(t);
       prefetcher.stop();

@@ -4,7 +4,7 @@
  */
 import { createRequire } from "node:module";
 import { MesaError } from "../errors.js";
-import { type FileSystem, FsError, type Stat } from "./filesystem.js";
+import { type FileSystem, FsError, type Stat, type WriteOps } from "./filesystem.js";
 
 const require = createRequire(import.meta.url);
 
@@ -77,6 +77,12 @@ function statObject(s: Stat): Record<string, unknown> {
 export interface MountOptions {
   uid: number;
   gid: number;
+  /**
+   * The filesystem changes under the kernel (local writes, others' pushes): short attribute
+   * and entry timeouts, and `auto_cache` (page cache dropped when mtime/size change) instead
+   * of `kernel_cache`.
+   */
+  writable?: boolean;
   /** Called with any error a FileSystem method threw that is not an FsError (a bug or I/O). */
   onUnexpectedError?: (op: string, path: string, err: unknown) => void;
 }
@@ -90,6 +96,52 @@ export interface FuseMount {
 export function forceUnmount(mountPoint: string): Promise<void> {
   const Fuse = loadFuse();
   return new Promise((resolve, reject) => Fuse.unmount(mountPoint, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Seconds the kernel may cache attributes of a writable mount (others' edits show after this). */
+const WRITABLE_CACHE_TIMEOUT_SECONDS = 1;
+
+type Fail = (op: string, path: string, cb: Cb, err: unknown, ...rest: unknown[]) => void;
+
+/** Kernel callbacks of the mutating operations, routed to a writable filesystem. */
+function writeCallbacks(w: WriteOps, fail: Fail): Record<string, unknown> {
+  const ok = (op: string, path: string, cb: Cb, p: Promise<unknown>) =>
+    p.then(
+      () => cb(0),
+      (err) => fail(op, path, cb, err),
+    );
+  return {
+    create(path: string, mode: number, cb: Cb) {
+      w.create(path, mode).then(
+        (fh) => cb(0, fh),
+        (err) => fail("create", path, cb, err),
+      );
+    },
+    write(path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      // The binding reuses `buf` after this call returns: copy it first.
+      const data = Buffer.from(buf.subarray(0, len));
+      w.write(path, fh, data, pos).then(
+        (n) => cb(n),
+        (err) => fail("write", path, cb, err),
+      );
+    },
+    truncate: (path: string, size: number, cb: Cb) => ok("truncate", path, cb, w.truncate(path, size)),
+    ftruncate: (path: string, fh: number, size: number, cb: Cb) =>
+      ok("ftruncate", path, cb, w.ftruncate(path, fh, size)),
+    unlink: (path: string, cb: Cb) => ok("unlink", path, cb, w.unlink(path)),
+    mkdir: (path: string, mode: number, cb: Cb) => ok("mkdir", path, cb, w.mkdir(path, mode)),
+    rmdir: (path: string, cb: Cb) => ok("rmdir", path, cb, w.rmdir(path)),
+    rename: (from: string, to: string, cb: Cb) => ok("rename", from, cb, w.rename(from, to)),
+    symlink: (target: string, path: string, cb: Cb) => ok("symlink", path, cb, w.symlink(target, path)),
+    link: (from: string, to: string, cb: Cb) => ok("link", to, cb, w.link(from, to)),
+    chmod: (path: string, mode: number, cb: Cb) => ok("chmod", path, cb, w.chmod(path, mode)),
+    chown: (path: string, uid: number, gid: number, cb: Cb) => ok("chown", path, cb, w.chown(path, uid, gid)),
+    utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
+      ok("utimens", path, cb, w.utimens(path, new Date(atime), new Date(mtime))),
+    fsync: (path: string, datasync: number, fh: number, cb: Cb) =>
+      ok("fsync", path, cb, w.fsync(path, fh, Boolean(datasync))),
+    flush: (path: string, fh: number, cb: Cb) => ok("flush", path, cb, w.flush(path, fh)),
+  };
 }
 
 /** Mounts `fs` at `mountPoint`; resolves once the kernel has sent FUSE init. */
@@ -186,14 +238,17 @@ export function mountFileSystem(mountPoint: string, fs: FileSystem, opts: MountO
     },
     removexattr: erofs("removexattr"),
   };
+  if (fs.writes) Object.assign(ops, writeCallbacks(fs.writes, fail));
+  const cacheSeconds = opts.writable ? WRITABLE_CACHE_TIMEOUT_SECONDS : CACHE_TIMEOUT_SECONDS;
 
   const fuse = new Fuse(mountPoint, ops, {
     mkdir: true,
     allowOther: true,
     autoUnmount: true,
-    kernelCache: true,
-    entryTimeout: CACHE_TIMEOUT_SECONDS,
-    attrTimeout: CACHE_TIMEOUT_SECONDS,
+    kernelCache: !opts.writable,
+    autoCache: Boolean(opts.writable),
+    entryTimeout: cacheSeconds,
+    attrTimeout: cacheSeconds,
     fsname: "mesa",
     subtype: "mesa",
     timeout: OP_TIMEOUT_MS,

@@ -12,7 +12,13 @@ import { type IgnoreMatcher, loadMesaignore } from "../fuse/mesaignore.js";
 import { RepoOverlay } from "../fuse/overlay.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";
 import { WritableFileSystem } from "../fuse/writable.js";
-import { DEFAULT_WRITER_OPTIONS, RepoWriter, snapshotAt, type WriterRemote, type WriterStatus } from "./persister.js";
+import {
+  DEFAULT_WRITER_OPTIONS,
+  RepoWriter,
+  snapshotAt,
+  type WriterRemote,
+  type WriterStatus,
+} from "./persister.js";
 import type { Session } from "./wiring.js";
 
 /** How long unmount waits for pending pushes before giving up (data stays in the overlay). */
@@ -62,8 +68,10 @@ export class WriteManager {
     const key = `${org}/${repo}`;
     if (this.writers.has(key)) return;
     let reason: string | undefined;
-    if (snap.readOnly) reason = snap.revision.startsWith("change-id:") ? "pinned to a change id" : "read-only in config";
-    else if (!(await this.session.canWrite(org).catch(() => true))) reason = "the credential has read scope only";
+    if (snap.readOnly)
+      reason = snap.revision.startsWith("change-id:") ? "pinned to a change id" : "read-only in config";
+    else if (!(await this.session.canWrite(org).catch(() => true)))
+      reason = "the credential has read scope only";
     if (reason) {
       this.readOnly.set(key, reason);
       this.log.info({ org, repo, reason }, "repo is read-only");
@@ -103,14 +111,21 @@ export class WriteManager {
       const w = this.writers.get(`${org}/${repo}`);
       if (!w) {
         const why = this.readOnly.get(`${org}/${repo}`);
-        throw new MesaError("INVALID_ARGUMENT", `${org}/${repo} is not a writable mounted repo${why ? ` (${why})` : ""}`);
+        throw new MesaError(
+          "INVALID_ARGUMENT",
+          `${org}/${repo} is not a writable mounted repo${why ? ` (${why})` : ""}`,
+        );
       }
       return w;
     }
-    const all = [...this.writers.values()].filter((w) => (!org || w.org === org) && (!repo || w.repo === repo));
+    const all = [...this.writers.values()].filter(
+      (w) => (!org || w.org === org) && (!repo || w.repo === repo),
+    );
     if (all.length === 1) return all[0];
     if (all.length === 0) throw new MesaError("INVALID_ARGUMENT", "no writable repo is mounted");
-    throw new MesaError("USAGE", "several repos are mounted", { hint: "pass --org and --repo, or run it inside the repo" });
+    throw new MesaError("USAGE", "several repos are mounted", {
+      hint: "pass --org and --repo, or run it inside the repo",
+    });
   }
 
   /** `mesa new`: seal the working change of one repo. */
@@ -136,7 +151,8 @@ export class WriteManager {
     for (const w of this.writers.values()) {
       const s = w.status();
       if (s.lastError) out.push(s.lastError);
-      for (const c of s.conflicts) out.push(`${s.org}/${s.repo}: conflict in ${c} (both versions kept with conflict markers)`);
+      for (const c of s.conflicts)
+        out.push(`${s.org}/${s.repo}: conflict in ${c} (both versions kept with conflict markers)`);
     }
     return out;
   }
@@ -150,7 +166,10 @@ export class WriteManager {
       }),
     );
     if (failed.length > 0)
-      this.log.warn({ repos: failed }, "unpushed changes stay in the overlay and are pushed on the next mount");
+      this.log.warn(
+        { repos: failed },
+        "unpushed changes stay in the overlay and are pushed on the next mount",
+      );
     return failed;
   }
 }

@@ -137,6 +137,22 @@ describe("git smart HTTP", () => {
     const c = await api.getChange("local", "app", id);
     assert.equal(c.current_commit_oid, oid);
     assert.equal(c.parents[0], changeIdFromOid(parent));
+
+    // An amend (same change id, later commit time) moves the change; an older version does not.
+    const amend = (t: number, msg: string) =>
+      gitSync(
+        src,
+        ["hash-object", "-t", "commit", "-w", "--stdin"],
+        raw.replaceAll("1700000000", String(t)).replace("jj commit", msg),
+      );
+    const newer = amend(1700000500, "jj amended");
+    const older = amend(1600000000, "jj stale");
+    gitSync(src, ["branch", "-f", "jj", newer]);
+    assert.equal((await gitRun(src, ["push", "-f", remote(srv.adminKey), "jj"])).code, 0);
+    assert.equal((await api.getChange("local", "app", id)).current_commit_oid, newer);
+    gitSync(src, ["branch", "stale", older]);
+    assert.equal((await gitRun(src, ["push", remote(srv.adminKey), "stale"])).code, 0);
+    assert.equal((await api.getChange("local", "app", id)).current_commit_oid, newer);
   });
 
   it("clone and fetch with --filter=blob:none (protocol v2)", async () => {

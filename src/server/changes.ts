@@ -56,7 +56,8 @@ export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<s
 /**
  * Points `refs/mesa/changes/<id>` at every commit reachable from a branch that no change ref
  * reaches yet (after a push or an import). Descendants come first in topological order, so
- * when one change has several new commits the newest one wins.
+ * when one change has several new commits the newest one wins; a change ref that already
+ * points at a more recently committed version (an amend pushed by a mount) is left alone.
  */
 export async function indexChanges(gitDir: string): Promise<number> {
   const revs = await git(
@@ -68,20 +69,43 @@ export async function indexChanges(gitDir: string): Promise<number> {
   );
   const oids = revs.toString("utf8").split("\n").filter(Boolean);
   if (oids.length === 0) return 0;
-  const seen = new Set<string>();
-  let cmds = "";
+  const found = new Map<string, { oid: string; time: number }>();
   // Batches keep each cat-file's output bounded for big imports.
   for (let i = 0; i < oids.length; i += 5000) {
-    const ids = await changeIdsOf(gitDir, oids.slice(i, i + 5000));
-    for (const oid of oids.slice(i, i + 5000)) {
-      const id = ids.get(oid);
-      if (!id || seen.has(id)) continue;
-      seen.add(id);
-      cmds += `update ${CHANGE_REF_PREFIX}${id} ${oid}\n`;
+    const batch = oids.slice(i, i + 5000);
+    const commits = await readCommits(gitDir, batch);
+    for (const oid of batch) {
+      const c = commits.get(oid);
+      if (!c) continue;
+      const id = changeIdOf(oid, c);
+      if (!found.has(id)) found.set(id, { oid, time: c.committer.timestamp });
     }
   }
-  await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
-  return seen.size;
+  const ids = [...found.keys()];
+  const existing = await git(gitDir, ["cat-file", "--batch-check=%(objectname)"], {
+    input: ids.map((id) => `${CHANGE_REF_PREFIX}${id}\n`).join(""),
+    timeoutMs: 600_000,
+  });
+  const current = new Map<string, string>();
+  existing
+    .toString("utf8")
+    .split("\n")
+    .slice(0, ids.length)
+    .forEach((line, i) => {
+      if (OID_RE.test(line)) current.set(ids[i]!, line);
+    });
+  const currentCommits = await readCommits(gitDir, [...current.values()]);
+  let cmds = "";
+  let updated = 0;
+  for (const [id, { oid, time }] of found) {
+    const cur = current.get(id);
+    const curCommit = cur ? currentCommits.get(cur) : undefined;
+    if (cur === oid || (curCommit && curCommit.committer.timestamp > time)) continue;
+    cmds += `update ${CHANGE_REF_PREFIX}${id} ${oid}\n`;
+    updated++;
+  }
+  if (cmds) await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
+  return updated;
 }
 
 /** The current commit of a change, or undefined. */

@@ -426,7 +426,9 @@ export class BlobStore {
   private async deliver(oid: string, data: Buffer, f: Flight, background: boolean): Promise<void> {
     // Prefetched data goes to disk only, so it never pushes the working set out of memory.
     if (!this.disk || !background) this.keepInMemory(oid, data);
-    f.resolve(data);
+    // When the disk falls behind, readers wait for the write: fetched data waiting for the
+    // disk must not grow past the memory budget.
+    if (this.transientBytes <= this.memory.maxBytes) f.resolve(data);
     if (this.disk && !this.closed) {
       // The flight stays registered until the write lands, so a read meanwhile joins it.
       this.transientBytes += data.length;
@@ -440,6 +442,7 @@ export class BlobStore {
         this.transientBytes -= data.length;
       }
     }
+    f.resolve(data);
     if (this.flights.get(oid) === f) this.flights.delete(oid);
   }
 

@@ -8,7 +8,18 @@
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rmdir,
+  stat,
+  unlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
 import { blobHash } from "./verify.js";
@@ -45,6 +56,15 @@ function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
 }
 
+/** unlink, where a file already gone is fine (cheaper than rm's recursive machinery). */
+async function removeFile(file: string): Promise<void> {
+  try {
+    await unlink(file);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
 export class DiskCache {
   readonly path: string;
   readonly maxBytes: number;
@@ -62,6 +82,7 @@ export class DiskCache {
   private reserved = 0;
   private blockSize = 4096;
   private lock: Promise<unknown> = Promise.resolve();
+  private waiters: Array<() => void> = [];
   evictions = 0;
   /** Writes skipped because the blob could not fit under the cap. */
   skipped = 0;
@@ -109,7 +130,7 @@ export class DiskCache {
           names.slice(i, i + 64).map(async (name) => {
             const file = join(dir, name);
             if (name.startsWith(".tmp-")) {
-              await rm(file, { force: true });
+              await removeFile(file);
               return;
             }
             const st = await stat(file).catch(() => undefined);
@@ -237,7 +258,7 @@ export class DiskCache {
     const e = this.index.get(oid);
     if (e === undefined) return;
     this.index.delete(oid);
-    await rm(this.file(oid), { force: true });
+    await removeFile(this.file(oid));
     this.used -= e.bytes;
     this.countIn(this.dirOf(oid), -1);
   }
@@ -273,12 +294,13 @@ export class DiskCache {
       if (r.newDir) await this.accountDir(this.objects);
       return true;
     } catch (err) {
-      await rm(tmp, { force: true }).catch(() => {});
+      await removeFile(tmp).catch(() => {});
       this.logger?.warn({ err, oid }, "disk cache write failed; serving from memory");
       return false;
     } finally {
       if (!stored) this.countIn(dir, -1);
       this.reserved -= r.need;
+      this.wakeWaiters();
       // Should the estimate ever have been short, restore the cap right away.
       if (this.used + this.reserved > this.maxBytes) await this.reserve(0);
     }
@@ -296,6 +318,11 @@ export class DiskCache {
       if (newDir) need += this.blockSize;
       const over = () => this.used + this.reserved + need - this.maxBytes;
       const victims: Array<[string, Entry]> = [];
+      // Space held by other writes in progress comes back when they finish: wait for that
+      // rather than give up (bounded by the number of writes in progress).
+      while (need > 0 && this.reserved > 0 && !this.fitsAfterEviction(need)) {
+        await new Promise<void>((resolve) => this.waiters.push(resolve));
+      }
       if (over() > 0) {
         const left = new Map<string, number>();
         let freed = 0;
@@ -315,7 +342,7 @@ export class DiskCache {
       for (const [oid] of victims) this.index.delete(oid);
       await Promise.all(
         victims.map(async ([oid, e]) => {
-          await rm(this.file(oid), { force: true });
+          await removeFile(this.file(oid));
           this.used -= e.bytes;
           this.evictions++;
         }),
@@ -333,6 +360,22 @@ export class DiskCache {
     const p = this.lock.then(run, run);
     this.lock = p.catch(() => {});
     return p;
+  }
+
+  /** Whether `need` bytes would fit if every unpinned entry were evicted. */
+  private fitsAfterEviction(need: number): boolean {
+    let evictable = 0;
+    for (const [oid, e] of this.index) {
+      if (this.used + this.reserved + need - evictable <= this.maxBytes) return true;
+      if (!this.isPinned(oid)) evictable += e.bytes;
+    }
+    return this.used + this.reserved + need - evictable <= this.maxBytes;
+  }
+
+  private wakeWaiters(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const resolve of w) resolve();
   }
 
   private countIn(dir: string, delta: number): number {

@@ -174,8 +174,7 @@ export async function verifyAccessToken(
     }
     if (header.alg === "EdDSA") {
       const jwk = header.jwk;
-      if (jwk?.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string")
-        throw invalid("bad key");
+      if (jwk?.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") throw invalid("bad key");
       const { payload } = await jwtVerify(token, EmbeddedJWK, {
         ...common,
         algorithms: ["EdDSA"],

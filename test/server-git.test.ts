@@ -415,6 +415,7 @@ describe("mesa serve import and lifecycle", () => {
     const dir = await mkdtemp(path.join(tmpdir(), "mesa-serve-life-"));
     let first: ServeHandle | undefined;
     let again: ServeHandle | undefined;
+    let third: ServeHandle | undefined;
     try {
       first = await startServe({ dataDir: dir });
       assert.match(first.adminKey, /^mesa_live_/);
@@ -443,9 +444,21 @@ describe("mesa serve import and lifecycle", () => {
       }
       assert.equal(alive, false, "mesa serve did not exit after SIGTERM");
       assert.match(again.logs(), /shutting down/);
+      // A new --org on an existing data dir gets its own admin key, printed once.
+      third = await startServe({ dataDir: dir, org: "team" });
+      assert.match(third.adminKey, /^mesa_live_/);
+      const who = await fetch(`${third.url}/v1/whoami`, {
+        headers: { authorization: `Bearer ${third.adminKey}` },
+      });
+      assert.equal(((await who.json()) as { org: { slug: string } }).org.slug, "team");
+      const cross = await fetch(`${third.url}/v1/local/repos`, {
+        headers: { authorization: `Bearer ${third.adminKey}` },
+      });
+      assert.equal(cross.status, 403);
     } finally {
       await first?.stop();
       await again?.stop();
+      await third?.stop();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -68,9 +68,9 @@ async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, 
   try {
     if (!service || !SERVICES.has(service)) throw new ApiError(403, "FORBIDDEN", "only smart HTTP is served");
     const principal = await authenticate(opts.store, credentialFrom(req.headers.authorization));
-    if (!repoGit.endsWith(".git") || nameProblem(org) || nameProblem(repoGit.slice(0, -4)))
-      throw notFound("repository not found");
-    const repo = repoGit.slice(0, -4);
+    // `<repo>.git` is canonical; plain `<repo>` is accepted too, as most Git hosts do.
+    const repo = repoGit.endsWith(".git") ? repoGit.slice(0, -4) : repoGit;
+    if (nameProblem(org) || nameProblem(repo)) throw notFound("repository not found");
     authorize(principal, org, repo, service === "git-receive-pack" ? "write" : "read");
     if (!(await opts.data.repoExists(org, repo))) throw notFound("repository not found");
     return runBackend(req, reply, { org, repo, rest, service }, opts);

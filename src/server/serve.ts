@@ -60,22 +60,12 @@ async function takeLock(file: string): Promise<() => Promise<void>> {
   throw new MesaError("INTERNAL", `cannot take the lock ${file}`);
 }
 
-/** First start: the org and its admin key; the key is shown once and stored as SHA-256. */
+/**
+ * First start (or a new --org on an existing data dir): the org and its admin key; the key is
+ * shown once and stored as SHA-256. An org that exists is left as it is.
+ */
 async function bootstrap(store: StateStore, org: string, announce: (line: string) => void): Promise<void> {
-  if (Object.keys(store.orgs).length > 0) {
-    if (!store.org(org)) {
-      await store.update((s) => {
-        s.orgs[org] = {
-          id: `org_${randomUUID().replaceAll("-", "")}`,
-          name: org,
-          created_at: nowIso(),
-          api_keys: [],
-          public_keys: [],
-        };
-      });
-    }
-    return;
-  }
+  if (store.org(org)) return;
   const { id, key } = generateApiKey();
   const now = nowIso();
   await store.update((s) => {

@@ -12,6 +12,7 @@ import {
   serializeCommit,
   signatureNow,
 } from "../src/vcs/index.js";
+import { DELIM, FLUSH, pkt } from "../src/vcs/pktline.js";
 import { type FaultProxy, faultProxy, type GitServer, serveGit } from "./helpers/git-http.js";
 import { catFiles, git, listObjects, makeRepo, removeDir, type TestRepo, tempDir } from "./helpers/repos.js";
 
@@ -131,6 +132,34 @@ describe("fault injection", () => {
       await assert.rejects(r.fetchBlobs(blobs), expectCode("CORRUPT_DATA"), `flip at -${offsetFromEnd}`);
     }
     await fetchAndVerify(r);
+  });
+
+  test("a pack holding other objects than the ones requested is CORRUPT_DATA", async () => {
+    const r = remote();
+    await r.capabilities();
+    const [asked, other] = [blobs[0]!, blobs[1]!];
+    const body = Buffer.concat([
+      pkt("command=fetch\n"),
+      DELIM,
+      ...[`want ${other}`, "no-progress", "ofs-delta", "done"].map((l) => pkt(`${l}\n`)),
+      FLUSH,
+    ]);
+    proxy.inject("/git-upload-pack", { kind: "swap-request", body });
+    await assert.rejects(r.fetchBlobs([asked]), expectCode("CORRUPT_DATA"));
+    const tree = git(repo.bare, ["rev-parse", "HEAD^{tree}"]);
+    const treeBody = Buffer.concat([
+      pkt("command=fetch\n"),
+      DELIM,
+      pkt(`want ${tree}\n`),
+      pkt("done\n"),
+      FLUSH,
+    ]);
+    proxy.inject("/git-upload-pack", { kind: "swap-request", body: treeBody });
+    await assert.rejects(
+      r.fetchBlobs([tree]),
+      expectCode("CORRUPT_DATA"),
+      "a tree where a blob was asked for",
+    );
   });
 
   test("cancellation aborts a slow request promptly", async () => {

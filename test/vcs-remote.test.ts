@@ -159,6 +159,8 @@ describe("GitRemote against git http-backend", () => {
       { batchSize: 300 },
     );
     assert.equal(r.stats.requests - before, Math.ceil(blobs.length / 300));
+    const posts = server.requests.filter((q) => q.path === "/org/many.git/git-upload-pack");
+    assert.equal(posts.at(-1)?.encoding, "gzip", "large want lists are sent gzip-compressed");
     const expected = catFiles(
       big.bare,
       blobs.map((b) => b.oid),

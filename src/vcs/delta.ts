@@ -5,6 +5,12 @@ function corrupt(why: string): MesaError {
   return new MesaError("CORRUPT_DATA", `invalid delta in pack: ${why}`);
 }
 
+/** Deltas are mostly short runs, where a plain loop beats Buffer#copy's per-call overhead. */
+function copyBytes(src: Buffer, from: number, dst: Buffer, to: number, n: number): void {
+  if (n > 256) dst.set(src.subarray(from, from + n), to);
+  else for (let i = 0; i < n; i++) dst[to + i] = src[from + i]!;
+}
+
 export function applyDelta(base: Buffer, delta: Buffer): Buffer {
   let pos = 0;
   const varint = (): number => {
@@ -43,11 +49,11 @@ export function applyDelta(base: Buffer, delta: Buffer): Buffer {
       }
       if (size === 0) size = 0x10000;
       if (offset + size > base.length || outPos + size > dstSize) throw corrupt("copy out of range");
-      base.copy(out, outPos, offset, offset + size);
+      copyBytes(base, offset, out, outPos, size);
       outPos += size;
     } else if (op !== 0) {
       if (pos + op > delta.length || outPos + op > dstSize) throw corrupt("insert out of range");
-      delta.copy(out, outPos, pos, pos + op);
+      copyBytes(delta, pos, out, outPos, op);
       pos += op;
       outPos += op;
     } else {

@@ -4,7 +4,7 @@
  * report-status, side-band-64k and atomic). Every object handed back was hashed by us and
  * checked against what was asked for.
  *
- * Fallbacks for servers with fewer capabilities (documented in docs/vcs.md):
+ * Fallbacks for servers with fewer capabilities:
  * - no `filter`: fetchCommitTrees does a depth-1 fetch of the whole commit and drops the blobs
  *   (remembering their sizes, which then answer objectSizes without another request);
  * - no `object-info`: objectSizes fetches the blobs (in batches) and measures them;

@@ -13,7 +13,7 @@ export interface GitServer {
   url: string;
   port: number;
   /** Number of requests served, by method and path (no query). */
-  requests: Array<{ method: string; path: string }>;
+  requests: Array<{ method: string; path: string; encoding?: string }>;
   close(): Promise<void>;
 }
 
@@ -59,7 +59,11 @@ export async function serveGit(projectRoot: string, opts: ServeOptions = {}): Pr
   const requests: GitServer["requests"] = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    requests.push({ method: req.method ?? "", path: url.pathname });
+    requests.push({
+      method: req.method ?? "",
+      path: url.pathname,
+      encoding: req.headers["content-encoding"],
+    });
     if (opts.password !== undefined) {
       const auth = req.headers.authorization ?? "";
       const given = auth.startsWith("Basic ")
@@ -154,6 +158,8 @@ export type Fault =
   | { kind: "corrupt"; offsetFromEnd: number }
   | { kind: "delay"; ms: number }
   | { kind: "reset" }
+  /** Forward this request body instead of the client's (the server answers a different question). */
+  | { kind: "swap-request"; body: Buffer }
   | { kind: "reset-mid-body"; afterBytes: number };
 
 export interface FaultProxy {
@@ -185,15 +191,21 @@ export async function faultProxy(target: string): Promise<FaultProxy> {
       req.socket.destroy();
       return;
     }
+    const headers = { ...req.headers };
+    if (fault?.kind === "swap-request") {
+      delete headers["content-encoding"];
+      delete headers["transfer-encoding"];
+      headers["content-length"] = String(fault.body.length);
+    }
     const upstream = http.request(
-      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers },
       (up) => {
         const forward = async () => {
           const chunks: Buffer[] = [];
           for await (const c of up) chunks.push(c as Buffer);
           return Buffer.concat(chunks);
         };
-        if (!fault) {
+        if (!fault || fault.kind === "swap-request") {
           res.writeHead(up.statusCode ?? 502, up.headers);
           up.pipe(res);
           return;
@@ -226,7 +238,10 @@ export async function faultProxy(target: string): Promise<FaultProxy> {
       },
     );
     upstream.on("error", () => res.destroy());
-    req.pipe(upstream);
+    if (fault?.kind === "swap-request") {
+      req.resume();
+      upstream.end(fault.body);
+    } else req.pipe(upstream);
   });
   const destroySockets = trackSockets(server);
   const port = await listen(server);

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { apiKeyHash, generateApiKey, SCOPES, scopeAllows } from "../auth/keys.js";
+import { bookmarkProblem } from "../config/revs.js";
 import { isMesaError } from "../errors.js";
 import { nameProblem, parseRepoSlug } from "../names.js";
 import { ROOT_CHANGE_ID } from "../vcs/objects.js";
@@ -36,22 +37,11 @@ export async function repoJson(ctx: ServerContext, org: string, repo: string) {
   };
 }
 
-const bookmarkName = z
-  .string()
-  .min(1)
-  .max(255)
-  .regex(/^[A-Za-z0-9._/-]+$/, "may only contain letters, digits, '.', '_', '-' and '/'")
-  .refine(
-    (n) =>
-      !n.startsWith("-") &&
-      !n.startsWith("/") &&
-      !n.endsWith("/") &&
-      !n.includes("//") &&
-      !n.includes("..") &&
-      !n.endsWith(".lock") &&
-      !n.startsWith("."),
-    "is not a valid bookmark name",
-  );
+/** Bookmark names: the same rules as the CLI and config (git's ref-name rules, made stricter). */
+const bookmarkName = z.string().superRefine((n, ctx) => {
+  const problem = bookmarkProblem(n);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
 
 export { bookmarkName };
 

@@ -101,8 +101,7 @@ export function registerVcsRoutes(app: FastifyInstance, ctx: ServerContext): voi
     const { gitDir } = await forRepo(ctx, req, "read");
     const q = req.query as Record<string, string | undefined>;
     const page = parsePage(q);
-    if (q.glob !== undefined && !/^[A-Za-z0-9._/*?[\]-]{1,255}$/.test(q.glob))
-      throw badRequest("invalid glob");
+    if (q.glob !== undefined && !/^[^\x00-\x20\x7f\\]{1,255}$/.test(q.glob)) throw badRequest("invalid glob");
     const pattern = q.glob ? `refs/heads/${q.glob}` : "refs/heads";
     const out = await git(gitDir, [
       "for-each-ref",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
@@ -348,4 +348,70 @@ test("cache: an open file bigger than the disk cap is fetched once and read in r
   // Closed: the copy beyond the memory budget is released.
   store.unpin(b!.oid);
   assert.ok(store.stats().memoryBytes <= 256 * 1024);
+});
+
+test("cache: eviction is least-recently-used, and the order survives a restart (file mtimes)", async (t) => {
+  const fx = makeRepo(randomFiles(14, () => 6000));
+  t.after(fx.cleanup);
+  const all = blobs(fx);
+  const fetcher = new CatFileFetcher(fx.bare);
+  const dir = tempDir(t);
+  // Fill the cache with ten blobs, then make the cap exactly that full.
+  const probe = await openStore(t, { disk: { path: dir, maxBytes: 64 << 20 }, maxMemoryBytes: 0 });
+  for (const b of all.slice(0, 10)) {
+    await probe.get(b.oid, fetcher);
+    await probe.flush();
+  }
+  const cap = probe.stats().diskBytes + 4096;
+  await probe.close();
+
+  const a = await openStore(t, { disk: { path: dir, maxBytes: cap }, maxMemoryBytes: 0 });
+  await a.get(all[0]!.oid, fetcher); // the oldest write, read again: now the most recent
+  await a.get(all[10]!.oid, fetcher);
+  await a.flush();
+  assert.ok(a.stats().evictions >= 1);
+  assert.ok(a.hasLocal(all[0]!.oid), "recently read: kept");
+  assert.ok(!a.hasLocal(all[1]!.oid), "least recently used: evicted");
+  await a.close();
+
+  // Make blob 9 (the newest of the first ten) the oldest on disk, as if unread for a day.
+  const old = new Date(Date.now() - 86_400_000);
+  utimesSync(join(dir, "objects", all[9]!.oid.slice(0, 2), all[9]!.oid.slice(2)), old, old);
+  const b = await openStore(t, { disk: { path: dir, maxBytes: cap }, maxMemoryBytes: 0 });
+  await b.get(all[11]!.oid, fetcher);
+  await b.flush();
+  assert.ok(!b.hasLocal(all[9]!.oid), "oldest mtime evicted first after restart");
+  assert.ok(b.hasLocal(all[10]!.oid), "newest kept");
+  assert.ok(b.hasLocal(all[11]!.oid));
+  assert.ok(du(dir).blocks <= cap);
+});
+
+test("cache: many concurrent writes under a small cap all land, none skipped, du within the cap", async (t) => {
+  const fx = makeRepo(randomFiles(150, (i) => 1000 + ((i * 7919) % 60000)));
+  t.after(fx.cleanup);
+  const fetcher = new CatFileFetcher(fx.bare);
+  const dir = tempDir(t);
+  const cap = 512 * 1024;
+  const store = await openStore(t, { disk: { path: dir, maxBytes: cap }, maxMemoryBytes: 0, maxBatch: 150 });
+  let sampling = true;
+  let maxSampled = 0;
+  let samples = 0;
+  const sampler = (async () => {
+    while (sampling && samples < 5000) {
+      const d = await duAsync(dir);
+      maxSampled = Math.max(maxSampled, d.blocks, d.apparent);
+      samples++;
+    }
+  })();
+  const all = blobs(fx);
+  const got = await Promise.all(all.map((b) => store.get(b.oid, fetcher)));
+  for (let i = 0; i < all.length; i++) assert.ok(got[i]!.equals(all[i]!.data));
+  await store.flush();
+  sampling = false;
+  await sampler;
+  assert.equal(fetcher.requests, 1);
+  assert.equal(store.stats().diskSkipped, 0);
+  assert.ok(store.stats().evictions > 50);
+  assert.ok(maxSampled <= cap, `du saw ${maxSampled} > ${cap}`);
+  assert.ok(du(dir).blocks <= cap);
 });

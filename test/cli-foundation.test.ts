@@ -283,7 +283,7 @@ test("cli: keychain backend round-trips through a real Secret Service (gnome-key
   const set = ok(await mesaWithKeyring(home, ["auth", "set-key", "--org", "acme"], `${key("kc")}\n`));
   noSecret(set);
   assert.match(set.stderr, /stored the key for orgs\/acme in keychain/);
-  assert.doesNotMatch(set.stderr, /warning/);
+  assert.doesNotMatch(set.stderr, /mesa: warning/);
   ok(await mesaWithKeyring(home, ["auth", "set-key", "--org", "acme", "--repo", "app"], key("kcrepo")));
   const list = ok(await mesaWithKeyring(home, ["auth", "list"]));
   assert.equal(list.stdout, "orgs/acme\norgs/acme/repos/app\n");

@@ -2,6 +2,8 @@ import { Command, CommanderError, Option } from "commander";
 import { formatError, MesaError } from "../errors.js";
 import { VERSION } from "../version.js";
 import * as auth from "./auth.js";
+import * as bookmark from "./bookmark.js";
+import * as change from "./change.js";
 import * as configCmd from "./config.js";
 import * as serve from "./serve.js";
 import * as doctor from "./doctor.js";
@@ -13,7 +15,7 @@ import * as token from "./token.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, token, serve, mount, status, doctor, quickstart, repo];
+const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, token, serve, mount, status, doctor, quickstart, repo, change, bookmark];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

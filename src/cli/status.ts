@@ -28,6 +28,14 @@ function printStatus(s: DaemonStatus): void {
         `  ${r.org}/${r.repo}  ${r.revision}  ${r.commit.slice(0, 12)}  ${r.files} files${r.readOnly ? "  read-only" : ""}`,
     ),
   ];
+  for (const w of (s.writes ?? []) as Array<Record<string, unknown>>) {
+    if (typeof w.readOnly === "string") lines.push(`  ${w.org}/${w.repo}: read-only (${w.readOnly})`);
+    else
+      lines.push(
+        `  ${w.org}/${w.repo}: working change ${w.changeId ?? "(none yet)"} on ${String(w.ref).replace(/^refs\/heads\//, "")}` +
+          `${w.pending ? ", pending writes" : ", pushed"}${w.failures ? `, ${w.failures} failed pushes` : ""}`,
+      );
+  }
   const c = s.cache as {
     diskBytes?: number;
     diskMaxBytes?: number;

@@ -1,0 +1,96 @@
+/**
+ * Shared by `mesa new/log/show/bookmark`: which repo a command is about (--org/--repo, else
+ * the repo directory of the mount the shell is in, else the only configured one) and clients
+ * for it with the stored credential.
+ */
+import { realpathSync } from "node:fs";
+import { relative, resolve } from "node:path";
+import type { Command } from "commander";
+import { loadConfig } from "../config/load.js";
+import type { Config } from "../config/types.js";
+import { MesaError } from "../errors.js";
+import { validateOrgName, validateRepoName } from "../names.js";
+import { applyEnvOrgs, envCredential, openSecretStore, resolveCredential } from "../secrets/index.js";
+import { GitRemote } from "../vcs/remote.js";
+import { RestClient } from "../vcs/rest.js";
+import { globalOptions } from "./context.js";
+
+export interface RepoTarget {
+  config: Config;
+  org?: string;
+  repo?: string;
+}
+
+/** The org/repo of the cwd when it is inside `<mount point>/<org>/<repo>`. */
+export function repoFromCwd(
+  mountPoint: string,
+  cwd = process.cwd(),
+): { org: string; repo: string } | undefined {
+  let mp = resolve(mountPoint);
+  try {
+    mp = realpathSync(mp);
+  } catch {
+    // not mounted: compare the plain path
+  }
+  const rel = relative(mp, resolve(cwd));
+  if (rel === "" || rel.startsWith("..")) return undefined;
+  const [org, repo] = rel.split("/");
+  return org && repo ? { org, repo } : undefined;
+}
+
+/** org/repo from the options, the cwd, or (for org) MESA_ORG / the only configured org. */
+export function target(cmd: Command, opts: { org?: string; repo?: string }): RepoTarget {
+  const config = loadConfig({ configPath: globalOptions(cmd).configPath });
+  const here = repoFromCwd(config.mountPoint);
+  const org = opts.org ?? here?.org ?? config.env.org ?? single(Object.keys(config.organizations));
+  const repo = opts.repo ?? (here && here.org === org ? here.repo : undefined);
+  return {
+    config,
+    org: org === undefined ? undefined : validateOrgName(org),
+    repo: repo === undefined ? undefined : validateRepoName(repo),
+  };
+}
+
+function single(xs: string[]): string | undefined {
+  return xs.length === 1 ? xs[0] : undefined;
+}
+
+/** Both names are needed: a clear usage error otherwise. */
+export function requireRepo(t: RepoTarget): { org: string; repo: string } {
+  if (!t.org || !t.repo)
+    throw new MesaError("USAGE", "which repository? pass --org and --repo", {
+      hint: "or run the command inside <mount point>/<org>/<repo>",
+    });
+  return { org: t.org, repo: t.repo };
+}
+
+export async function credentialFor(cmd: Command, config: Config, org: string): Promise<string> {
+  const direct = config.env.orgs.length === 0 ? envCredential(config, org) : undefined;
+  if (direct !== undefined) return direct;
+  const store = await openSecretStore(config, { nonInteractive: globalOptions(cmd).nonInteractive });
+  await applyEnvOrgs(config, store);
+  return resolveCredential(config, store, org);
+}
+
+export async function clients(
+  cmd: Command,
+  t: RepoTarget,
+): Promise<{ org: string; repo: string; rest: RestClient; git: GitRemote; close(): Promise<void> }> {
+  const { org, repo } = requireRepo(t);
+  const credential = await credentialFor(cmd, t.config, org);
+  const rest = new RestClient({ serviceUrl: t.config.serviceUrl, credential });
+  const git = new GitRemote({
+    url: `${t.config.serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
+    credential,
+  });
+  return {
+    org,
+    repo,
+    rest,
+    git,
+    async close() {
+      await rest.close();
+      await git.close();
+    },
+  };
+}

@@ -153,3 +153,24 @@ test("prefetch: stop() drops the queue and cancels what is in flight", async (t)
   // The store still works for foreground reads.
   assert.ok((await store.get(files[0]!.oid, fetcher)).length === 100);
 });
+
+test("prefetch: files the cache could never keep are left for foreground reads", async (t) => {
+  const fx = makeRepo(
+    new Map([
+      ["big.bin", Buffer.alloc(200 * 1024, 9)],
+      ["small.txt", Buffer.from("hi\n")],
+    ]),
+  );
+  const { store, pf, fetcher, files } = await setup(
+    t,
+    fx,
+    { disk: undefined, maxMemoryBytes: 64 * 1024 },
+    {},
+  );
+  pf.onDirectoryListed(fetcher, files);
+  const small = files.find((f) => f.size === 3)!;
+  assert.ok(await waitFor(() => store.hasLocal(small.oid), 5000));
+  assert.ok(await waitFor(() => pf.stats().inFlight === 0, 5000));
+  assert.equal(pf.stats().skippedTooBig, 1);
+  assert.equal(fetcher.blobs, 1);
+});

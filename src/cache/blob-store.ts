@@ -195,6 +195,11 @@ export class BlobStore {
     return this.memory.get(oid)?.length ?? this.disk?.sizeOf(oid);
   }
 
+  /** Whether a blob of `size` bytes can be kept locally at all (prefetching it otherwise is waste). */
+  canStore(size: number): boolean {
+    return this.disk ? this.disk.canHold(size) : size <= this.memory.maxEntryBytes;
+  }
+
   /** Pinned blobs (open files) are never evicted. Counted: pin twice, unpin twice. */
   pin(oid: string): void {
     this.pins.set(oid, (this.pins.get(oid) ?? 0) + 1);

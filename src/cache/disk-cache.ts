@@ -78,6 +78,7 @@ export class DiskCache {
   /** Entries (and writes in progress) per objects/xx directory; an empty one is removed. */
   private readonly dirCount = new Map<string, number>();
   private readonly writing = new Map<string, Promise<boolean>>();
+  private readonly verifying = new Map<string, Promise<boolean>>();
   private used = 0;
   private reserved = 0;
   private blockSize = 4096;
@@ -93,6 +94,12 @@ export class DiskCache {
     this.objects = join(opts.path, "objects");
     this.logger = opts.logger;
     this.isPinned = opts.isPinned ?? (() => false);
+  }
+
+  /** Whether a blob of `size` bytes could ever be stored under the cap. */
+  canHold(size: number): boolean {
+    const blk = this.blockSize;
+    return Math.ceil(size / blk) * blk + 4 * blk <= this.maxBytes;
   }
 
   /** Bytes on disk now (files and directories). */
@@ -177,10 +184,20 @@ export class DiskCache {
    * Hashes the file (streaming, so a large blob costs no memory) and compares it with its
    * name; a mismatching file is deleted. Returns whether the entry is good.
    */
-  async verify(oid: string): Promise<boolean> {
+  verify(oid: string): Promise<boolean> {
     const e = this.index.get(oid);
-    if (e === undefined) return false;
-    if (e.verified) return true;
+    if (e === undefined) return Promise.resolve(false);
+    if (e.verified) return Promise.resolve(true);
+    // Concurrent first reads of one large file hash it once.
+    let p = this.verifying.get(oid);
+    if (!p) {
+      p = this.hashCheck(oid, e).finally(() => this.verifying.delete(oid));
+      this.verifying.set(oid, p);
+    }
+    return p;
+  }
+
+  private async hashCheck(oid: string, e: Entry): Promise<boolean> {
     const h = blobHash(oid, e.size);
     try {
       for await (const chunk of createReadStream(this.file(oid))) h.update(chunk as Buffer);

@@ -37,6 +37,8 @@ export interface PrefetcherStats {
   blobs: number;
   errors: number;
   skippedLocal: number;
+  /** Files larger than the cache could keep: fetched only when read. */
+  skippedTooBig: number;
   paused: boolean;
   pauses: number;
 }
@@ -102,7 +104,7 @@ export class Prefetcher {
   private paused = false;
   private backoffMs = 0;
   private backoffUntil = 0;
-  private readonly c = { requests: 0, blobs: 0, errors: 0, skippedLocal: 0, pauses: 0 };
+  private readonly c = { requests: 0, blobs: 0, errors: 0, skippedLocal: 0, skippedTooBig: 0, pauses: 0 };
 
   constructor(opts: PrefetcherOptions) {
     this.store = opts.store;
@@ -127,6 +129,10 @@ export class Prefetcher {
     for (const f of files) {
       if (this.maxDepth !== null && f.depth > this.maxDepth) continue;
       if (this.pending.has(f.oid)) continue;
+      if (!this.store.canStore(f.size)) {
+        this.c.skippedTooBig++;
+        continue;
+      }
       if (this.store.hasLocal(f.oid)) {
         this.c.skippedLocal++;
         continue;

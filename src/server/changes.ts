@@ -45,6 +45,18 @@ export async function readCommits(gitDir: string, oids: string[]): Promise<Map<s
   return out;
 }
 
+/** The commit a revision (e.g. `refs/heads/main`) names, read in one cat-file; undefined if none. */
+export async function readCommitAt(
+  gitDir: string,
+  rev: string,
+): Promise<{ oid: string; commit: Commit } | undefined> {
+  const buf = await git(gitDir, ["cat-file", "--batch"], { input: `${rev}\n` });
+  const nl = buf.indexOf(0x0a);
+  const header = buf.toString("utf8", 0, nl < 0 ? buf.length : nl).split(" ");
+  if (header.length !== 3 || header[1] !== "commit") return undefined;
+  return { oid: header[0]!, commit: parseCommit(buf.subarray(nl + 1, nl + 1 + Number(header[2]))) };
+}
+
 /** The change ids of `oids` (commits), in a map by oid. */
 export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<string, string>> {
   const commits = await readCommits(gitDir, oids);

@@ -7,7 +7,7 @@ import { isMesaError } from "../errors.js";
 import { nameProblem, parseRepoSlug } from "../names.js";
 import { ROOT_CHANGE_ID } from "../vcs/objects.js";
 import { canSeeRepo } from "./auth.js";
-import { bookmarkCommit, changeIdsOf } from "./changes.js";
+import { changeIdOf, readCommitAt } from "./changes.js";
 import {
   forOrg,
   forRepo,
@@ -25,8 +25,8 @@ import { createRepo, deleteRepo, readRepoMeta } from "./storage.js";
 export async function repoJson(ctx: ServerContext, org: string, repo: string) {
   const gitDir = ctx.data.repoDir(org, repo);
   const meta = await readRepoMeta(gitDir);
-  const head = await bookmarkCommit(gitDir, meta.defaultBookmark);
-  const headChange = head ? (await changeIdsOf(gitDir, [head])).get(head) : undefined;
+  const head = await readCommitAt(gitDir, `refs/heads/${meta.defaultBookmark}`);
+  const headChange = head ? changeIdOf(head.oid, head.commit) : undefined;
   return {
     id: meta.id,
     org,

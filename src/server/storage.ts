@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { MesaError } from "../errors.js";
 import { nameProblem, validateOrgName, validateRepoName } from "../names.js";
@@ -77,20 +77,41 @@ export interface RepoMeta {
   defaultBookmark: string;
 }
 
-export async function readRepoMeta(gitDir: string): Promise<RepoMeta> {
-  const cfg = await runGit(gitDir, ["config", "--get-regexp", "^mesa\\."]);
-  const values = new Map<string, string>();
-  for (const line of cfg.stdout.toString("utf8").split("\n")) {
-    const sp = line.indexOf(" ");
-    if (sp > 0) values.set(line.slice(0, sp), line.slice(sp + 1));
+/** The `[mesa]` section of a bare repo's config file, cached by the file's identity. */
+const metaCache = new Map<string, { key: string; id: string; createdAt: string }>();
+
+async function readMesaConfig(gitDir: string): Promise<{ id: string; createdAt: string }> {
+  const file = path.join(gitDir, "config");
+  const st = await stat(file);
+  const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  const hit = metaCache.get(gitDir);
+  if (hit?.key === key) return hit;
+  // We write these two values with `git config`, which always lays them out like this.
+  const text = await readFile(file, "utf8");
+  let inMesa = false;
+  const values: Record<string, string> = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("[")) inMesa = /^\[mesa\]$/i.test(line);
+    else if (inMesa) {
+      const m = /^([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$/.exec(line);
+      if (m) values[m[1]!.toLowerCase()] = m[2]!;
+    }
   }
-  const head = await runGit(gitDir, ["symbolic-ref", "-q", "HEAD"]);
-  const ref = head.stdout.toString("utf8").trim();
-  return {
-    id: values.get("mesa.id") ?? "",
-    createdAt: values.get("mesa.createdat") ?? "",
-    defaultBookmark: ref.startsWith("refs/heads/") ? ref.slice("refs/heads/".length) : "main",
-  };
+  const entry = { key, id: values.id ?? "", createdAt: values.createdat ?? "" };
+  if (metaCache.size > 10_000) metaCache.clear();
+  metaCache.set(gitDir, entry);
+  return entry;
+}
+
+/** Repo metadata without spawning git: HEAD and the config file are read directly. */
+export async function readRepoMeta(gitDir: string): Promise<RepoMeta> {
+  const [cfg, head] = await Promise.all([
+    readMesaConfig(gitDir),
+    readFile(path.join(gitDir, "HEAD"), "utf8"),
+  ]);
+  const m = /^ref: refs\/heads\/(\S+)\s*$/.exec(head);
+  return { id: cfg.id, createdAt: cfg.createdAt, defaultBookmark: m ? m[1]! : "main" };
 }
 
 /** Settings every repo gets; reads with filters and any-SHA1 wants are served per request. */

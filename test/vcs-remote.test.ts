@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { isMesaError } from "../src/errors.js";
 import {
@@ -314,7 +316,7 @@ describe("GitRemote against git http-backend", () => {
   });
 });
 
-describe("GitRemote authentication", () => {
+describe("GitRemote authentication and endpoints", () => {
   let root: string;
   let server: GitServer;
   let repo: TestRepo;
@@ -343,6 +345,25 @@ describe("GitRemote authentication", () => {
     const ok = new GitRemote({ url: `${server.url}/${repo.slug}`, credential: "mesa_live_secretsecret" });
     assert.equal((await ok.lsRefs()).head?.oid, repo.head());
     await ok.close();
+  });
+
+  test("a URL that is not a smart Git endpoint is a PROTOCOL error", async () => {
+    const html = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<html>login</html>");
+    });
+    await new Promise<void>((resolve) => html.listen(0, "127.0.0.1", resolve));
+    const r = new GitRemote({ url: `http://127.0.0.1:${(html.address() as AddressInfo).port}/org/repo.git` });
+    try {
+      await assert.rejects(r.lsRefs(), expectCode("PROTOCOL"));
+      await assert.rejects(
+        r.push([{ ref: "refs/heads/x", old: null, new: "1".repeat(40) }], []),
+        expectCode("PROTOCOL"),
+      );
+    } finally {
+      await r.close();
+      await new Promise((resolve) => html.close(resolve));
+    }
   });
 
   test("credentials in the URL are refused", () => {

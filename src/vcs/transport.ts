@@ -202,7 +202,11 @@ export class GitHttp {
       return await consume({ status: res.statusCode, headers: res.headers, body: res.body });
     } finally {
       // A body left half-read would pin the connection; destroying it releases the socket.
-      if (!res.body.readableEnded && !res.body.destroyed) res.body.destroy();
+      // undici emits an AbortError when a body is destroyed early; nobody is listening any more.
+      if (!res.body.readableEnded && !res.body.destroyed) {
+        res.body.on("error", () => {});
+        res.body.destroy();
+      }
     }
   }
 

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { availableParallelism } from "node:os";
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "../log.js";
@@ -20,9 +21,14 @@ export interface GitHttpOptions {
   log: Logger;
   /** A git that neither reads nor writes for this long is killed. */
   idleTimeoutMs: number;
+  /** Git processes allowed at once; more requests get 503 (clients retry 5xx with backoff). */
+  maxConcurrent?: number;
 }
 
 const SERVICES = new Set(["git-upload-pack", "git-receive-pack"]);
+
+/** git http-backend processes running now (all repos). */
+let running = 0;
 
 /** Server-side settings every request gets (instead of per-repo config files). */
 const GIT_CONFIG: Array<[string, string]> = [
@@ -73,7 +79,17 @@ async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, 
     if (nameProblem(org) || nameProblem(repo)) throw notFound("repository not found");
     authorize(principal, org, repo, service === "git-receive-pack" ? "write" : "read");
     if (!(await opts.data.repoExists(org, repo))) throw notFound("repository not found");
-    return runBackend(req, reply, { org, repo, rest, service }, opts);
+    const limit = opts.maxConcurrent ?? Math.max(16, 4 * availableParallelism());
+    if (running >= limit) {
+      reply.header("Retry-After", "1");
+      throw new ApiError(503, "UNAVAILABLE", "the server is busy; retry shortly");
+    }
+    running++;
+    try {
+      return await runBackend(req, reply, { org, repo, rest, service }, opts);
+    } finally {
+      running--;
+    }
   } catch (err) {
     if (err instanceof ApiError) return gitError(reply, err);
     throw err;

@@ -46,6 +46,7 @@ const NAME_RE = /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/;
 const SUBDIR_RE = /^[0-9a-f]{2}$/;
 /** Re-persist an entry's access time at most this often (one utimes per hot file per minute). */
 const TOUCH_INTERVAL_MS = 60_000;
+const WRITE_CONCURRENCY = 4;
 
 /** Bytes a file or directory costs: allocated blocks, or its apparent size if larger. */
 function onDisk(st: { blocks: number; size: number }): number {
@@ -84,6 +85,8 @@ export class DiskCache {
   private blockSize = 4096;
   private lock: Promise<unknown> = Promise.resolve();
   private waiters: Array<() => void> = [];
+  private activeWrites = 0;
+  private readonly writeQueue: Array<() => void> = [];
   evictions = 0;
   /** Writes skipped because the blob could not fit under the cap. */
   skipped = 0;
@@ -265,7 +268,7 @@ export class DiskCache {
     if (this.index.has(oid)) return Promise.resolve(true);
     const pending = this.writing.get(oid);
     if (pending) return pending;
-    const p = this.write(oid, data).finally(() => this.writing.delete(oid));
+    const p = this.limited(() => this.write(oid, data)).finally(() => this.writing.delete(oid));
     this.writing.set(oid, p);
     return p;
   }
@@ -283,6 +286,24 @@ export class DiskCache {
   /** Waits for writes in progress. */
   async flush(): Promise<void> {
     await Promise.allSettled([...this.writing.values()]);
+  }
+
+  /**
+   * Runs at most WRITE_CONCURRENCY writes at once: a burst of thousands of small writes would
+   * otherwise fill libuv's thread pool and queue every other file operation (reads of cached
+   * blobs, the filesystem's own I/O) behind it.
+   */
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.activeWrites >= WRITE_CONCURRENCY)
+      await new Promise<void>((resolve) => this.writeQueue.push(resolve));
+    else this.activeWrites++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.writeQueue.shift();
+      if (next) next();
+      else this.activeWrites--;
+    }
   }
 
   private async write(oid: string, data: Buffer): Promise<boolean> {

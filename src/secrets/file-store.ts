@@ -8,6 +8,11 @@ export interface FileCodec {
   readonly backend: SecretBackendName;
   readonly path: string;
   decode(bytes: Uint8Array): Promise<SecretEntries>;
+  /**
+   * Identity of what may read the cached entries (the path, plus the passphrase for the
+   * vault), or undefined when that is not known yet: then the file is decoded.
+   */
+  cacheKey(): string | undefined;
   encode(entries: SecretEntries, creating: boolean): Promise<Uint8Array | string>;
 }
 
@@ -16,17 +21,25 @@ export interface FileCodec {
  * vault is decrypted once per process), updated under a lock with an atomic replace.
  * A file that does not decode is reported and left as it is.
  */
-export class FileStore {
-  private cached?: { signature: string; entries: SecretEntries };
+/** Decoded files by cache key, shared by every store of this process. */
+const decoded = new Map<string, { signature: string; entries: SecretEntries }>();
 
+export class FileStore {
   constructor(readonly codec: FileCodec) {}
+
+  private remember(signature: string, entries: SecretEntries): void {
+    const key = this.codec.cacheKey();
+    if (key !== undefined) decoded.set(key, { signature, entries: new Map(entries) });
+  }
 
   async read(): Promise<SecretEntries> {
     const signature = fileSignature(this.codec.path);
     if (signature === undefined) return new Map();
-    if (this.cached?.signature === signature) return new Map(this.cached.entries);
+    const key = this.codec.cacheKey();
+    const hit = key === undefined ? undefined : decoded.get(key);
+    if (hit?.signature === signature) return new Map(hit.entries);
     const entries = await this.codec.decode(readFileSync(this.codec.path));
-    this.cached = { signature, entries };
+    this.remember(signature, entries);
     return new Map(entries);
   }
 
@@ -37,7 +50,7 @@ export class FileStore {
       const entries = await this.read();
       if (!change(entries)) return false;
       writeFileAtomic(this.codec.path, await this.codec.encode(entries, creating));
-      this.cached = { signature: fileSignature(this.codec.path)!, entries: new Map(entries) };
+      this.remember(fileSignature(this.codec.path)!, entries);
       return true;
     });
   }
@@ -48,6 +61,7 @@ export function plaintextCodec(path: string): FileCodec {
     backend: "plaintext-file",
     path,
     decode: async (bytes) => parseEntries(Buffer.from(bytes).toString("utf8"), path),
+    cacheKey: () => path,
     encode: async (entries) => serializeEntries(entries),
   };
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Decrypter, Encrypter } from "age-encryption";
 import { MesaError } from "../errors.js";
 import type { FileCodec } from "./file-store.js";
@@ -64,6 +65,11 @@ export function vaultCodec(path: string, src: PassphraseSource): FileCodec {
         });
       }
       return parseEntries(text, path);
+    },
+    cacheKey() {
+      const pass = src.env ?? prompted.get(path);
+      if (pass === undefined) return undefined;
+      return `${path}\0${createHash("sha256").update(pass).digest("hex")}`;
     },
     async encode(entries, creating) {
       const e = new Encrypter();

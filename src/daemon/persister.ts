@@ -578,6 +578,7 @@ export class RepoWriter {
         "conflict: the file changed here and on the server; both versions kept with conflict markers",
       );
     if ([...keep.keys()].some((p) => !this.ignored(p, keep.get(p)?.k === "d"))) this.touch();
+    else this.pushedSeq = this.overlay.seq;
   }
 
   /** `mesa new`: pushes, then starts the next change on top of the current one. */
@@ -605,6 +606,8 @@ export class RepoWriter {
         nextMessage: message,
         conflicts: [],
       });
+      if (keep.some(([p, e]) => !this.ignored(p, e.k === "d"))) this.touch();
+      else this.pushedSeq = this.overlay.seq;
       this.onBase(snap);
       this.log.info(
         { org: this.org, repo: this.repo, change: meta.change.id, commit: meta.change.oid },

@@ -111,7 +111,8 @@ test("tree store: a commit's trees and sizes from the server survive a restart",
 
   const a = new TreeStore({ path: dir });
   await a.open();
-  await a.putSnapshot({ commit: s.fx.commit, tree: commit.tree, trees, sizes });
+  const commitTime = commit.committer.timestamp;
+  await a.putSnapshot({ commit: s.fx.commit, tree: commit.tree, trees, sizes, commitTime });
   await a.putTrees(trees);
   await a.putSizes(sizes);
   await a.putSizes(sizes);
@@ -124,6 +125,7 @@ test("tree store: a commit's trees and sizes from the server survive a restart",
   const snap = await b.getSnapshot(s.fx.commit);
   assert.ok(snap);
   assert.equal(snap.tree, commit.tree);
+  assert.equal(snap.commitTime, commitTime);
   assert.deepEqual(snap.trees, trees);
   assert.deepEqual(snap.sizes, sizes);
   for (const [oid, entries] of trees) assert.deepEqual(await b.getTree(oid), entries);

@@ -26,6 +26,8 @@ export interface TreeSnapshot {
   tree: string;
   trees: Map<string, TreeEntry[]>;
   sizes: Map<string, number>;
+  /** Committer time of the commit, seconds since the epoch (file times in the mount). */
+  commitTime?: number;
 }
 
 const TREE_MODES = new Set(["100644", "100755", "120000", "40000", "160000"]);
@@ -79,7 +81,13 @@ export class TreeStore {
     const file = join(this.path, "snapshots", commit);
     const v = await this.readValue(file);
     if (v === undefined) return undefined;
-    const s = v as { commit?: unknown; tree?: unknown; trees?: unknown; sizes?: unknown };
+    const s = v as {
+      commit?: unknown;
+      tree?: unknown;
+      trees?: unknown;
+      sizes?: unknown;
+      commitTime?: unknown;
+    };
     if (
       s.commit === commit &&
       typeof s.tree === "string" &&
@@ -87,7 +95,13 @@ export class TreeStore {
       s.sizes instanceof Map &&
       [...s.trees.values()].every(isEntries)
     )
-      return { commit, tree: s.tree, trees: s.trees, sizes: s.sizes } as TreeSnapshot;
+      return {
+        commit,
+        tree: s.tree,
+        trees: s.trees,
+        sizes: s.sizes,
+        ...(typeof s.commitTime === "number" ? { commitTime: s.commitTime } : {}),
+      } as TreeSnapshot;
     this.logger?.warn({ file }, "unreadable metadata cache file; removed");
     await rm(file, { force: true });
     return undefined;
@@ -98,7 +112,15 @@ export class TreeStore {
     assertOid(s.tree);
     if (!s.trees.has(s.tree))
       throw new MesaError("INVALID_ARGUMENT", `snapshot of ${s.commit} lacks its root tree ${s.tree}`);
-    const data = serialize({ commit: s.commit, tree: s.tree, trees: s.trees, sizes: s.sizes });
+    if (s.commitTime !== undefined && !Number.isFinite(s.commitTime))
+      throw new MesaError("INVALID_ARGUMENT", `bad commit time for ${s.commit}`);
+    const data = serialize({
+      commit: s.commit,
+      tree: s.tree,
+      trees: s.trees,
+      sizes: s.sizes,
+      commitTime: s.commitTime,
+    });
     await writeFileAtomic(join(this.path, "snapshots", s.commit), data);
   }
 

@@ -396,6 +396,22 @@ describe("mesa serve import and lifecycle", () => {
     ]);
     assert.equal(clone.code, 0, clone.stderr);
 
+    // Over HTTP with credentials in the URL: they reach git only through its environment.
+    await srv.importRepo("local/via-http", remote(srv.adminKey, "imported"));
+    const viaHttp = path.join(srv.dataDir, "repos", "local", "via-http.git");
+    assert.equal(gitSync(viaHttp, ["rev-parse", "fix/bug"]), gitSync(src, ["rev-parse", "fix/bug"]));
+    assert.ok(!(await readFile(path.join(viaHttp, "config"), "utf8")).includes(srv.adminKey));
+    const badKey = await runMesa([
+      "serve",
+      "import",
+      "local/x2",
+      remote("wrong-key", "imported"),
+      "--data-dir",
+      srv.dataDir,
+    ]);
+    assert.notEqual(badKey.code, 0);
+    assert.ok(!badKey.stderr.includes("wrong-key"), badKey.stderr);
+
     await assert.rejects(srv.importRepo("local/imported", src), /already exists/);
     const bad = await runMesa(["serve", "import", "local/../x", src, "--data-dir", srv.dataDir]);
     assert.equal(bad.code, 2);

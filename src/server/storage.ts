@@ -167,6 +167,34 @@ export async function deleteRepo(data: DataDir, org: string, repo: string): Prom
 }
 
 /**
+ * Credentials in an http(s) source URL travel to git as an HTTP header in its environment,
+ * never in its argv (visible in `ps`) or in error messages.
+ */
+function credentialsOutOfUrl(source: string): { url: string; env: Record<string, string> } {
+  let u: URL;
+  try {
+    u = new URL(source);
+  } catch {
+    return { url: source, env: {} };
+  }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || (!u.username && !u.password))
+    return { url: source, env: {} };
+  const basic = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString(
+    "base64",
+  );
+  u.username = "";
+  u.password = "";
+  return {
+    url: u.toString(),
+    env: {
+      GIT_CONFIG_COUNT: "1",
+      GIT_CONFIG_KEY_0: "http.extraHeader",
+      GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}`,
+    },
+  };
+}
+
+/**
  * Clones every branch and tag of `source` (a Git URL or path) into a new repo. Works while a
  * server runs on the same data dir: the clone is built in tmp/ and renamed into place.
  */
@@ -184,9 +212,13 @@ export async function importRepo(
   const tmp = await data.tempDir("import");
   try {
     const dir = path.join(tmp, "repo.git");
-    const r = await runGit(undefined, ["clone", "--bare", "-q", "--", source, dir], { timeoutMs: 3_600_000 });
+    const { url, env } = credentialsOutOfUrl(source);
+    const r = await runGit(undefined, ["clone", "--bare", "-q", "--", url, dir], {
+      timeoutMs: 3_600_000,
+      env,
+    });
     if (r.code !== 0) {
-      throw new MesaError("INVALID_ARGUMENT", `cannot clone ${source}: ${r.stderr.trim().split("\n").pop()}`);
+      throw new MesaError("INVALID_ARGUMENT", `cannot clone ${url}: ${r.stderr.trim().split("\n").pop()}`);
     }
     // The origin URL may carry credentials; the served repo does not need it.
     await runGit(dir, ["remote", "remove", "origin"]);

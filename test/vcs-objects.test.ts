@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import fc from "fast-check";
 import { isMesaError } from "../src/errors.js";
 import {
   applyDelta,
@@ -357,5 +358,69 @@ describe("buildTree", () => {
         path,
       );
     }
+  });
+});
+
+describe("buildTree properties", () => {
+  /** Flattens a tree to path → "mode oid" using only the trees we have. */
+  function flatten(root: Oid, trees: Map<Oid, TreeEntry[]>): Map<string, string> {
+    const out = new Map<string, string>();
+    const walk = (oid: Oid, prefix: string) => {
+      if (oid === EMPTY_TREE_OID) return;
+      const entries = trees.get(oid);
+      assert.ok(entries, `tree ${oid} was neither in the base nor written`);
+      for (const e of entries) {
+        if (e.mode === "40000") walk(e.oid, `${prefix}${e.name}/`);
+        else out.set(`${prefix}${e.name}`, `${e.mode} ${e.oid}`);
+      }
+    };
+    walk(root, "");
+    return out;
+  }
+
+  test("random change sequences agree with a path → file model; every tree needed is base or new", async () => {
+    const name = fc.constantFrom("a", "b", "c", "a.b", "a-b", "é");
+    const path = fc.array(name, { minLength: 1, maxLength: 3 }).map((p) => p.join("/"));
+    const oid = fc.constantFrom(...["1", "2", "3"].map((c) => c.repeat(40)));
+    const mode = fc.constantFrom("100644" as const, "100755" as const, "120000" as const);
+    const change = fc.oneof(
+      fc.record({ action: fc.constant("upsert" as const), path, mode, oid }),
+      fc.record({ action: fc.constant("delete" as const), path }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(change, { maxLength: 12 }),
+        fc.array(change, { maxLength: 12 }),
+        async (first, second) => {
+          const trees = new Map<Oid, TreeEntry[]>();
+          const remember = (objs: { data: Buffer }[]) => {
+            for (const t of objs) trees.set(hashObject("tree", t.data), parseTree(t.data));
+          };
+          const applyModel = (model: Map<string, string>, changes: typeof first) => {
+            for (const c of changes) {
+              // Anything at or below the path goes; so does a file standing where a parent dir must be.
+              for (const k of [...model.keys()])
+                if (k === c.path || k.startsWith(`${c.path}/`)) model.delete(k);
+              if (c.action === "upsert") {
+                const parts = c.path.split("/");
+                for (let i = 1; i < parts.length; i++) model.delete(parts.slice(0, i).join("/"));
+                model.set(c.path, `${c.mode} ${c.oid}`);
+              }
+            }
+          };
+          const a = await buildTree(null, first, (o) => trees.get(o)!);
+          remember(a.newTrees);
+          const model = new Map<string, string>();
+          applyModel(model, first);
+          assert.deepEqual(flatten(a.root, trees), model);
+          const b = await buildTree(a.root, second, (o) => trees.get(o)!);
+          remember(b.newTrees);
+          applyModel(model, second);
+          assert.deepEqual(flatten(b.root, trees), model);
+          if (second.length === 0) assert.equal(b.root, a.root);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

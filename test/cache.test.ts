@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
@@ -7,6 +16,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { BlobStore, type BlobStoreOptions } from "../src/cache/blob-store.js";
 import { isMesaError } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
 import { CatFileFetcher, du, duAsync, makeRepo, randomFiles } from "./cache-fixture.js";
 
 const stores = new WeakMap<object, BlobStore[]>();
@@ -308,16 +318,28 @@ test("cache: an aborted read stops waiting but the shared fetch still lands", as
   assert.equal(fetcher.requests, 1);
 });
 
-test("cache: a failing server gives one clear error per read and works again when it is back", async (t) => {
+test("cache: a failing server gives one clear error per read, one log line, and works again when it is back", async (t) => {
   const fx = makeRepo(randomFiles(2, () => 1000));
   t.after(fx.cleanup);
+  const logFile = join(fx.root, "log.jsonl");
+  const fd = openSync(logFile, "w");
+  t.after(() => closeSync(fd));
+  const logger = createLogger({ level: "info", destination: fd });
   const fetcher = new CatFileFetcher(join(fx.root, "gone.git"));
-  const store = await openStore(t, { maxMemoryBytes: 1 << 20, fetchTimeoutMs: 5000 });
-  const [b] = blobs(fx);
-  await assert.rejects(store.get(b!.oid, fetcher), (e) => isMesaError(e, "NETWORK"));
+  const store = await openStore(t, { maxMemoryBytes: 1 << 20, fetchTimeoutMs: 5000, logger });
+  const [b, c] = blobs(fx);
+  for (let i = 0; i < 3; i++)
+    await assert.rejects(store.get(b!.oid, fetcher), (e) => isMesaError(e, "NETWORK"));
+  await assert.rejects(store.get(c!.oid, fetcher), (e) => isMesaError(e, "NETWORK"));
   assert.equal(store.hasLocal(b!.oid), false);
   fetcher.gitDir = fx.bare;
   assert.ok((await store.get(b!.oid, fetcher)).equals(b!.data));
+  const lines = readFileSync(logFile, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { level: number; msg: string });
+  assert.equal(lines.filter((l) => l.level === 40).length, 1, "one warning while the server is down");
+  assert.ok(lines.some((l) => l.msg === "blob fetches work again"));
 });
 
 test("cache: a slow server fails the read with TIMEOUT after the bounded wait", async (t) => {

@@ -92,6 +92,8 @@ export class BlobStore {
   private opened = false;
   private closed = false;
   private transientBytes = 0;
+  /** The last fetch failed (log the next failures quietly until one succeeds). */
+  private failing = false;
   private readonly deliveries = new Set<Promise<void>>();
   private readonly c = {
     memoryHits: 0,
@@ -392,10 +394,20 @@ export class BlobStore {
         this.closing.signal.aborted || !!signal?.aborted,
       );
       this.c.fetchErrors++;
-      if (!background || err.code !== "ABORTED")
-        this.logger?.warn({ err: err.message, blobs: oids.length, background }, "blob fetch failed");
+      if (err.code !== "ABORTED") {
+        // While the server stays down every read fails: say so once, not once per read.
+        const line = { err: err.message, code: err.code, blobs: oids.length, background };
+        if (this.failing) this.logger?.debug(line, "blob fetch failed");
+        else
+          this.logger?.warn(line, "blob fetch failed; reads of uncached content fail until it works again");
+        this.failing = true;
+      }
       for (const [oid, f] of batch) this.fail(oid, f, err);
       return err;
+    }
+    if (this.failing) {
+      this.failing = false;
+      this.logger?.info("blob fetches work again");
     }
     const writes: Promise<void>[] = [];
     for (const [oid, f] of batch) {

@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
   type Commit,
@@ -71,7 +71,7 @@ export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<s
  * when one change has several new commits the newest one wins; a change ref that already
  * points at a more recently committed version (an amend pushed by a mount) is left alone.
  */
-export async function indexChanges(gitDir: string): Promise<number> {
+export async function indexChanges(gitDir: string, opts: { privateRepo?: boolean } = {}): Promise<number> {
   const revs = await git(
     gitDir,
     ["rev-list", "--topo-order", "--branches", "--not", `--glob=${CHANGE_REF_PREFIX}*`],
@@ -93,12 +93,42 @@ export async function indexChanges(gitDir: string): Promise<number> {
       if (!found.has(id)) found.set(id, { oid, time: c.committer.timestamp });
     }
   }
-  const ids = [...found.keys()];
+  const current = await existingChangeRefs(gitDir, [...found.keys()]);
+  const currentCommits = await readCommits(gitDir, [...current.values()]);
+  const updates: Array<[string, string]> = [];
+  for (const [id, { oid, time }] of found) {
+    const cur = current.get(id);
+    const curCommit = cur ? currentCommits.get(cur) : undefined;
+    if (cur === oid || (curCommit && curCommit.committer.timestamp > time)) continue;
+    updates.push([`${CHANGE_REF_PREFIX}${id}`, oid]);
+  }
+  if (updates.length === 0) return 0;
+  if (opts.privateRepo) await addPackedRefs(gitDir, updates);
+  else {
+    const cmds = updates.map(([ref, oid]) => `update ${ref} ${oid}\n`).join("");
+    await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
+  }
+  return updates.length;
+}
+
+/** Current commits of the given change ids' refs, looked up the cheaper way for the count. */
+async function existingChangeRefs(gitDir: string, ids: string[]): Promise<Map<string, string>> {
+  const current = new Map<string, string>();
+  if (ids.length > 200) {
+    // Many new changes (an import, a big push): listing every change ref beats one lookup each.
+    const all = await git(gitDir, ["for-each-ref", "--format=%(objectname) %(refname)", CHANGE_REF_PREFIX], {
+      timeoutMs: 600_000,
+    });
+    const wanted = new Set(ids);
+    for (const line of all.toString("utf8").split("\n")) {
+      const id = line.slice(41 + CHANGE_REF_PREFIX.length);
+      if (wanted.has(id)) current.set(id, line.slice(0, 40));
+    }
+    return current;
+  }
   const existing = await git(gitDir, ["cat-file", "--batch-check=%(objectname)"], {
     input: ids.map((id) => `${CHANGE_REF_PREFIX}${id}\n`).join(""),
-    timeoutMs: 600_000,
   });
-  const current = new Map<string, string>();
   existing
     .toString("utf8")
     .split("\n")
@@ -106,18 +136,42 @@ export async function indexChanges(gitDir: string): Promise<number> {
     .forEach((line, i) => {
       if (OID_RE.test(line)) current.set(ids[i]!, line);
     });
-  const currentCommits = await readCommits(gitDir, [...current.values()]);
-  let cmds = "";
-  let updated = 0;
-  for (const [id, { oid, time }] of found) {
-    const cur = current.get(id);
-    const curCommit = cur ? currentCommits.get(cur) : undefined;
-    if (cur === oid || (curCommit && curCommit.committer.timestamp > time)) continue;
-    cmds += `update ${CHANGE_REF_PREFIX}${id} ${oid}\n`;
-    updated++;
+  return current;
+}
+
+/**
+ * Adds refs straight into `packed-refs`: one file write instead of a loose ref file (and its
+ * lock) per ref, which makes importing a long history seconds instead of minutes. Only for a
+ * repo nobody else can see yet (an import in tmp/); git itself packs the existing refs first.
+ */
+async function addPackedRefs(gitDir: string, refs: Array<[string, string]>): Promise<void> {
+  await git(gitDir, ["pack-refs", "--all"]);
+  const file = path.join(gitDir, "packed-refs");
+  let text = "";
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  if (cmds) await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
-  return updated;
+  // Records: a "<oid> <ref>" line plus an optional "^<peeled oid>" line for annotated tags.
+  const records = new Map<string, string>();
+  let last: string | undefined;
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    if (line.startsWith("^") && last) records.set(last, `${records.get(last)}${line}\n`);
+    else {
+      last = line.slice(41);
+      records.set(last, `${line}\n`);
+    }
+  }
+  for (const [ref, oid] of refs) records.set(ref, `${oid} ${ref}\n`);
+  // packed-refs is sorted by the bytes of the ref names.
+  const names = [...records.keys()]
+    .map((n) => ({ n, b: Buffer.from(n, "utf8") }))
+    .sort((x, y) => Buffer.compare(x.b, y.b));
+  const body = `# pack-refs with: peeled fully-peeled sorted \n${names.map((x) => records.get(x.n)).join("")}`;
+  await writeFile(`${file}.new`, body);
+  await rename(`${file}.new`, file);
 }
 
 /** The current commit of a change, or undefined. */

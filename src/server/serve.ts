@@ -6,7 +6,6 @@ import type { Logger } from "../log.js";
 import { validateOrgName } from "../names.js";
 import { buildApp } from "./app.js";
 import { indexChanges } from "./changes.js";
-import { git } from "./git.js";
 import { nowIso, StateStore } from "./state.js";
 import { DataDir, importRepo } from "./storage.js";
 
@@ -134,8 +133,7 @@ export async function runImport(dataDir: string, slugOrg: string, slugRepo: stri
   const data = new DataDir(dataDir);
   await data.ensure();
   return importRepo(data, slugOrg, slugRepo, source, async (gitDir) => {
-    await indexChanges(gitDir);
-    // One change ref per commit: pack them so big histories don't leave a file per ref.
-    await git(gitDir, ["pack-refs", "--all"], { timeoutMs: 600_000 });
+    // The repo is still private in tmp/, so its change refs go straight into packed-refs.
+    await indexChanges(gitDir, { privateRepo: true });
   });
 }

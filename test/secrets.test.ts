@@ -68,6 +68,8 @@ test("secrets: plaintext file round-trips, 0600, atomic, lookup order repo → o
 
   const file = plaintextPath(config);
   assert.equal(statSync(file).mode & 0o777, 0o600);
+  for (const bad of ["", "two words", "line\nbreak"])
+    await assert.rejects(store.set(O, bad), (e) => isMesaError(e, "INVALID_KEY"));
   assert.deepEqual(
     readdirSync(config.dataDir),
     ["secrets.plaintext.toml"],

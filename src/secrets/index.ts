@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { validateKeyText } from "../auth/keys.js";
 import type { Config, SecretBackendName } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { FileStore, plaintextCodec } from "./file-store.js";
@@ -39,6 +40,7 @@ function fileBacked(store: FileStore): SecretStore {
     get: async (scope) => (await store.read()).get(scopeName(scope)),
     async set(scope, key) {
       const name = scopeName(scope);
+      validateKeyText(key);
       await store.update((e) => {
         if (e.get(name) === key) return false;
         e.set(name, key);
@@ -61,6 +63,7 @@ function keychainBacked(): SecretStore {
     get: (scope) => kc.get(scopeName(scope)),
     async set(scope, key) {
       const name = scopeName(scope);
+      validateKeyText(key);
       if ((await kc.get(name)) !== key) await kc.set(name, key);
     },
     remove: (scope) => kc.remove(scopeName(scope)),

@@ -77,10 +77,10 @@ test("prefetch: fetches everything in batches with at most maxConcurrency reques
 
 test("prefetch: a foreground read is not delayed by a long prefetch queue", async (t) => {
   const fx = makeRepo(randomFiles(800, () => 100));
-  const delay = 100;
+  const delay = 250;
   const { store, pf, fetcher, files } = await setup(t, fx, {}, { maxConcurrency: 2, maxBatch: 8 }, delay);
   pf.onDirectoryListed(fetcher, files);
-  // The queue would take ~ 800/8/2 × 100 ms = 5 s; the last file is at its very end.
+  // The queue would take ~ 800/8/2 × 250 ms = 12 s; the last file is at its very end.
   await sleep(delay / 2);
   const last = files[files.length - 1]!;
   assert.equal(store.hasLocal(last.oid), false);
@@ -88,7 +88,8 @@ test("prefetch: a foreground read is not delayed by a long prefetch queue", asyn
   const data = await store.get(last.oid, fetcher);
   const took = Date.now() - t0;
   assert.ok(data.equals(fx.files.get([...fx.files.keys()][files.length - 1]!)!.data));
-  assert.ok(took < 3 * delay, `foreground read took ${took} ms behind the prefetch queue`);
+  // One request's latency (plus a loaded machine's slack), not the queue's.
+  assert.ok(took < 4 * delay, `foreground read took ${took} ms behind the prefetch queue`);
   assert.ok(pf.stats().queued > 500, "prefetch was still busy");
   assert.ok(fetcher.maxInFlight <= 3, "2 prefetch + 1 foreground");
   // And the prefetcher later skips it rather than fetching it again.

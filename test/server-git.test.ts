@@ -414,7 +414,7 @@ describe("mesa serve import and lifecycle", () => {
 
     await assert.rejects(srv.importRepo("local/imported", src), /already exists/);
     const bad = await runMesa(["serve", "import", "local/../x", src, "--data-dir", srv.dataDir]);
-    assert.equal(bad.code, 2);
+    assert.equal(bad.code, 2, bad.stderr);
     const missing = await runMesa([
       "serve",
       "import",

@@ -46,6 +46,8 @@ export interface WriterMeta {
   change?: { id: string; oid: Oid; tree: Oid; message: string };
   nextMessage?: string;
   conflicts?: string[];
+  /** The commit being pushed (set before the push, cleared after it is recorded). */
+  pushing?: { id: string; oid: Oid; tree: Oid; message: string };
   [key: string]: unknown;
 }
 
@@ -410,6 +412,8 @@ export class RepoWriter {
     const objects: GitObject[] = [];
     for (const [, read] of blobs) objects.push({ type: "blob", data: await read() });
     objects.push(...built.newTrees, { type: "commit", data });
+    // Recorded first: a crash after the server took the push must not look like someone else's.
+    this.overlay.setMeta({ ...meta, pushing: { id, oid, tree: built.root, message } });
     await this.remote.push([{ ref: meta.ref, old: meta.known, new: oid }], objects);
     for (const b of blobs.keys()) this.sent.add(b);
     const trees = new Map<string, TreeEntry[]>();
@@ -420,6 +424,7 @@ export class RepoWriter {
       known: oid,
       change: { id, oid, tree: built.root, message },
       nextMessage: undefined,
+      pushing: undefined,
     });
     this.pushes++;
     this.lastPushAt = new Date();
@@ -458,6 +463,21 @@ export class RepoWriter {
     const meta = this.meta;
     const cur = await this.remote.refOid(meta.ref);
     if (cur === meta.known) return;
+    if (meta.pushing && cur === meta.pushing.oid) {
+      // Our own push landed but we died (or lost the reply) before recording it.
+      this.overlay.setMeta({
+        ...meta,
+        known: cur,
+        change: meta.pushing,
+        nextMessage: undefined,
+        pushing: undefined,
+      });
+      this.log.info(
+        { org: this.org, repo: this.repo, commit: cur },
+        "adopted our own push found on the server",
+      );
+      return;
+    }
     if (cur === null) {
       this.lastError = `${this.org}/${this.repo}: ${meta.ref} was deleted on the server`;
       this.log.error(

@@ -244,6 +244,14 @@ describe("auth matrix (REST and Git)", () => {
       body: JSON.stringify({ scopes: ["write"] }),
     }).then((r) => r.json() as Promise<{ id: string; key: string }>);
     const revokedToken = await mintFromApiKey(made.key, { scopes: ["write"], repos: null });
+    // A key that expires, and a token it signed that would itself still be valid.
+    const shortLived = await fetch(`${srv.url}/v1/local/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${srv.adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ scopes: ["write"], expires_in_seconds: 1 }),
+    }).then((r) => r.json() as Promise<{ key: string; expires_at: string }>);
+    const expiredKeyToken = await mintFromApiKey(shortLived.key, { scopes: ["write"], repos: null });
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(shortLived.expires_at) - Date.now() + 50)));
     assert.equal(await status("GET", "/v1/local/app", revokedToken), 200);
     assert.equal(await status("DELETE", `/v1/local/api-keys/${made.id}`, srv.adminKey), 200);
 
@@ -256,6 +264,8 @@ describe("auth matrix (REST and Git)", () => {
       ["unregistered EdDSA key", unregistered, 401],
       ["revoked key", made.key, 401],
       ["token of a revoked key", revokedToken, 401],
+      ["expired key", shortLived.key, 401],
+      ["token of an expired key", expiredKeyToken, 401],
       ["token for another repo", otherRepo, 403],
       ["read-scoped token", readToken, 403],
     ];

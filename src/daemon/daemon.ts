@@ -102,6 +102,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
   let control: Server | undefined;
   let session: Session | undefined;
 
+  const t0 = Date.now();
+  log.info({ pid: process.pid, mountPoint }, "starting");
   const fail = (err: unknown): number => {
     const message =
       err instanceof MesaError && err.hint ? `${err.message}: ${err.hint}` : (err as Error).message;
@@ -303,7 +305,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     process.on("SIGTERM", () => onSignal("SIGTERM"));
     process.on("SIGINT", () => onSignal("SIGINT"));
 
-    log.info({ mountPoint, pid: process.pid, repos: fs.repos().length }, "mounted");
+    log.info({ mountPoint, pid: process.pid, repos: fs.repos().length, ms: Date.now() - t0 }, "mounted");
     reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint });
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.

@@ -84,7 +84,7 @@ export async function createSampleRepo(dir: string): Promise<void> {
   );
   await writeFile(
     join(dir, "src", "util", "greet.ts"),
-    "export function greet(name: string): string {\n  return \"hello, \" + name;\n}\n",
+    'export function greet(name: string): string {\n  return "hello, " + name;\n}\n',
   );
   await writeFile(join(dir, "scripts", "build.sh"), "#!/bin/sh\nset -e\necho building\n");
   await chmod(join(dir, "scripts", "build.sh"), 0o755);

@@ -1,0 +1,142 @@
+/**
+ * Failures and caches of a live mount against a real `mesa serve` behind a counting proxy:
+ * the server going away after mount (browsing works, uncached reads give EIO, reads work
+ * again once it is back), the disk cache cap, and a remount served without blob fetches.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { test } from "node:test";
+import {
+  type CountingProxy,
+  countingProxy,
+  generateRepo,
+  mesa,
+  mesaEnv,
+  removeDir,
+  run,
+  stopSandbox,
+  tempDir,
+  waitFor,
+} from "./helpers/mount.js";
+import { type ServeHandle, startServe } from "./helpers/serve.js";
+
+test("server stopped after mount: browsing works, uncached reads give EIO, then recover", async (t) => {
+  const dir = tempDir("mountdown");
+  let serve: ServeHandle | undefined;
+  let proxy: CountingProxy | undefined;
+  let env: NodeJS.ProcessEnv | undefined;
+  t.after(async () => {
+    if (env) await stopSandbox(env);
+    await serve?.stop();
+    await proxy?.close();
+    removeDir(dir);
+  });
+  const dataDir = join(dir, "serve");
+  serve = await startServe({ dataDir });
+  const adminKey = serve.adminKey;
+  generateRepo(join(dir, "src"), { files: 200 });
+  await serve.importRepo("local/app", join(dir, "src"));
+  proxy = await countingProxy(serve.url);
+  env = mesaEnv(dir, {
+    MESA_ORG: "local",
+    MESA_API_KEY: adminKey,
+    MESA_SERVICE_URL: proxy.url,
+    MESA_PREFETCH_ENABLED: "false",
+  });
+  const up = await mesa(["mount", "-d"], env);
+  assert.equal(up.code, 0, up.stderr);
+  const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
+  assert.equal((await run("cat", [join(root, "README.md")])).stdout, "# generated\n");
+
+  proxy.setDown(true);
+  await serve.stop();
+  serve = undefined;
+  const find = await run("find", [root], { timeoutMs: 30_000 });
+  assert.equal(find.code, 0, find.stderr);
+  assert.ok(find.stdout.split("\n").length > 200);
+  const ls = await run("ls", ["-lR", root], { timeoutMs: 30_000 });
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.equal((await run("cat", [join(root, "README.md")])).stdout, "# generated\n");
+  const started = Date.now();
+  const bad = await run("cat", [join(root, "日本語", "ファイル.txt")], { timeoutMs: 60_000 });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /Input\/output error/);
+  assert.ok(Date.now() - started < 45_000, "the failing read was not bounded");
+
+  serve = await startServe({ dataDir });
+  proxy.retarget(serve.url);
+  proxy.setDown(false);
+  let out = "";
+  assert.ok(
+    await waitFor(
+      async () => {
+        out = (await run("cat", [join(root, "日本語", "ファイル.txt")], { timeoutMs: 30_000 })).stdout;
+        return out === "こんにちは\n";
+      },
+      30_000,
+      500,
+    ),
+    `read did not recover: ${out}`,
+  );
+});
+
+test("disk cache stays under its cap; a remount reads from disk with zero fetches", async (t) => {
+  const dir = tempDir("mountcache");
+  let serve: ServeHandle | undefined;
+  let proxy: CountingProxy | undefined;
+  const envs: NodeJS.ProcessEnv[] = [];
+  t.after(async () => {
+    for (const e of envs) await stopSandbox(e);
+    await serve?.stop();
+    await proxy?.close();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  generateRepo(join(dir, "src"), { files: 1500 });
+  await serve.importRepo("local/app", join(dir, "src"));
+  proxy = await countingProxy(serve.url);
+  const base = { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: proxy.url };
+
+  // A cap well below what is read (500 files, ~750 kB of content).
+  const capped = mesaEnv(join(dir, "capped"), {
+    ...base,
+    MESA_CACHE_MAX_SIZE: "300KB",
+    MESA_PREFETCH_ENABLED: "false",
+  });
+  envs.push(capped);
+  assert.equal((await mesa(["mount", "-d"], capped)).code, 0);
+  const cappedRoot = join(capped.MESA_MOUNT_POINT as string, "local", "app");
+  const all = await run(
+    "sh",
+    ["-c", `find "${cappedRoot}" -type f | head -500 | tr '\\n' '\\0' | xargs -0 -P 8 -n 25 cat | wc -c`],
+    { timeoutMs: 240_000 },
+  );
+  assert.equal(all.code, 0, all.stderr);
+  assert.ok(Number(all.stdout.trim()) > 600_000, `read only ${all.stdout.trim()} bytes`);
+  const du = await run("du", ["-sB1", capped.MESA_CACHE_PATH as string]);
+  const used = Number(du.stdout.split("\t")[0]);
+  assert.ok(used <= 300_000, `cache dir uses ${used} bytes, over the 300 kB cap`);
+  await stopSandbox(capped);
+
+  // Read everything once, unmount, mount again: no fetch reaches the server.
+  const full = mesaEnv(join(dir, "full"), base);
+  envs.push(full);
+  assert.equal((await mesa(["mount", "-d"], full)).code, 0);
+  const root = join(full.MESA_MOUNT_POINT as string, "local", "app");
+  const first = await run("sh", ["-c", `find "${root}" -type f -exec cat {} + | md5sum`], {
+    timeoutMs: 240_000,
+  });
+  assert.equal((await mesa(["unmount"], full)).code, 0);
+  const before = proxy.fetches();
+  assert.equal((await mesa(["mount", "-d"], full)).code, 0);
+  const second = await run("sh", ["-c", `find "${root}" -type f -exec cat {} + | md5sum`], {
+    timeoutMs: 240_000,
+  });
+  assert.equal(second.stdout, first.stdout);
+  assert.equal(proxy.fetches() - before, 0, "the remount fetched from the server");
+  const stats = JSON.parse((await mesa(["stats", "--format", "json"], full)).stdout) as {
+    cache: { misses: number; diskHits: number };
+  };
+  assert.equal(stats.cache.misses, 0);
+  assert.ok(stats.cache.diskHits > 0);
+});

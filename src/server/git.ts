@@ -87,10 +87,4 @@ export async function git(
   return r.stdout;
 }
 
-/** stdout as trimmed text. */
-export async function gitText(gitDir: string | undefined, args: string[], input?: string): Promise<string> {
-  return (await git(gitDir, args, { input })).toString("utf8").trim();
-}
-
-export const ZERO_OID = "0000000000000000000000000000000000000000";
 export const OID_RE = /^[0-9a-f]{40}$/;

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import type { Scope } from "../auth/keys.js";
 import { SCOPES } from "../auth/keys.js";
 import { MesaError } from "../errors.js";
 
@@ -149,5 +148,3 @@ export class StateStore {
 export function nowIso(): string {
   return new Date().toISOString();
 }
-
-export type { Scope };

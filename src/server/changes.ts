@@ -300,9 +300,30 @@ export async function applyFileOps(
         modes.set(rec.slice(tab + 1), rec.split(" ")[0]!);
       }
     }
-    let info = "";
+    for (const op of ops) checkRepoPath(op.path);
+    // All blobs are written by one git: contents go to files next to the private index.
+    const blobFiles: string[] = [];
     for (const op of ops) {
-      checkRepoPath(op.path);
+      if (op.action !== "upsert") continue;
+      const file = path.join(tmp, `blob-${blobFiles.length}`);
+      await writeFile(file, op.content);
+      blobFiles.push(file);
+    }
+    const blobOids =
+      blobFiles.length === 0
+        ? []
+        : (
+            await git(gitDir, ["hash-object", "-w", "--no-filters", "--stdin-paths"], {
+              input: `${blobFiles.join("\n")}\n`,
+            })
+          )
+            .toString("utf8")
+            .split("\n")
+            .filter(Boolean);
+    if (blobOids.length !== blobFiles.length) throw new Error("git hash-object returned too few oids");
+    let info = "";
+    let nextBlob = 0;
+    for (const op of ops) {
       if (op.action === "delete") {
         const ls = await git(gitDir, ["ls-files", "-z", "--", literal(op.path)], { env });
         const hits = ls.toString("utf8").split("\0").filter(Boolean);
@@ -310,9 +331,7 @@ export async function applyFileOps(
         for (const h of hits) info += `0 ${"0".repeat(40)}\t${h}\0`;
         continue;
       }
-      const oid = (await git(gitDir, ["hash-object", "-w", "--stdin"], { input: op.content }))
-        .toString("utf8")
-        .trim();
+      const oid = blobOids[nextBlob++]!;
       const old = modes.get(op.path);
       const mode = op.mode ?? (old === "100755" ? "100755" : "100644");
       info += `${mode} ${oid}\t${op.path}\0`;

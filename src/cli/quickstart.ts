@@ -48,7 +48,17 @@ export function register(program: Command): void {
       }
 
       await createSampleRepo(paths.sampleDir);
-      const server = await startServer(entry, paths);
+      // Serve where the configured service URL points when that is this machine.
+      const url = new URL(config.serviceUrl);
+      if (url.hostname !== "127.0.0.1" && url.hostname !== "localhost")
+        throw new MesaError(
+          "USAGE",
+          `quickstart runs a local server, but the service URL is ${config.serviceUrl}`,
+          {
+            hint: "unset MESA_SERVICE_URL (or point it at http://127.0.0.1:<port>)",
+          },
+        );
+      const server = await startServer(entry, paths, `127.0.0.1:${url.port || "80"}`);
       process.stdout.write(
         `mesa serve is running (pid ${server.pid}, ${config.serviceUrl}, log ${paths.logFile})\n`,
       );

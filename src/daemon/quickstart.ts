@@ -116,6 +116,7 @@ async function waitForLog(file: string, pattern: RegExp, timeoutMs: number): Pro
 export async function startServer(
   entry: string,
   paths: QuickstartPaths,
+  listen = QUICKSTART_LISTEN,
 ): Promise<{ pid: number; adminKey?: string }> {
   const running = await serverRunning(paths);
   if (running !== undefined) return { pid: running };
@@ -124,7 +125,7 @@ export async function startServer(
   const out = await open(paths.logFile, "a", 0o600);
   const child = spawn(
     process.execPath,
-    [entry, "serve", "--data-dir", paths.serverDir, "--listen", QUICKSTART_LISTEN, "--org", QUICKSTART_ORG],
+    [entry, "serve", "--data-dir", paths.serverDir, "--listen", listen, "--org", QUICKSTART_ORG],
     { detached: true, stdio: ["ignore", out.fd, out.fd] },
   );
   await out.close();

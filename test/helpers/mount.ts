@@ -193,9 +193,20 @@ export function mesa(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 90_000)
   return run(process.execPath, [MESA_BIN, ...args], { env, timeoutMs });
 }
 
-/** Stops a daemon started in this sandbox and removes its mount, whatever state it is in. */
+/**
+ * Stops a daemon started in this sandbox and removes its mount, whatever state it is in:
+ * `mesa unmount`, then the pid from its pid file (a process this test started), then a lazy
+ * unmount. The fallbacks matter when the CLI itself cannot run (e.g. a build in progress).
+ */
 export async function stopSandbox(env: NodeJS.ProcessEnv): Promise<void> {
   await mesa(["unmount"], env, 40_000);
+  const pidFile = env.MESA_RUNTIME_DIR ? join(env.MESA_RUNTIME_DIR, "mesa.pid") : undefined;
+  const pid = pidFile ? Number((await run("cat", [pidFile])).stdout.trim()) : 0;
+  if (pid > 0 && (await run("kill", ["-0", String(pid)])).code === 0) {
+    await run("kill", ["-TERM", String(pid)]);
+    const gone = await waitFor(async () => (await run("kill", ["-0", String(pid)])).code !== 0, 10_000, 200);
+    if (!gone) await run("kill", ["-KILL", String(pid)]);
+  }
   if (env.MESA_MOUNT_POINT) await cleanupMount(env.MESA_MOUNT_POINT);
 }
 

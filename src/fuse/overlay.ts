@@ -8,7 +8,7 @@
  * journal. Design notes: docs/writing.md.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type EntryKind, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
@@ -159,9 +159,26 @@ export class RepoOverlay {
     return join(this.dir, `journal-${gen}.log`);
   }
 
+  /** Appends one journal line; a failed or short write (ENOSPC) leaves the journal as it was. */
   private append(line: JournalLine): void {
-    writeSync(this.journalFd, `${JSON.stringify(line)}\n`);
+    const buf = Buffer.from(`${JSON.stringify(line)}\n`, "utf8");
+    let n: number;
+    try {
+      n = writeSync(this.journalFd, buf);
+    } catch (err) {
+      ftruncateSync(this.journalFd, this.journalSize);
+      throw err;
+    }
+    if (n !== buf.length) {
+      ftruncateSync(this.journalFd, this.journalSize);
+      throw Object.assign(new Error("no space left on the device for the overlay journal"), {
+        code: "ENOSPC",
+      });
+    }
+    this.journalSize += n;
   }
+
+  private journalSize = 0;
 
   /** Writes the whole state as a new generation and starts an empty journal for it. */
   async checkpoint(): Promise<void> {
@@ -181,6 +198,7 @@ export class RepoOverlay {
     if (this.journalFd >= 0) closeSync(this.journalFd);
     this.gen = gen;
     this.journalFd = openSync(this.journalPath(), "a", 0o600);
+    this.journalSize = 0;
     await rm(join(this.dir, `state-${old}.json`), { force: true });
     await rm(this.journalPath(old), { force: true });
     await this.collectContent();
@@ -232,6 +250,8 @@ export class RepoOverlay {
     const prev = this.entries.get(p);
     // A path that stops being a directory takes its overlay subtree with it.
     if (prev?.k === "d" && e.k !== "d") this.dropBelow(p);
+    if (e.k === "f" && e.c !== undefined) this.refs.set(e.c, (this.refs.get(e.c) ?? 0) + 1);
+    if (prev?.k === "f" && prev.c !== undefined) this.release(prev.c);
     this.entries.set(p, e);
     if (p !== "") {
       const parent = parentOf(p);
@@ -246,6 +266,8 @@ export class RepoOverlay {
   }
 
   private unput(p: string): void {
+    const prev = this.entries.get(p);
+    if (prev?.k === "f" && prev.c !== undefined) this.release(prev.c);
     this.entries.delete(p);
     this.pathSeq.delete(p);
     this.kids.get(parentOf(p))?.delete(baseName(p));
@@ -284,9 +306,34 @@ export class RepoOverlay {
     const top = this.entryFor(node);
     this.put(to, { k: "x" }); // clears whatever was below the destination
     this.put(to, top);
+    // Re-add below the destination before dropping the source, so content stays referenced.
+    for (const [p, e] of moved) this.put(`${to}${p.slice(from.length)}`, e);
     this.dropBelow(from);
     this.put(from, { k: "x" });
-    for (const [p, e] of moved) this.put(`${to}${p.slice(from.length)}`, e);
+  }
+
+  /** Entries referring to each content file; an unreferenced, unopened one is deleted at once. */
+  private refs = new Map<string, number>();
+
+  private release(id: string): void {
+    const n = (this.refs.get(id) ?? 1) - 1;
+    if (n > 0) {
+      this.refs.set(id, n);
+      return;
+    }
+    this.refs.delete(id);
+    // Frees the space now (a full disk gets room back on rm); open handles keep it.
+    if (!this.pinned.has(id)) rm(this.contentPath(id), { force: true }).catch(() => undefined);
+  }
+
+  pin(id: string): void {
+    this.pinned.add(id);
+  }
+
+  /** The last handle on `id` closed. */
+  unpin(id: string): void {
+    this.pinned.delete(id);
+    if (!this.refs.has(id)) rm(this.contentPath(id), { force: true }).catch(() => undefined);
   }
 
   /** The overlay entry that reproduces `node` (a base node becomes a reference to its blob/tree). */
@@ -453,6 +500,7 @@ export class RepoOverlay {
     this.entries = new Map();
     this.kids = new Map();
     this.pathSeq = new Map();
+    this.refs = new Map();
     for (const [p, e] of entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) this.put(p, e);
     this.meta = meta;
     this.seq++;

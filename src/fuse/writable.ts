@@ -63,7 +63,18 @@ export class WritableFileSystem implements FileSystem {
     private readonly content: ContentProvider,
     private readonly opts: { uid: number; gid: number; dataDir: string },
   ) {
-    this.writes = this.makeWriteOps();
+    // Any failure of the local disk (ENOSPC from the journal or a content file) reaches the
+    // writer as its errno; the in-memory state changes only after the journal line is written.
+    const ops = this.makeWriteOps();
+    this.writes = Object.fromEntries(
+      Object.entries(ops).map(([name, fn]) => [
+        name,
+        (...args: unknown[]) =>
+          (fn as (...a: unknown[]) => Promise<unknown>)(...args).catch((err: unknown) => {
+            throw fsErrorOf(err);
+          }),
+      ]),
+    ) as unknown as WriteOps;
   }
 
   attach(org: string, repo: string, w: WritableRepo): void {
@@ -141,6 +152,12 @@ export class WritableFileSystem implements FileSystem {
   }
 
   async open(path: string, flags: number): Promise<number> {
+    return this.openInner(path, flags).catch((err: unknown) => {
+      throw fsErrorOf(err);
+    });
+  }
+
+  private async openInner(path: string, flags: number): Promise<number> {
     const loc = this.locate(path);
     if (!loc) return this.addHandle({ kind: "core", fh: await this.core.open(path, flags) });
     const n = this.node(loc);
@@ -175,7 +192,7 @@ export class WritableFileSystem implements FileSystem {
     } catch (err) {
       throw fsErrorOf(err);
     }
-    loc.repo.overlay.pinned.add(id);
+    loc.repo.overlay.pin(id);
     return this.addHandle({ kind: "overlay", repo: loc.repo, id, file, rel: loc.rel });
   }
 
@@ -216,7 +233,7 @@ export class WritableFileSystem implements FileSystem {
     }
     await h.file.close().catch(() => undefined);
     if (![...this.handles.values()].some((o) => o.kind === "overlay" && o.id === h.id))
-      h.repo.overlay.pinned.delete(h.id);
+      h.repo.overlay.unpin(h.id);
   }
 
   async statfs(path: string): Promise<StatFs> {

@@ -1,0 +1,138 @@
+/**
+ * More of SPEC §9 through real mounts: `branched-from` forks a new change and bookmark at
+ * mount time (and a remount follows it), unmount pushes pending writes, a file already read
+ * (page cache) shows the server's new content, and a full disk gives ENOSPC and corrupts
+ * nothing.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { gitSync, mesa, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
+import { type ServeHandle, startServe } from "./helpers/serve.js";
+import {
+  authHeader,
+  cloneRepo,
+  type Daemon,
+  importSmallRepo,
+  serverRef,
+  startDaemon,
+  waitPushed,
+} from "./helpers/write.js";
+
+test("branched-from forks a change and bookmark; unmount pushes pending writes; remount follows the fork", async (t) => {
+  const dir = tempDir("write-fork");
+  let serve: ServeHandle | undefined;
+  let d: Daemon | undefined;
+  t.after(async () => {
+    await d?.stop();
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "forked");
+  const main = serverRef(serve, "forked");
+  const cfg = join(dir, "config.toml");
+  writeFileSync(
+    cfg,
+    `[organizations.local]\nmount = "explicit"\n[organizations.local.repos.forked]\nbranched-from = { bookmark = "main", as = "agent-1" }\n`,
+  );
+  const extra = { MESA_NO_CONFIG_FILE: "" };
+  d = await startDaemon(join(dir, "d"), serve, extra, ["-c", cfg]);
+  const fork = serverRef(serve, "forked", "agent-1");
+  assert.match(fork, /^[0-9a-f]{40}$/, "agent-1 was not created at mount time");
+  assert.equal((await d.sh("forked", "printf agent > agent.txt && cat README.md")).stdout, "hello\n");
+  // Unmount right away: the pending write is pushed before the daemon exits.
+  const down = await mesa(["unmount"], d.env);
+  assert.equal(down.code, 0, down.stderr);
+  assert.equal(serverRef(serve, "forked"), main, "main must not move");
+  const clone = cloneRepo(serve, "forked", join(dir, "clone"));
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "fetch", "-q", "origin", "agent-1"]);
+  assert.equal(gitSync(clone, ["show", "FETCH_HEAD:agent.txt"]), "agent");
+  assert.equal(gitSync(clone, ["rev-parse", "FETCH_HEAD^"]).trim(), main);
+  const changeId = /^change-id ([k-z]{32})$/m.exec(gitSync(clone, ["cat-file", "-p", "FETCH_HEAD"]))?.[1];
+  assert.ok(changeId);
+
+  // A remount follows agent-1 (no second fork) and shows the pushed work.
+  d = await startDaemon(join(dir, "d"), serve, extra, ["-c", cfg]);
+  assert.equal((await d.sh("forked", "cat agent.txt")).stdout, "agent");
+  assert.equal(serverRef(serve, "forked", "agent-1"), gitSync(clone, ["rev-parse", "FETCH_HEAD"]).trim());
+  // The write amended the change forked at mount time (no second change).
+  assert.notEqual(serverRef(serve, "forked", "agent-1"), fork);
+  assert.equal((await d.status()).writes.find((w) => w.repo === "forked")?.changeId, changeId);
+});
+
+test("a file read before someone else changed it shows the new content", async (t) => {
+  const dir = tempDir("write-coherent");
+  let serve: ServeHandle | undefined;
+  let d: Daemon | undefined;
+  t.after(async () => {
+    await d?.stop();
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "coh");
+  d = await startDaemon(join(dir, "d"), serve);
+  assert.equal((await d.sh("coh", "cat README.md sub/a.txt")).stdout, "hello\na1\na2\na3\n");
+  const clone = cloneRepo(serve, "coh", join(dir, "clone"));
+  writeFileSync(join(clone, "README.md"), "changed on the server, longer than before\n");
+  gitSync(clone, ["commit", "-q", "-am", "change"]);
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "push", "-q", "origin", "main"]);
+  assert.ok(
+    await waitFor(
+      async () =>
+        (await d!.sh("coh", "cat README.md")).stdout === "changed on the server, longer than before\n",
+      5000,
+      200,
+    ),
+    `stale content: ${(await d.sh("coh", "cat README.md")).stdout}`,
+  );
+});
+
+test("a full disk gives ENOSPC to the writer and corrupts nothing", async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip("needs root to mount a small tmpfs");
+    return;
+  }
+  const dir = tempDir("write-enospc");
+  const small = join(dir, "small-data");
+  mkdirSync(small);
+  let serve: ServeHandle | undefined;
+  let d: Daemon | undefined;
+  let mounted = false;
+  t.after(async () => {
+    await d?.stop();
+    await serve?.stop();
+    if (mounted) await run("umount", ["-l", small]);
+    removeDir(dir);
+  });
+  const m = await run("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", small]);
+  if (m.code !== 0) {
+    t.skip(`cannot mount tmpfs: ${m.stderr}`);
+    return;
+  }
+  mounted = true;
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "full");
+  d = await startDaemon(join(dir, "d"), serve, { MESA_DATA_DIR: small });
+  const r = await d.sh("full", "head -c 8000000 /dev/zero > big.bin");
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /No space left on device/);
+  // Many small metadata operations on a full disk fail cleanly too.
+  await d.sh("full", "for i in $(seq 1 200); do mkdir dir-$i 2>/dev/null || break; done");
+  const cleanup = await d.sh(
+    "full",
+    "rm -f big.bin && rmdir dir-* 2>/dev/null; printf ok > small.txt && cat small.txt",
+  );
+  assert.equal(cleanup.stdout, "ok", cleanup.stderr);
+  await waitPushed(d, "full");
+  // The journal replays after a restart: nothing was corrupted.
+  const down = await mesa(["unmount"], d.env);
+  assert.equal(down.code, 0, down.stderr);
+  d = await startDaemon(join(dir, "d"), serve, { MESA_DATA_DIR: small });
+  assert.equal((await d.sh("full", "cat small.txt; ls")).stdout, "okREADME.md\nsmall.txt\nsub\ntool.sh\n");
+  const clone = cloneRepo(serve, "full", join(dir, "clone"));
+  assert.equal(readFileSync(join(clone, "small.txt"), "utf8"), "ok");
+  assert.equal(gitSync(clone, ["ls-files", "big.bin"]), "");
+});

@@ -14,6 +14,7 @@ import {
   type SecretStore,
 } from "../secrets/index.js";
 import { RestClient } from "../vcs/rest.js";
+import { registerRepoOpenClose } from "../daemon/repo-open.js";
 import { globalOptions } from "./context.js";
 
 /** Orgs named in the config file or the environment, sorted. */
@@ -72,4 +73,5 @@ export function register(program: Command): void {
       }
       process.stdout.write(lines.length > 0 ? `${lines.join("\n")}\n` : "no repositories\n");
     });
+  registerRepoOpenClose(repo);
 }

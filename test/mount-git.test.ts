@@ -3,7 +3,7 @@
  * `git http-backend`): repos in explicit mode, bookmarks from ls-refs, pinning by bookmark.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { generateApiKey } from "../src/auth/keys.js";
@@ -19,6 +19,7 @@ import {
   statListing,
   stopSandbox,
   tempDir,
+  waitFor,
 } from "./helpers/mount.js";
 
 test("explicit repos from a plain git http-backend, default and pinned bookmarks", async (t) => {
@@ -55,7 +56,13 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
       "",
     ].join("\n"),
   );
-  env = mesaEnv(dir, { MESA_ORG: "acme", MESA_API_KEY: generateApiKey().key, MESA_SERVICE_URL: server.url });
+  // A short token TTL so the expiry shows up in status during the test.
+  env = mesaEnv(dir, {
+    MESA_ORG: "acme",
+    MESA_API_KEY: generateApiKey().key,
+    MESA_SERVICE_URL: server.url,
+    MESA_TOKEN_TTL: "4",
+  });
   delete env.MESA_NO_CONFIG_FILE;
   const mnt = env.MESA_MOUNT_POINT as string;
   const up = await mesa(["--config-path", config, "mount", "-d"], env);
@@ -74,4 +81,39 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
     "app bookmark:main",
     "pinned bookmark:feature",
   ]);
+
+  // Token expiry: a clear log line and a status entry.
+  const expired = await waitFor(
+    async () => {
+      const st = JSON.parse(
+        (await mesa(["--config-path", config, "status", "--json"], env as NodeJS.ProcessEnv)).stdout,
+      ) as {
+        errors: string[];
+      };
+      return st.errors.some((e) => /acme: access token expired/.test(e));
+    },
+    20_000,
+    500,
+  );
+  assert.ok(expired, "status does not report the expired token");
+  const logFile = env.MESA_DAEMON_LOG_FILE as string;
+  assert.match(readFileSync(logFile, "utf8"), /access token expired/);
+
+  // SIGHUP reopens the log file (rotation).
+  const pid = Number(readFileSync(join(env.MESA_RUNTIME_DIR as string, "mesa.pid"), "utf8"));
+  renameSync(logFile, `${logFile}.1`);
+  process.kill(pid, "SIGHUP");
+  assert.ok(
+    await waitFor(
+      () => existsSync(logFile) && /log file reopened/.test(readFileSync(logFile, "utf8")),
+      10_000,
+    ),
+  );
+
+  // An external unmount ends the daemon.
+  assert.equal((await run("fusermount", ["-u", mnt])).code, 0);
+  assert.ok(
+    await waitFor(async () => (await run("kill", ["-0", String(pid)])).code !== 0, 15_000, 200),
+    "the daemon kept running after an external unmount",
+  );
 });

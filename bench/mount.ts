@@ -151,7 +151,6 @@ async function main(): Promise<void> {
       const src = join(work, "gen");
       process.stderr.write("generating a 20,000-file repo with a 100 MB file…\n");
       generateRepo(src, { files: 20_000, bigFileBytes: 100 * 1024 * 1024 });
-      gitSync(src, ["gc", "-q"]);
       printTable(
         "generated repo: 20,000 files + 100 MB file",
         await benchRepo(serve, src, "local/gen", join(work, "g")),

@@ -40,6 +40,7 @@ export class WriteManager {
       uid: config.uid,
       gid: config.gid,
       dataDir: config.dataDir,
+      readTimeoutMs: session.readTimeoutMs,
     });
     this.ignored = loadMesaignore(config.mesaignorePath);
   }

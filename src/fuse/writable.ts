@@ -61,7 +61,7 @@ export class WritableFileSystem implements FileSystem {
   constructor(
     private readonly core: SnapshotFileSystem,
     private readonly content: ContentProvider,
-    private readonly opts: { uid: number; gid: number; dataDir: string },
+    private readonly opts: { uid: number; gid: number; dataDir: string; readTimeoutMs?: number },
   ) {
     // Any failure of the local disk (ENOSPC from the journal or a content file) reaches the
     // writer as its errno; the in-memory state changes only after the journal line is written.
@@ -123,12 +123,14 @@ export class WritableFileSystem implements FileSystem {
   async getattr(path: string): Promise<Stat> {
     const loc = this.locate(path);
     if (!loc) return this.core.getattr(path);
+    this.core.counters.getattr++;
     return this.stat(this.node(loc));
   }
 
   async readdir(path: string): Promise<string[]> {
     const loc = this.locate(path);
     if (!loc) return this.core.readdir(path);
+    this.core.counters.readdir++;
     const n = this.node(loc);
     if (n.type !== "dir") throw new FsError("ENOTDIR");
     // The core's listing starts the prefetcher for unmodified directories.
@@ -160,6 +162,7 @@ export class WritableFileSystem implements FileSystem {
   private async openInner(path: string, flags: number): Promise<number> {
     const loc = this.locate(path);
     if (!loc) return this.addHandle({ kind: "core", fh: await this.core.open(path, flags) });
+    this.core.counters.open++;
     const n = this.node(loc);
     if (n.type === "dir") throw new FsError("EISDIR");
     if (n.type !== "file") throw new FsError("ELOOP");
@@ -200,17 +203,38 @@ export class WritableFileSystem implements FileSystem {
     const h = this.handles.get(fh);
     if (!h) throw new FsError("EBADF");
     if (h.kind === "core") return this.core.read(path, h.fh, length, position);
+    // The core's counters are the daemon's `mesa stats` for every repo.
+    const c = this.core.counters;
+    c.read++;
+    const out = await this.readOwn(h, length, position).catch((err: unknown) => {
+      c.readErrors++;
+      throw err;
+    });
+    c.readBytes += out.length;
+    return out;
+  }
+
+  private async readOwn(
+    h: Handle & { kind: "base" | "overlay" },
+    length: number,
+    position: number,
+  ): Promise<Buffer> {
     if (h.kind === "base") {
       if (position >= h.size || length === 0) return Buffer.alloc(0);
+      let timer: NodeJS.Timeout | undefined;
+      const ms = this.opts.readTimeoutMs ?? 20_000;
       try {
-        return await this.content.read(
-          h.repo.overlay.base,
-          h.oid,
-          position,
-          Math.min(length, h.size - position),
-        );
+        // Bounded like the core's reads: a server that never answers gives EIO, not a hang.
+        return await Promise.race([
+          this.content.read(h.repo.overlay.base, h.oid, position, Math.min(length, h.size - position)),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no content after ${ms} ms`)), ms);
+          }),
+        ]);
       } catch (err) {
         throw new FsError("EIO", (err as Error).message);
+      } finally {
+        clearTimeout(timer);
       }
     }
     const buf = Buffer.alloc(length);

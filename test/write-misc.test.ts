@@ -8,7 +8,16 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { gitSync, mesa, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
+import {
+  type CountingProxy,
+  countingProxy,
+  gitSync,
+  mesa,
+  removeDir,
+  run,
+  tempDir,
+  waitFor,
+} from "./helpers/mount.js";
 import { type ServeHandle, startServe } from "./helpers/serve.js";
 import {
   authHeader,
@@ -135,4 +144,43 @@ test("a full disk gives ENOSPC to the writer and corrupts nothing", async (t) =>
   const clone = cloneRepo(serve, "full", join(dir, "clone"));
   assert.equal(readFileSync(join(clone, "small.txt"), "utf8"), "ok");
   assert.equal(gitSync(clone, ["ls-files", "big.bin"]), "");
+});
+
+test("a failing server keeps the data, shows failed pushes in status, and pushes once it is back", async (t) => {
+  const dir = tempDir("write-down");
+  let serve: ServeHandle | undefined;
+  let d: Daemon | undefined;
+  let proxy: CountingProxy | undefined;
+  t.after(async () => {
+    proxy?.setDown(false);
+    await d?.stop();
+    await proxy?.close();
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "down");
+  proxy = await countingProxy(serve.url);
+  d = await startDaemon(join(dir, "d"), { ...serve, url: proxy.url });
+  proxy.setDown(true);
+  assert.equal((await d.sh("down", "printf kept > kept.txt")).code, 0);
+  assert.ok(
+    await waitFor(
+      async () => {
+        const s = await d!.status();
+        const w = s.writes.find((x) => x.repo === "down");
+        return w?.pending === true && (w.failures ?? 0) >= 1 && s.errors.some((e) => /push failed/.test(e));
+      },
+      20_000,
+      250,
+    ),
+    `no failed push in status: ${JSON.stringify((await d.status()).writes)}`,
+  );
+  const text = await mesa(["status"], d.env);
+  assert.match(text.stdout, /pending writes, \d+ failed pushes/);
+  proxy.setDown(false);
+  await waitPushed(d, "down", 60_000);
+  const clone = cloneRepo(serve, "down", join(dir, "clone"));
+  assert.equal(readFileSync(join(clone, "kept.txt"), "utf8"), "kept");
+  assert.deepEqual((await d.status()).errors, []);
 });

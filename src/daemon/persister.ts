@@ -168,6 +168,7 @@ export class RepoWriter {
   private lastPushAt?: Date;
   private stopped = false;
   private polling = false;
+  private pollFailing = false;
 
   constructor(
     readonly org: string,
@@ -448,11 +449,17 @@ export class RepoWriter {
     this.polling = true;
     try {
       await this.enqueue(() => this.sync());
+      if (this.pollFailing)
+        this.log.info({ org: this.org, repo: this.repo }, "polling the bookmark works again");
+      this.pollFailing = false;
     } catch (err) {
-      this.log.warn(
-        { org: this.org, repo: this.repo, err: (err as Error).message },
-        "polling the bookmark failed",
-      );
+      // One line per outage, not one per poll.
+      if (!this.pollFailing)
+        this.log.warn(
+          { org: this.org, repo: this.repo, err: (err as Error).message },
+          "polling the bookmark failed",
+        );
+      this.pollFailing = true;
     } finally {
       this.polling = false;
     }

@@ -392,7 +392,7 @@ export class WritableFileSystem implements FileSystem {
 
       ftruncate: async (path, fh, size) => {
         const h = this.handles.get(fh);
-        if (!h || h.kind !== "overlay") return this.writes.truncate(path, size);
+        if (h?.kind !== "overlay") return this.writes.truncate(path, size);
         const loc = this.writable(path);
         await this.resize(loc, h.id, size, h.file);
       },

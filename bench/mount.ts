@@ -1,6 +1,6 @@
 /**
  * Benchmark: a mesa mount against a local checkout, both served by `mesa serve` on loopback.
- * Usage: node dist/bench/mount.js [repo-path …]  (default: a generated 20,000-file repo with a
+ * Usage: node dist/bench/mount.js [--no-prefetch] [repo-path …]  (default: a generated 20,000-file repo with a
  * 100 MB file). Prints one table per repo: mount-to-ready vs clone time, first byte, find,
  * ls -lR and grep -r cold and warm, reading the largest file, and the daemon's peak RSS.
  * "cold" means a fresh mount with an empty cache for mesa, and dropped page caches for disk.
@@ -51,6 +51,11 @@ function largestFile(dir: string): string {
     .trim();
   return out.slice(out.indexOf(" ") + 1);
 }
+
+/** `--no-prefetch` runs mesa with the prefetcher off, to separate its cost from the mount's. */
+const extraEnv: Record<string, string> = process.argv.includes("--no-prefetch")
+  ? { MESA_PREFETCH_ENABLED: "false" }
+  : {};
 
 async function benchRepo(serve: ServeHandle, src: string, slug: string, work: string): Promise<Row[]> {
   const rows: Row[] = [];
@@ -143,7 +148,7 @@ function printTable(title: string, rows: Row[]): void {
 }
 
 async function main(): Promise<void> {
-  const inputs = process.argv.slice(2);
+  const inputs = process.argv.slice(2).filter((a) => a !== "--no-prefetch");
   const work = tempDir("bench");
   const serve = await startServe({ startTimeoutMs: 60_000 });
   try {

@@ -8,7 +8,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
-import { generateRepo, gitSync, mesa, mesaEnv, run, stopSandbox, tempDir } from "../test/helpers/mount.js";
+import { generateRepo, mesa, mesaEnv, run, stopSandbox, tempDir } from "../test/helpers/mount.js";
 import { type ServeHandle, startServe } from "../test/helpers/serve.js";
 
 interface Row {
@@ -79,6 +79,7 @@ async function benchRepo(serve: ServeHandle, src: string, slug: string, work: st
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
+    ...extraEnv,
   });
   const root = join(env.MESA_MOUNT_POINT as string, "local", repo);
   const freshMount = async (): Promise<number> => {

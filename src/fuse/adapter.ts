@@ -141,6 +141,10 @@ function writeCallbacks(w: WriteOps, fail: Fail): Record<string, unknown> {
     fsync: (path: string, datasync: number, fh: number, cb: Cb) =>
       ok("fsync", path, cb, w.fsync(path, fh, Boolean(datasync))),
     flush: (path: string, fh: number, cb: Cb) => ok("flush", path, cb, w.flush(path, fh)),
+    // Git stores no extended attributes: "not supported" (tools carry on), not "read-only".
+    setxattr: (path: string, _n: string, _v: Buffer, _p: number, _f: number, cb: Cb) =>
+      fail("setxattr", path, cb, new FsError("ENOTSUP")),
+    removexattr: (path: string, _n: string, cb: Cb) => fail("removexattr", path, cb, new FsError("ENOTSUP")),
   };
 }
 

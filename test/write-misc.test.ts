@@ -184,3 +184,37 @@ test("a failing server keeps the data, shows failed pushes in status, and pushes
   assert.equal(readFileSync(join(clone, "kept.txt"), "utf8"), "kept");
   assert.deepEqual((await d.status()).errors, []);
 });
+
+test("remounting on another bookmark first pushes unpushed work to the old one", async (t) => {
+  const dir = tempDir("write-switch");
+  let serve: ServeHandle | undefined;
+  let d: Daemon | undefined;
+  t.after(async () => {
+    await d?.stop();
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "sw");
+  const clone = cloneRepo(serve, "sw", join(dir, "clone"));
+  gitSync(clone, ["checkout", "-q", "-b", "other"]);
+  writeFileSync(join(clone, "other.txt"), "other\n");
+  gitSync(clone, ["add", "-A"]);
+  gitSync(clone, ["commit", "-q", "-m", "other"]);
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "push", "-q", "origin", "other"]);
+  d = await startDaemon(join(dir, "d"), serve);
+  // Written, then the daemon dies before its debounced push.
+  assert.equal((await d.sh("sw", "printf main > on-main.txt")).code, 0);
+  const { pid } = await d.status();
+  process.kill(pid, "SIGKILL");
+  assert.ok(await waitFor(async () => (await run("kill", ["-0", String(pid)])).code !== 0, 10_000));
+  d = await startDaemon(join(dir, "d"), serve, { MESA_REPO_REVS: "local/sw=bookmark:other" });
+  assert.equal((await d.sh("sw", "ls")).stdout, "README.md\nother.txt\nsub\ntool.sh\n");
+  assert.equal((await d.sh("sw", "printf other > on-other.txt")).code, 0);
+  await waitPushed(d, "sw");
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "fetch", "-q", "origin"]);
+  assert.equal(gitSync(clone, ["show", "origin/main:on-main.txt"]), "main");
+  assert.equal(gitSync(clone, ["show", "origin/other:on-other.txt"]), "other");
+  assert.equal(gitSync(clone, ["ls-tree", "--name-only", "origin/main"]).includes("on-other.txt"), false);
+  assert.equal(gitSync(clone, ["ls-tree", "--name-only", "origin/other"]).includes("on-main.txt"), false);
+});

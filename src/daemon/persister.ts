@@ -205,6 +205,14 @@ export class RepoWriter {
         );
         this.onBase(snap);
       }
+      const wanted = /^bookmark:(.+)$/.exec(base.revision)?.[1];
+      if (
+        !branchedFrom &&
+        wanted &&
+        this.meta.ref.startsWith("refs/heads/") &&
+        this.meta.ref !== `refs/heads/${wanted}`
+      )
+        await this.switchRef(`refs/heads/${wanted}`, base);
     } else if (branchedFrom) {
       await this.fork(branchedFrom);
     } else {
@@ -216,6 +224,28 @@ export class RepoWriter {
     this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs);
     this.pollTimer.unref();
     if (this.overlay.seq > 0) this.touch();
+  }
+
+  /**
+   * The mount now names another bookmark than the overlay's work was for: push that work to
+   * its own bookmark first (so nothing is lost), then follow the new one.
+   */
+  private async switchRef(ref: string, snap: RepoSnapshot): Promise<void> {
+    const old = this.meta.ref;
+    await this.enqueue(() => this.persist());
+    const keep: Array<[string, OverlayEntry]> = [];
+    for (const p of this.overlay.paths()) {
+      const e = this.overlay.entry(p) as OverlayEntry;
+      if (p === "") continue;
+      if (this.ignored(p, e.k === "d")) keep.push([p, e]);
+      else if (e.k === "d" && stateAt(snap, p)?.kind !== "dir") keep.push([p, { ...e, tree: undefined }]);
+    }
+    await this.overlay.rebase(snap, keep, { ref, base: snap.commitOid, known: snap.commitOid });
+    this.onBase(snap);
+    this.log.info(
+      { org: this.org, repo: this.repo, from: old, to: ref },
+      "the mounted bookmark changed; pushed the work for the old one and follow the new one",
+    );
   }
 
   private async fork(from: { bookmark: string; as?: string }): Promise<void> {

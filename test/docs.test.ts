@@ -19,7 +19,7 @@ function exampleKeys(toml: string): Set<string> {
 test("docs/configuration.md names every key of config.example.toml, and only those", () => {
   const example = read("config.example.toml");
   const reference = read("docs/configuration.md");
-  const documented = new Set([...reference.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]!));
+  const documented = new Set([...reference.matchAll(/^\| `([a-z-]+)`\s*\|/gm)].map((m) => m[1]!));
   assert.deepEqual([...exampleKeys(example)].sort(), [...documented].sort());
 });
 

@@ -5,17 +5,30 @@ import * as auth from "./auth.js";
 import * as bookmark from "./bookmark.js";
 import * as change from "./change.js";
 import * as configCmd from "./config.js";
-import * as serve from "./serve.js";
 import * as doctor from "./doctor.js";
 import * as mount from "./mount.js";
 import * as quickstart from "./quickstart.js";
 import * as repo from "./repo.js";
+import * as serve from "./serve.js";
 import * as status from "./status.js";
 import * as token from "./token.js";
 import * as version from "./version.js";
 
 /** Each command group lives in its own file and registers itself here. */
-const GROUPS: Array<{ register(program: Command): void }> = [version, configCmd, auth, token, serve, mount, status, doctor, quickstart, repo, change, bookmark];
+const GROUPS: Array<{ register(program: Command): void }> = [
+  version,
+  configCmd,
+  auth,
+  token,
+  serve,
+  mount,
+  status,
+  doctor,
+  quickstart,
+  repo,
+  change,
+  bookmark,
+];
 
 export function buildProgram(): Command {
   const program = new Command("mesa")

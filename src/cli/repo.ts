@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
+import { registerRepoOpenClose } from "../daemon/repo-open.js";
 import { MesaError } from "../errors.js";
 import {
   applyEnvOrgs,
@@ -14,7 +15,6 @@ import {
   type SecretStore,
 } from "../secrets/index.js";
 import { RestClient } from "../vcs/rest.js";
-import { registerRepoOpenClose } from "../daemon/repo-open.js";
 import { globalOptions } from "./context.js";
 
 /** Orgs named in the config file or the environment, sorted. */

@@ -1,7 +1,11 @@
 import { type ErrorCode, MesaError } from "../errors.js";
 
 /** Maps an HTTP status from the backend to the typed error every client layer throws. */
-export function errorFromStatus(status: number, message: string, details?: Record<string, unknown>): MesaError {
+export function errorFromStatus(
+  status: number,
+  message: string,
+  details?: Record<string, unknown>,
+): MesaError {
   let code: ErrorCode;
   if (status === 401) code = "UNAUTHORIZED";
   else if (status === 403) code = "FORBIDDEN";
@@ -15,5 +19,7 @@ export function errorFromStatus(status: number, message: string, details?: Recor
 
 /** Errors worth retrying: the request may succeed later without any change on our side. */
 export function isRetryable(err: unknown): boolean {
-  return err instanceof MesaError && (err.code === "NETWORK" || err.code === "TIMEOUT" || err.code === "SERVER");
+  return (
+    err instanceof MesaError && (err.code === "NETWORK" || err.code === "TIMEOUT" || err.code === "SERVER")
+  );
 }

@@ -6,7 +6,7 @@ import { loadConfig } from "../config/load.js";
 import { MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
 import { applyEnvOrgs, envCredential, openSecretStore, resolveCredential } from "../secrets/index.js";
-import { RestClient } from "../vcs/rest.js";
+import { whoamiKeyId } from "../vcs/rest.js";
 import { globalOptions } from "./context.js";
 
 function parseTtl(text: string): number {
@@ -19,16 +19,6 @@ function parseTtl(text: string): number {
       `token TTL ${ttl} s is out of range: use 1 to ${API_KEY_TTL.max} seconds`,
     );
   return ttl;
-}
-
-/** Asks the backend which key this is; only needed for API keys that do not embed their id. */
-async function keyIdFromServer(serviceUrl: string, apiKey: string): Promise<string> {
-  const client = new RestClient({ serviceUrl, credential: apiKey, timeoutMs: 15_000 });
-  try {
-    return (await client.whoami()).key_id;
-  } finally {
-    await client.close();
-  }
 }
 
 export function register(program: Command): void {
@@ -65,7 +55,7 @@ export function register(program: Command): void {
         credential = await resolveCredential(config, store, org, only);
       }
       const jwt = await mintAccessToken(credential, { org, repos, scopes, ttlSeconds }, (key) =>
-        keyIdFromServer(config.serviceUrl, key),
+        whoamiKeyId(config.serviceUrl, key),
       );
       process.stdout.write(`${jwt}\n`);
     });

@@ -317,3 +317,13 @@ export class RestClient {
     });
   }
 }
+
+/** The key id of an API key that does not embed it, from GET /v1/whoami. */
+export async function whoamiKeyId(serviceUrl: string, apiKey: string): Promise<string> {
+  const client = new RestClient({ serviceUrl, credential: apiKey, timeoutMs: 15_000 });
+  try {
+    return (await client.whoami()).key_id;
+  } finally {
+    await client.close();
+  }
+}

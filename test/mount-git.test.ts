@@ -117,3 +117,36 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
     "the daemon kept running after an external unmount",
   );
 });
+
+test("a foreign key against plain Git hosting is sent as it is (no REST to identify it)", async (t) => {
+  const dir = tempDir("mountgitkey");
+  let server: GitServer | undefined;
+  let env: NodeJS.ProcessEnv | undefined;
+  t.after(async () => {
+    if (env) await stopSandbox(env);
+    await server?.close();
+    removeDir(dir);
+  });
+  const work = join(dir, "work");
+  generateRepo(work, { files: 20 });
+  const root = join(dir, "srv");
+  mkdirSync(join(root, "acme"), { recursive: true });
+  gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "app.git")]);
+  const foreignKey = "ghp_foreignPersonalAccessToken0123456789";
+  server = await serveGit(root, { password: foreignKey });
+
+  const config = join(dir, "config.toml");
+  writeFileSync(
+    config,
+    ["[organizations.acme]", 'mount = "explicit"', "[organizations.acme.repos.app]", ""].join("\n"),
+  );
+  env = mesaEnv(dir, { MESA_ORG: "acme", MESA_API_KEY: foreignKey, MESA_SERVICE_URL: server.url });
+  delete env.MESA_NO_CONFIG_FILE;
+  const up = await mesa(["--config-path", config, "mount", "-d"], env);
+  assert.equal(up.code, 0, `mount -d failed: ${up.stderr}`);
+  assert.equal(await diffTrees(work, join(env.MESA_MOUNT_POINT as string, "acme", "app")), "");
+  assert.doesNotMatch(
+    up.stdout + up.stderr + readFileSync(env.MESA_DAEMON_LOG_FILE as string, "utf8"),
+    /ghp_foreign/,
+  );
+});

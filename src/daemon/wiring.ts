@@ -5,8 +5,9 @@
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isPrivateKey, isScope, scopeAllows } from "../auth/keys.js";
-import { looksLikeJwt, mintFromApiKey, mintFromPrivateKey, PRIVATE_KEY_TTL } from "../auth/tokens.js";
+import { apiKeyId, isPrivateKey, isScope, scopeAllows } from "../auth/keys.js";
+import { mintAccessToken } from "../auth/mint.js";
+import { looksLikeJwt, PRIVATE_KEY_TTL } from "../auth/tokens.js";
 import { BlobStore, type BlobStoreStats } from "../cache/blob-store.js";
 import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
 import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
@@ -17,7 +18,7 @@ import type { RepoSnapshot } from "../fuse/snapshot.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { GitRemote } from "../vcs/remote.js";
-import { RestClient } from "../vcs/rest.js";
+import { RestClient, whoamiKeyId } from "../vcs/rest.js";
 import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
 
 export interface SessionContent extends ContentProvider {
@@ -56,17 +57,30 @@ function jwtExpiry(token: string): Date | undefined {
   }
 }
 
-/** The key for `org` turned into this session's token; a JWT given as the key is used as is. */
-async function sessionCredential(config: Config, key: string): Promise<OrgCredential> {
+/**
+ * The key for `org` turned into this session's token (SPEC §6); a JWT given as the key is used
+ * as is. A key of another service that the backend cannot identify (plain Git hosting has no
+ * /v1/whoami, or guards every path) is sent as it is, as Git clients do.
+ */
+async function sessionCredential(config: Config, org: string, key: string): Promise<OrgCredential> {
   if (looksLikeJwt(key)) return { credential: key, expiresAt: jwtExpiry(key) };
-  const opts = { scopes: ["read" as const, "write" as const], repos: null };
-  let token: string;
-  if (isPrivateKey(key)) {
-    const ttl = Math.min(config.daemon.tokenTtlSeconds, PRIVATE_KEY_TTL.max);
-    token = await mintFromPrivateKey(key, { ...opts, ttlSeconds: ttl });
-  } else {
-    token = await mintFromApiKey(key, { ...opts, ttlSeconds: config.daemon.tokenTtlSeconds });
+  let keyId: string | undefined;
+  if (!isPrivateKey(key) && !apiKeyId(key)) {
+    try {
+      keyId = await whoamiKeyId(config.serviceUrl, key);
+    } catch {
+      // Not identifiable here: the Git requests themselves tell whether the key is accepted.
+      return { credential: key };
+    }
   }
+  const ttlSeconds = isPrivateKey(key)
+    ? Math.min(config.daemon.tokenTtlSeconds, PRIVATE_KEY_TTL.max)
+    : config.daemon.tokenTtlSeconds;
+  const token = await mintAccessToken(
+    key,
+    { org, repos: null, scopes: ["read", "write"], ttlSeconds },
+    async () => keyId!,
+  );
   return { credential: token, expiresAt: jwtExpiry(token) };
 }
 
@@ -87,7 +101,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     if (!c) {
       c = (async () => {
         const key = await resolveCredential(config, store, org);
-        const cred = await sessionCredential(config, key);
+        const cred = await sessionCredential(config, org, key);
         if (cred.expiresAt) {
           const ms = cred.expiresAt.getTime() - Date.now();
           const note = () => {

@@ -6,7 +6,7 @@ import { type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BlobStore, type BlobStoreOptions } from "../src/cache/blob-store.js";
 import { Prefetcher, type PrefetcherOptions } from "../src/cache/prefetcher.js";
-import { CatFileFetcher, type Fixture, makeRepo, randomFiles } from "./cache-fixture.js";
+import { CatFileFetcher, type Fixture, makeRepo, randomFiles } from "./helpers/cache-fixture.js";
 
 async function setup(
   t: TestContext,

@@ -12,7 +12,7 @@ import { BlobStore } from "../src/cache/blob-store.js";
 import { Prefetcher } from "../src/cache/prefetcher.js";
 import { TreeStore } from "../src/cache/tree-store.js";
 import { GitRemote } from "../src/vcs/remote.js";
-import { du, git, makeRepo, randomFiles } from "./cache-fixture.js";
+import { du, git, makeRepo, randomFiles } from "./helpers/cache-fixture.js";
 import { serveGit } from "./helpers/git-http.js";
 
 async function served(files: Map<string, Buffer>) {

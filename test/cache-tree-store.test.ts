@@ -14,7 +14,7 @@ import { type TestContext, test } from "node:test";
 import { TreeStore } from "../src/cache/tree-store.js";
 import { isMesaError } from "../src/errors.js";
 import { parseTree, type TreeEntry } from "../src/vcs/objects.js";
-import { git, makeRepo, randomFiles } from "./cache-fixture.js";
+import { git, makeRepo, randomFiles } from "./helpers/cache-fixture.js";
 
 /** Real trees: every tree of a commit built with the git CLI, parsed from `git cat-file`. */
 function realTrees(t: TestContext) {

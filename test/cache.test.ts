@@ -17,7 +17,7 @@ import { runInNewContext } from "node:vm";
 import { BlobStore, type BlobStoreOptions } from "../src/cache/blob-store.js";
 import { isMesaError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
-import { CatFileFetcher, du, duAsync, makeRepo, randomFiles } from "./cache-fixture.js";
+import { CatFileFetcher, du, duAsync, makeRepo, randomFiles } from "./helpers/cache-fixture.js";
 
 const stores = new WeakMap<object, BlobStore[]>();
 

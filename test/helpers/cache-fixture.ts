@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import type { BlobFetcher } from "../src/cache/blob-store.js";
+import type { BlobFetcher } from "../../src/cache/blob-store.js";
 
 const GIT_ENV = {
   ...process.env,

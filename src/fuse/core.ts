@@ -4,7 +4,7 @@
  * memory only; content goes through a `ContentProvider` (the cache layer in the daemon).
  */
 import { type FileSystem, FsError, type Stat, type StatFs, wantsWrite } from "./filesystem.js";
-import { type EntryKind, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
 export interface PrefetchFile {
   oid: string;
@@ -63,7 +63,6 @@ const DIR_MODE = 0o40755;
 
 export class SnapshotFileSystem implements FileSystem {
   private readonly orgs = new Map<string, Map<string, RepoSnapshot>>();
-  private readonly indexes = new WeakMap<SnapshotEntry[], Map<string, SnapshotEntry>>();
   private readonly prefetched = new WeakMap<RepoSnapshot, Set<string>>();
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
@@ -110,15 +109,6 @@ export class SnapshotFileSystem implements FileSystem {
     return this.handles.size;
   }
 
-  private index(entries: SnapshotEntry[]): Map<string, SnapshotEntry> {
-    let idx = this.indexes.get(entries);
-    if (!idx) {
-      idx = new Map(entries.map((e) => [e.name, e]));
-      this.indexes.set(entries, idx);
-    }
-    return idx;
-  }
-
   private resolve(path: string): Resolved {
     if (path === "/" || path === "") return { kind: "root" };
     const parts = path.split("/").filter((p) => p.length > 0);
@@ -131,7 +121,7 @@ export class SnapshotFileSystem implements FileSystem {
     for (let i = 2; i < parts.length; i++) {
       const entries = snap.trees.get(tree);
       if (!entries) throw new FsError("EIO", `tree ${tree} missing from snapshot`);
-      const entry = this.index(entries).get(parts[i]);
+      const entry = entryIndex(entries).get(parts[i]);
       if (!entry) throw new FsError("ENOENT");
       const kind = entryKind(entry.mode);
       if (kind === "dir") {

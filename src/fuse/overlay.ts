@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type EntryKind, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
 /** A path's state in the overlay; it hides whatever the base has at that path. */
 export type OverlayEntry =
@@ -65,7 +65,6 @@ export class RepoOverlay {
   private sizes = new Map<string, number>();
   private oids = new Map<string, { seq: number; oid: string }>();
   private contentSeq = new Map<string, number>();
-  private indexes = new WeakMap<SnapshotEntry[], Map<string, SnapshotEntry>>();
   private journalFd = -1;
   private gen = 0;
   /** Bumped by every change; the persister compares it with what it pushed. */
@@ -354,15 +353,6 @@ export class RepoOverlay {
     }
   }
 
-  private index(entries: SnapshotEntry[]): Map<string, SnapshotEntry> {
-    let idx = this.indexes.get(entries);
-    if (!idx) {
-      idx = new Map(entries.map((e) => [e.name, e]));
-      this.indexes.set(entries, idx);
-    }
-    return idx;
-  }
-
   private fromEntry(e: OverlayEntry): Node | undefined {
     switch (e.k) {
       case "x":
@@ -411,7 +401,7 @@ export class RepoOverlay {
     if (!parent.tree) return "ENOENT";
     const entries = this.trees.get(parent.tree);
     if (!entries) return "ENOENT";
-    const be = this.index(entries).get(baseName(rel));
+    const be = entryIndex(entries).get(baseName(rel));
     return (be && this.fromBase(be)) ?? "ENOENT";
   }
 

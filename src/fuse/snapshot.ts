@@ -64,3 +64,15 @@ export function listBlobs(snap: Pick<RepoSnapshot, "trees" | "rootTree">): Map<s
   }
   return out;
 }
+
+const entryIndexes = new WeakMap<SnapshotEntry[], Map<string, SnapshotEntry>>();
+
+/** Entries of one tree by name, built once per (immutable) entry list. */
+export function entryIndex(entries: SnapshotEntry[]): Map<string, SnapshotEntry> {
+  let idx = entryIndexes.get(entries);
+  if (!idx) {
+    idx = new Map(entries.map((e) => [e.name, e]));
+    entryIndexes.set(entries, idx);
+  }
+  return idx;
+}

@@ -25,19 +25,10 @@ import {
 } from "./objects.js";
 import { type GitObject, PackParser, writePack } from "./pack.js";
 import { DELIM, FLUSH, PktReader, pkt, serverError } from "./pktline.js";
-import { GitHttp, type HttpResponse } from "./transport.js";
+import { GitHttp, type HttpResponse, type TransportOptions } from "./transport.js";
 
-export interface GitRemoteOptions {
-  /** e.g. http://127.0.0.1:7878/org/repo.git */
-  url: string;
-  /** Sent as the HTTP Basic password (user "mesa"), or as a Bearer token with authScheme "bearer". */
-  credential?: string;
-  authScheme?: "basic" | "bearer";
-  timeoutMs?: number;
-  retries?: number;
-  signal?: AbortSignal;
-  logger?: Logger;
-}
+/** Where the repository is and how to reach it (the transport's options). */
+export type GitRemoteOptions = TransportOptions;
 
 /** Protocol v2 capabilities: name → value ("" when the capability has no value). */
 export type Capabilities = Map<string, string>;

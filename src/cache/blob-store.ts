@@ -227,18 +227,18 @@ export class BlobStore {
   async prefetch(oids: string[], source: BlobFetcher, opts: { signal?: AbortSignal } = {}): Promise<void> {
     for (const oid of oids) assertOid(oid);
     this.assertUsable();
-    const todo: Array<[string, Flight]> = [];
+    const wanted: Array<[string, Flight]> = [];
     for (const oid of new Set(oids)) {
       if (this.hasLocal(oid) || this.flights.has(oid)) continue;
-      todo.push([oid, this.newFlight(oid, true)]);
+      wanted.push([oid, this.newFlight(oid, true)]);
     }
-    for (let i = 0; i < todo.length; i += this.maxBatch) {
-      const chunk = todo.slice(i, i + this.maxBatch);
+    for (let i = 0; i < wanted.length; i += this.maxBatch) {
+      const chunk = wanted.slice(i, i + this.maxBatch);
       const err = opts.signal?.aborted
         ? new MesaError("ABORTED", "prefetch stopped")
         : await this.fetchBatch(source, chunk, true, opts.signal);
       if (err) {
-        for (const [oid, f] of todo.slice(i + (opts.signal?.aborted ? 0 : chunk.length)))
+        for (const [oid, f] of wanted.slice(i + (opts.signal?.aborted ? 0 : chunk.length)))
           this.fail(oid, f, err);
         throw err;
       }

@@ -12,10 +12,10 @@
 import { appendFile, mkdir, readdir, readFile, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { deserialize, serialize } from "node:v8";
+import { writeFileAtomic } from "../atomic-file.js";
 import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { TreeEntry } from "../vcs/objects.js";
-import { writeFileAtomic } from "./atomic.js";
 import { assertOid } from "./verify.js";
 
 export type { TreeEntry };

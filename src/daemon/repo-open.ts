@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { parse, stringify } from "smol-toml";
-import { writeFileAtomic } from "../cache/atomic.js";
+import { writeFileAtomic } from "../atomic-file.js";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { MesaError } from "../errors.js";

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
+import { writeFileAtomic } from "../atomic-file.js";
 import type { SecretBackendName } from "../config/types.js";
-import { fileSignature, withFileLock, writeFileAtomic } from "./atomic.js";
+import { fileSignature, withFileLock } from "./atomic.js";
 import { parseEntries, type SecretEntries, serializeEntries } from "./format.js";
 
 /** How one file-backed store turns its bytes into entries and back. */
@@ -49,7 +50,12 @@ export class FileStore {
       const creating = fileSignature(this.codec.path) === undefined;
       const entries = await this.read();
       if (!change(entries)) return false;
-      writeFileAtomic(this.codec.path, await this.codec.encode(entries, creating));
+      // Secret files: 0600 in a 0700 directory, fsync-ed so a crash never leaves a torn one.
+      await writeFileAtomic(this.codec.path, await this.codec.encode(entries, creating), {
+        mode: 0o600,
+        dirMode: 0o700,
+        durable: true,
+      });
       this.remember(fileSignature(this.codec.path)!, entries);
       return true;
     });

@@ -1,7 +1,6 @@
-import { randomUUID } from "node:crypto";
-import { open, readFile, rename, rm } from "node:fs/promises";
-import path from "node:path";
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
+import { writeFileAtomic } from "../atomic-file.js";
 import { SCOPES } from "../auth/keys.js";
 import { MesaError } from "../errors.js";
 
@@ -46,28 +45,6 @@ export type ApiKeyRecord = z.infer<typeof apiKeySchema>;
 export type PublicKeyRecord = z.infer<typeof publicKeySchema>;
 export type OrgRecord = z.infer<typeof orgSchema>;
 export type ServerState = z.infer<typeof stateSchema>;
-
-export async function writeFileAtomic(file: string, data: string, mode = 0o600): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomUUID()}.tmp`);
-  const fh = await open(tmp, "wx", mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, file);
-  // The rename is durable once the directory entry is.
-  const dir = await open(path.dirname(file), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
 
 export class StateStore {
   private state: ServerState = { version: 1, orgs: {} };
@@ -133,7 +110,7 @@ export class StateStore {
     const run = this.writing.then(async () => {
       const draft = structuredClone(this.state);
       const result = mutate(draft);
-      await writeFileAtomic(this.file, `${JSON.stringify(draft, null, 2)}\n`);
+      await writeFileAtomic(this.file, `${JSON.stringify(draft, null, 2)}\n`, { mode: 0o600, durable: true });
       this.state = draft;
       return result;
     });

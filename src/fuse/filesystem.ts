@@ -41,8 +41,29 @@ export interface Stat {
   uid: number;
   gid: number;
   mtime: Date;
+  /** Defaults to `mtime` when absent. */
+  atime?: Date;
+  /** Defaults to `mtime` when absent. */
+  ctime?: Date;
   nlink: number;
 }
+
+/** Who asked: the requesting process's effective uid and gid (owner of what it creates). */
+export interface Caller {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Something the kernel (or an SDK subscriber) may hold changed below `path`, for a reason other
+ * than a call through this filesystem: a poll brought another writer's commit, a rebase rewrote
+ * files, a repo was opened or closed. `recursive`: anything below `path` may have changed too.
+ */
+export interface Change {
+  path: string;
+  recursive: boolean;
+}
+export type ChangeListener = (changes: Change[]) => void;
 
 export interface StatFs {
   bsize: number;
@@ -67,24 +88,32 @@ export interface FileSystem {
   mutate(op: string, path: string): Promise<never>;
   /** Present on a writable filesystem; the adapter routes these kernel calls to it. */
   writes?: WriteOps;
+  /** Attributes through an open handle (fstat), valid also after the path was unlinked. */
+  fgetattr?(path: string, fh: number): Promise<Stat>;
+  /** Subscribes to changes made by others; returns the unsubscribe function. */
+  onChange?(listener: ChangeListener): () => void;
 }
 
 /** The mutating calls of a writable filesystem (src/fuse/writable.ts). */
 export interface WriteOps {
-  create(path: string, mode: number): Promise<number>;
+  create(path: string, mode: number, caller?: Caller): Promise<number>;
   /** Returns the number of bytes written. */
   write(path: string, fh: number, data: Buffer, position: number): Promise<number>;
   truncate(path: string, size: number): Promise<void>;
   ftruncate(path: string, fh: number, size: number): Promise<void>;
   unlink(path: string): Promise<void>;
-  mkdir(path: string, mode: number): Promise<void>;
+  mkdir(path: string, mode: number, caller?: Caller): Promise<void>;
+  /** fifos and unix sockets (local-only); devices are EPERM. Optional until implemented. */
+  mknod?(path: string, mode: number, rdev: number, caller?: Caller): Promise<void>;
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
-  symlink(target: string, path: string): Promise<void>;
+  symlink(target: string, path: string, caller?: Caller): Promise<void>;
   link(from: string, to: string): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
+  /** -1 leaves that id unchanged. */
   chown(path: string, uid: number, gid: number): Promise<void>;
-  utimens(path: string, atime: Date, mtime: Date): Promise<void>;
+  /** `undefined` leaves that time unchanged (UTIME_OMIT); the adapter resolves UTIME_NOW. */
+  utimens(path: string, atime: Date | undefined, mtime: Date | undefined): Promise<void>;
   fsync(path: string, fh: number, datasync: boolean): Promise<void>;
   flush(path: string, fh: number): Promise<void>;
 }

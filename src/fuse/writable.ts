@@ -484,6 +484,7 @@ export class WritableFileSystem implements FileSystem {
       utimens: async (path, _atime, mtime) => {
         const loc = this.writable(path);
         const n = this.node(loc);
+        if (mtime === undefined) return;
         const t = Number.isFinite(mtime.getTime()) ? mtime.getTime() : Date.now();
         if (n.type === "file")
           loc.repo.overlay.set(loc.rel, {

@@ -188,9 +188,6 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     }
 
     fuse = await mountFileSystem(mountPoint, writes.fs, {
-      uid: config.uid,
-      gid: config.gid,
-      writable: true,
       onUnexpectedError: (op, path, err) =>
         log.error({ op, path, err: (err as Error).message }, "filesystem error"),
     });

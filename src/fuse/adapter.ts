@@ -1,88 +1,214 @@
 /**
- * The only file that knows fuse-native. It turns kernel callbacks into calls on a
- * `FileSystem` and errors into negative errnos, and owns the mount options.
+ * The FUSE face of a `FileSystem`: turns the kernel's inode-based requests (through mesa's
+ * libfuse3 binding, src/fuse/native.ts) into path-based calls, errors into errnos, and the
+ * filesystem's change feed into kernel cache invalidations. It owns the inode table and the
+ * mount options; nothing else knows about FUSE.
+ *
+ * Caching: the kernel may keep entries, attributes, misses, listings and file content for a
+ * day. Everything that changes through the mount the kernel sees itself; everything else
+ * (another writer's commit arriving by a poll, a rebase, a repo opened or closed) comes
+ * through `onChange` and is invalidated explicitly.
  */
-import { createRequire } from "node:module";
+import { execFile } from "node:child_process";
+import { mkdir, stat } from "node:fs/promises";
+import { constants } from "node:os";
 import { MesaError } from "../errors.js";
-import { type FileSystem, FsError, type Stat, type WriteOps } from "./filesystem.js";
+import {
+  type Caller,
+  type Change,
+  type FileSystem,
+  FsError,
+  S_IFDIR,
+  S_IFMT,
+  S_IFREG,
+  type Stat,
+  wantsWrite,
+} from "./filesystem.js";
+import {
+  ATTR_FIELDS,
+  type Binding,
+  loadBinding,
+  OPEN_KEEP_CACHE,
+  OPEN_NOFLUSH,
+  Op,
+  type Req,
+  type Session,
+} from "./native.js";
 
-const require = createRequire(import.meta.url);
+/** Seconds the kernel may keep entries, misses and attributes: it is told when they change. */
+const CACHE_SECONDS = 86_400;
+/** Worker threads reading /dev/fuse; they never wait for JavaScript, so a few suffice. */
+const MAX_THREADS = 8;
+const NAME_MAX = 255;
+const ROOT_INO = 1;
 
-// fuse-native ships no types; this is the subset used here.
-type Cb = (...args: unknown[]) => void;
-interface FuseInstance {
-  mount(cb: (err: Error | null) => void): void;
-  unmount(cb: (err: Error | null) => void): void;
-}
-interface FuseClass {
-  new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance;
-  unmount(mnt: string, cb: (err: Error | null) => void): void;
-  [errno: string]: unknown;
-}
+/** setattr's `to_set` bits (fuse_lowlevel.h). */
+const SET_MODE = 1 << 0;
+const SET_UID = 1 << 1;
+const SET_GID = 1 << 2;
+const SET_SIZE = 1 << 3;
+const SET_ATIME = 1 << 4;
+const SET_MTIME = 1 << 5;
+const SET_ATIME_NOW = 1 << 7;
+const SET_MTIME_NOW = 1 << 8;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 
-let fuseClass: FuseClass | undefined;
-function loadFuse(): FuseClass {
-  if (!fuseClass) {
-    try {
-      fuseClass = require("fuse-native") as FuseClass;
-    } catch (err) {
-      throw new MesaError("FUSE", `the FUSE binding could not be loaded (${(err as Error).message})`, {
-        hint: "install the system packages fuse3 and libfuse2 (apt-get install fuse3 libfuse2)",
-        cause: err,
-      });
-    }
-  }
-  return fuseClass;
-}
+const ERRNO = constants.errno as Record<string, number>;
 
-/** Why the FUSE binding cannot load here, or undefined when it can (for `mesa doctor`). */
-export function fuseBindingProblem(): string | undefined {
-  try {
-    loadFuse();
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-/** Seconds the kernel may cache entries and attributes: committed content never changes. */
-const CACHE_TIMEOUT_SECONDS = 3600;
-/** Safety net: an operation that never answers is failed by the binding after this long. */
-const OP_TIMEOUT_MS = 120_000;
-
-function errnoOf(Fuse: FuseClass, err: unknown): number {
+/** Whether a `FileSystem` call failure is the filesystem's answer (an FsError) or a fault. */
+function errnoOf(err: unknown): number {
   if (err instanceof FsError) {
     const name = err.errno === "ENOTSUP" ? "EOPNOTSUPP" : err.errno;
-    const n = Fuse[name];
-    if (typeof n === "number") return n;
+    return ERRNO[name] ?? ERRNO.EIO;
   }
-  return Fuse.EIO as number;
+  return ERRNO.EIO;
 }
 
-function statObject(s: Stat): Record<string, unknown> {
-  return {
-    mode: s.mode,
-    uid: s.uid,
-    gid: s.gid,
-    size: s.size,
-    nlink: s.nlink,
-    mtime: s.mtime,
-    atime: s.mtime,
-    ctime: s.mtime,
-    blksize: 4096,
-    blocks: Math.ceil(s.size / 512),
-  };
+/** One inode the kernel may know: a path while attached, frozen at its last path once removed. */
+interface Node {
+  ino: number;
+  parent: Node | undefined;
+  name: string;
+  /** S_IFMT bits: a path whose type changes gets a new inode. */
+  type: number;
+  nlookup: number;
+  children?: Map<string, Node>;
+  /** Set when unlinked or replaced: its last path (open handles still use it). */
+  removedPath?: string;
+}
+
+/** The inode table: nodes stay while attached, so a path keeps its inode number. */
+class Inodes {
+  private readonly byIno = new Map<number, Node>();
+  private nextIno = ROOT_INO + 1;
+  readonly root: Node = { ino: ROOT_INO, parent: undefined, name: "", type: S_IFDIR, nlookup: 1 };
+
+  constructor() {
+    this.byIno.set(ROOT_INO, this.root);
+  }
+
+  get(ino: number): Node {
+    const n = this.byIno.get(ino);
+    if (!n) throw new FsError("ESTALE", `unknown inode ${ino}`);
+    return n;
+  }
+
+  find(ino: number): Node | undefined {
+    return this.byIno.get(ino);
+  }
+
+  pathOf(node: Node): string {
+    if (node.removedPath !== undefined) return node.removedPath;
+    if (node === this.root) return "/";
+    const parts: string[] = [];
+    for (let n: Node | undefined = node; n && n !== this.root; n = n.parent) parts.push(n.name);
+    return `/${parts.reverse().join("/")}`;
+  }
+
+  childPath(parent: Node, name: string): string {
+    const p = this.pathOf(parent);
+    return p === "/" ? `/${name}` : `${p}/${name}`;
+  }
+
+  /** The child's node, created (or replaced when its type changed) as needed. */
+  child(parent: Node, name: string, type: number): Node {
+    parent.children ??= new Map();
+    const existing = parent.children.get(name);
+    if (existing && existing.type === type) return existing;
+    if (existing) this.detach(existing);
+    const node: Node = { ino: this.nextIno++, parent, name, type, nlookup: 0 };
+    parent.children.set(name, node);
+    this.byIno.set(node.ino, node);
+    return node;
+  }
+
+  peek(parent: Node, name: string): Node | undefined {
+    return parent.children?.get(name);
+  }
+
+  /** The path is gone (unlinked, replaced): the inode lives on until the kernel forgets it. */
+  detach(node: Node): void {
+    if (node.removedPath !== undefined) return;
+    const path = this.pathOf(node);
+    if (node.parent?.children?.get(node.name) === node) node.parent.children.delete(node.name);
+    node.removedPath = path;
+    this.detachChildren(node, path);
+    if (node.nlookup <= 0) this.byIno.delete(node.ino);
+  }
+
+  private detachChildren(node: Node, path: string): void {
+    if (!node.children) return;
+    for (const c of node.children.values()) {
+      c.removedPath = `${path}/${c.name}`;
+      this.detachChildren(c, c.removedPath);
+      if (c.nlookup <= 0) this.byIno.delete(c.ino);
+    }
+    node.children = undefined;
+  }
+
+  move(node: Node, parent: Node, name: string): void {
+    const replaced = this.peek(parent, name);
+    if (replaced && replaced !== node) this.detach(replaced);
+    node.parent?.children?.delete(node.name);
+    node.parent = parent;
+    node.name = name;
+    parent.children ??= new Map();
+    parent.children.set(name, node);
+  }
+
+  lookedUp(ino: number): void {
+    const n = this.byIno.get(ino);
+    if (n) n.nlookup++;
+  }
+
+  forget(ino: number, count: number): void {
+    const n = this.byIno.get(ino);
+    if (!n) return;
+    n.nlookup -= count;
+    if (n.nlookup <= 0 && n.removedPath !== undefined) this.byIno.delete(ino);
+  }
+
+  /** The node at `path` and its parent, as far as the kernel may know them (for invalidation). */
+  resolve(path: string): { node?: Node; parent?: Node; name: string } {
+    const parts = path.split("/").filter((p) => p.length > 0);
+    if (parts.length === 0) return { node: this.root, name: "" };
+    let parent = this.root;
+    for (const part of parts.slice(0, -1)) {
+      const next = parent.children?.get(part);
+      if (!next) return { name: "" }; // the kernel holds nothing below an unknown directory
+      parent = next;
+    }
+    const name = parts[parts.length - 1];
+    return { parent, node: parent.children?.get(name), name };
+  }
+
+  size(): number {
+    return this.byIno.size;
+  }
+}
+
+function ms(d: Date | undefined, fallback: Date): number {
+  return (d ?? fallback).getTime();
+}
+
+type AttrTuple = [number, number, number, number, number, number, number, number, number];
+
+function attrOf(ino: number, s: Stat): AttrTuple {
+  return [
+    ino,
+    s.mode,
+    s.size,
+    s.uid,
+    s.gid,
+    s.nlink,
+    ms(s.atime, s.mtime),
+    s.mtime.getTime(),
+    ms(s.ctime, s.mtime),
+  ];
 }
 
 export interface MountOptions {
-  uid: number;
-  gid: number;
-  /**
-   * The filesystem changes under the kernel (local writes, others' pushes): short attribute
-   * and entry timeouts, and `auto_cache` (page cache dropped when mtime/size change) instead
-   * of `kernel_cache`.
-   */
-  writable?: boolean;
   /** Called with any error a FileSystem method threw that is not an FsError (a bug or I/O). */
   onUnexpectedError?: (op: string, path: string, err: unknown) => void;
 }
@@ -90,193 +216,442 @@ export interface MountOptions {
 export interface FuseMount {
   readonly mountPoint: string;
   unmount(): Promise<void>;
+  /** Inodes the kernel may currently hold (for `mesa stats`). */
+  inodes(): number;
 }
 
-/** Lazily unmounts whatever is mounted at `mountPoint` (a stale mount of a dead daemon). */
-export function forceUnmount(mountPoint: string): Promise<void> {
-  const Fuse = loadFuse();
-  return new Promise((resolve, reject) => Fuse.unmount(mountPoint, (err) => (err ? reject(err) : resolve())));
+/** Why the FUSE binding cannot load here, or undefined when it can (for `mesa doctor`). */
+export function fuseBindingProblem(): string | undefined {
+  try {
+    const v = loadBinding().version();
+    return v >= 312
+      ? undefined
+      : `libfuse ${Math.floor(v / 100)}.${v % 100} is too old (3.12 or newer is needed)`;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
-/** Seconds the kernel may cache attributes of a writable mount (others' edits show after this). */
-const WRITABLE_CACHE_TIMEOUT_SECONDS = 1;
+/** The libfuse version the binding runs with, e.g. "3.14". */
+export function fuseVersion(): string {
+  const v = loadBinding().version();
+  return `${Math.floor(v / 100)}.${v % 100}`;
+}
 
-type Fail = (op: string, path: string, cb: Cb, err: unknown, ...rest: unknown[]) => void;
-
-/** Kernel callbacks of the mutating operations, routed to a writable filesystem. */
-function writeCallbacks(w: WriteOps, fail: Fail): Record<string, unknown> {
-  const ok = (op: string, path: string, cb: Cb, p: Promise<unknown>) =>
-    p.then(
-      () => cb(0),
-      (err) => fail(op, path, cb, err),
-    );
-  return {
-    create(path: string, mode: number, cb: Cb) {
-      w.create(path, mode).then(
-        (fh) => cb(0, fh),
-        (err) => fail("create", path, cb, err),
-      );
-    },
-    write(path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) {
-      // The binding reuses `buf` after this call returns: copy it first.
-      const data = Buffer.from(buf.subarray(0, len));
-      w.write(path, fh, data, pos).then(
-        (n) => cb(n),
-        (err) => fail("write", path, cb, err),
-      );
-    },
-    truncate: (path: string, size: number, cb: Cb) => ok("truncate", path, cb, w.truncate(path, size)),
-    ftruncate: (path: string, fh: number, size: number, cb: Cb) =>
-      ok("ftruncate", path, cb, w.ftruncate(path, fh, size)),
-    unlink: (path: string, cb: Cb) => ok("unlink", path, cb, w.unlink(path)),
-    mkdir: (path: string, mode: number, cb: Cb) => ok("mkdir", path, cb, w.mkdir(path, mode)),
-    rmdir: (path: string, cb: Cb) => ok("rmdir", path, cb, w.rmdir(path)),
-    rename: (from: string, to: string, cb: Cb) => ok("rename", from, cb, w.rename(from, to)),
-    symlink: (target: string, path: string, cb: Cb) => ok("symlink", path, cb, w.symlink(target, path)),
-    link: (from: string, to: string, cb: Cb) => ok("link", to, cb, w.link(from, to)),
-    chmod: (path: string, mode: number, cb: Cb) => ok("chmod", path, cb, w.chmod(path, mode)),
-    chown: (path: string, uid: number, gid: number, cb: Cb) => ok("chown", path, cb, w.chown(path, uid, gid)),
-    utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
-      ok("utimens", path, cb, w.utimens(path, new Date(atime), new Date(mtime))),
-    fsync: (path: string, datasync: number, fh: number, cb: Cb) =>
-      ok("fsync", path, cb, w.fsync(path, fh, Boolean(datasync))),
-    flush: (path: string, fh: number, cb: Cb) => ok("flush", path, cb, w.flush(path, fh)),
-    // Git stores no extended attributes: "not supported" (tools carry on), not "read-only".
-    setxattr: (path: string, _n: string, _v: Buffer, _p: number, _f: number, cb: Cb) =>
-      fail("setxattr", path, cb, new FsError("ENOTSUP")),
-    removexattr: (path: string, _n: string, cb: Cb) => fail("removexattr", path, cb, new FsError("ENOTSUP")),
-  };
+function unmountCommand(mountPoint: string): Promise<void> {
+  const [cmd, args] =
+    process.getuid?.() === 0 ? ["umount", [mountPoint]] : ["fusermount3", ["-u", "--", mountPoint]];
+  return new Promise((resolve, reject) =>
+    execFile(
+      cmd,
+      args,
+      { timeout: 10_000, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      (err, _o, stderr) => (err ? reject(new Error(String(stderr).trim() || err.message)) : resolve()),
+    ),
+  );
 }
 
 /** Mounts `fs` at `mountPoint`; resolves once the kernel has sent FUSE init. */
-export function mountFileSystem(mountPoint: string, fs: FileSystem, opts: MountOptions): Promise<FuseMount> {
-  const Fuse = loadFuse();
-  const fail = (op: string, path: string, cb: Cb, err: unknown, ...rest: unknown[]) => {
-    if (!(err instanceof FsError)) opts.onUnexpectedError?.(op, path, err);
-    cb(errnoOf(Fuse, err), ...rest);
-  };
-  const erofs =
-    (op: string) =>
-    (path: string, ...args: unknown[]) => {
-      const cb = args[args.length - 1] as Cb;
-      fs.mutate(op, path).then(
-        () => cb(0),
-        (err) => fail(op, path, cb, err),
-      );
-    };
+export async function mountFileSystem(
+  mountPoint: string,
+  fs: FileSystem,
+  opts: MountOptions = {},
+): Promise<FuseMount> {
+  const b = loadBinding();
+  const existing = await stat(mountPoint).catch(() => undefined);
+  if (existing && !existing.isDirectory())
+    throw new MesaError("FUSE", `the mount point ${mountPoint} is not a directory`, {
+      hint: "choose a directory with --mount-point or MESA_MOUNT_POINT",
+    });
+  await mkdir(mountPoint, { recursive: true });
+  const face = new FuseFace(b, fs, opts);
+  return face.mount(mountPoint);
+}
 
-  const ops: Record<string, unknown> = {
-    getattr(path: string, cb: Cb) {
-      fs.getattr(path).then(
-        (s) => cb(0, statObject(s)),
-        (err) => fail("getattr", path, cb, err),
-      );
-    },
-    fgetattr(path: string, _fd: number, cb: Cb) {
-      fs.getattr(path).then(
-        (s) => cb(0, statObject(s)),
-        (err) => fail("fgetattr", path, cb, err),
-      );
-    },
-    readdir(path: string, cb: Cb) {
-      fs.readdir(path).then(
-        (names) => cb(0, [".", "..", ...names]),
-        (err) => fail("readdir", path, cb, err),
-      );
-    },
-    readlink(path: string, cb: Cb) {
-      fs.readlink(path).then(
-        (target) => cb(0, target),
-        (err) => fail("readlink", path, cb, err),
-      );
-    },
-    open(path: string, flags: number, cb: Cb) {
-      fs.open(path, flags).then(
-        (fh) => cb(0, fh),
-        (err) => fail("open", path, cb, err),
-      );
-    },
-    read(path: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) {
-      fs.read(path, fh, len, pos).then(
-        (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length))),
-        (err) => fail("read", path, cb, err),
-      );
-    },
-    release(path: string, fh: number, cb: Cb) {
-      fs.release(path, fh).then(
-        () => cb(0),
-        (err) => fail("release", path, cb, err),
-      );
-    },
-    statfs(path: string, cb: Cb) {
-      fs.statfs(path).then(
-        (s) => cb(0, { ...s, frsize: s.bsize, favail: s.ffree }),
-        (err) => fail("statfs", path, cb, err),
-      );
-    },
-    write(path: string, _fh: number, _buf: Buffer, _len: number, _pos: number, cb: Cb) {
-      fs.mutate("write", path).then(
-        () => cb(0),
-        (err) => fail("write", path, cb, err),
-      );
-    },
-    create: erofs("create"),
-    unlink: erofs("unlink"),
-    rename: erofs("rename"),
-    link: erofs("link"),
-    symlink(_target: string, path: string, cb: Cb) {
-      erofs("symlink")(path, cb);
-    },
-    mkdir: erofs("mkdir"),
-    rmdir: erofs("rmdir"),
-    truncate: erofs("truncate"),
-    ftruncate(path: string, _fd: number, _size: number, cb: Cb) {
-      erofs("ftruncate")(path, cb);
-    },
-    chmod: erofs("chmod"),
-    chown: erofs("chown"),
-    utimens: erofs("utimens"),
-    mknod: erofs("mknod"),
-    setxattr(path: string, _n: string, _v: Buffer, _p: number, _f: number, cb: Cb) {
-      erofs("setxattr")(path, cb);
-    },
-    removexattr: erofs("removexattr"),
-  };
-  if (fs.writes) Object.assign(ops, writeCallbacks(fs.writes, fail));
-  const cacheSeconds = opts.writable ? WRITABLE_CACHE_TIMEOUT_SECONDS : CACHE_TIMEOUT_SECONDS;
+class FuseFace {
+  private readonly inodes = new Inodes();
+  private session: Session | undefined;
+  private ready?: { resolve: () => void; reject: (e: Error) => void };
+  private ended = false;
+  private endedWaiters: Array<() => void> = [];
+  private unsubscribe?: () => void;
 
-  const fuse = new Fuse(mountPoint, ops, {
-    mkdir: true,
-    allowOther: true,
-    autoUnmount: true,
-    kernelCache: !opts.writable,
-    autoCache: Boolean(opts.writable),
-    entryTimeout: cacheSeconds,
-    attrTimeout: cacheSeconds,
-    fsname: "mesa",
-    subtype: "mesa",
-    timeout: OP_TIMEOUT_MS,
-  });
+  constructor(
+    private readonly b: Binding,
+    private readonly fs: FileSystem,
+    private readonly opts: MountOptions,
+  ) {}
 
-  return new Promise((resolve, reject) => {
-    fuse.mount((err) => {
-      if (err) {
+  mount(mountPoint: string): Promise<FuseMount> {
+    const options = ["fsname=mesa", "subtype=mesa", "allow_other", "default_permissions", "auto_unmount"];
+    return new Promise<FuseMount>((resolve, reject) => {
+      this.ready = {
+        resolve: () => {
+          this.unsubscribe = this.fs.onChange?.((changes) => this.invalidate(changes));
+          resolve({
+            mountPoint,
+            unmount: () => this.unmount(mountPoint),
+            inodes: () => this.inodes.size(),
+          });
+        },
+        reject,
+      };
+      try {
+        this.session = this.b.mount(
+          mountPoint,
+          ["-o", options.join(",")],
+          this.dispatch as (op: number, req: Req, ino: number, ...args: never[]) => void,
+          MAX_THREADS,
+        );
+      } catch (err) {
         reject(
-          new MesaError("FUSE", `could not mount at ${mountPoint}: ${err.message}`, {
-            hint: "run `mesa doctor` to check /dev/fuse, fusermount and /etc/fuse.conf",
+          new MesaError("FUSE", `could not mount at ${mountPoint}: ${(err as Error).message}`, {
+            hint: "run `mesa doctor` to check /dev/fuse, fusermount3 and /etc/fuse.conf",
             cause: err,
           }),
         );
-        return;
       }
-      let unmounted: Promise<void> | undefined;
-      resolve({
-        mountPoint,
-        unmount() {
-          unmounted ??= new Promise<void>((res, rej) => fuse.unmount((e) => (e ? rej(e) : res())));
-          return unmounted;
-        },
-      });
     });
-  });
+  }
+
+  private unmountPromise?: Promise<void>;
+  private unmount(mountPoint: string): Promise<void> {
+    this.unmountPromise ??= (async () => {
+      this.unsubscribe?.();
+      if (this.ended) return;
+      const gone = new Promise<void>((r) => this.endedWaiters.push(r));
+      await unmountCommand(mountPoint);
+      await gone;
+    })();
+    // A failed unmount (busy) may be retried by the caller.
+    this.unmountPromise.catch(() => {
+      this.unmountPromise = undefined;
+    });
+    return this.unmountPromise;
+  }
+
+  // ---- invalidation ----------------------------------------------------------------------
+
+  /** Drops what the kernel may hold for each changed path (runs on the binding's notifier thread). */
+  private invalidate(changes: Change[]): void {
+    const session = this.session;
+    if (!session || this.ended) return;
+    for (const c of changes) {
+      const { node, parent, name } = this.inodes.resolve(c.path);
+      if (node === this.inodes.root) {
+        this.b.invalInode(session, ROOT_INO, 0, 0);
+        continue;
+      }
+      // The entry (a miss, a file that became a directory, a deletion) and the parent's listing.
+      if (parent) {
+        this.b.invalEntry(session, parent.ino, name);
+        this.b.invalInode(session, parent.ino, 0, 0);
+      }
+      if (!node) continue;
+      this.b.invalInode(session, node.ino, 0, 0);
+      if (c.recursive) this.invalidateBelow(session, node);
+    }
+  }
+
+  private invalidateBelow(session: Session, node: Node): void {
+    for (const child of node.children?.values() ?? []) {
+      this.b.invalEntry(session, node.ino, child.name);
+      this.b.invalInode(session, child.ino, 0, 0);
+      this.invalidateBelow(session, child);
+    }
+  }
+
+  // ---- dispatch --------------------------------------------------------------------------
+
+  private readonly dispatch = (op: number, req: Req, ino: number, ...args: unknown[]): void => {
+    try {
+      switch (op) {
+        case Op.INIT:
+          this.ready?.resolve();
+          return;
+        case Op.ENDED:
+          this.onEnded();
+          return;
+        case Op.FORGET: {
+          const pairs = args[0] as number[];
+          for (let i = 0; i < pairs.length; i += 2) this.inodes.forget(pairs[i], pairs[i + 1]);
+          return;
+        }
+        case Op.LOOKUPS:
+          for (const n of args[0] as number[]) this.inodes.lookedUp(n);
+          return;
+      }
+      const p = this.handle(op, req, ino, args);
+      p.catch((err) => this.fail(op, req, ino, err));
+    } catch (err) {
+      this.fail(op, req, ino, err);
+    }
+  };
+
+  private fail(op: number, req: Req, ino: number, err: unknown): void {
+    if (!(err instanceof FsError)) {
+      const node = this.inodes.find(ino);
+      this.opts.onUnexpectedError?.(opName(op), node ? this.inodes.pathOf(node) : `inode ${ino}`, err);
+    }
+    this.b.replyErr(req, errnoOf(err));
+  }
+
+  private onEnded(): void {
+    this.ended = true;
+    this.unsubscribe?.();
+    for (const w of this.endedWaiters) w();
+    this.endedWaiters = [];
+  }
+
+  private async handle(op: number, req: Req, ino: number, a: unknown[]): Promise<void> {
+    const b = this.b;
+    switch (op) {
+      case Op.LOOKUP:
+        return this.lookup(req, this.inodes.get(ino), a[0] as string);
+      case Op.GETATTR: {
+        const node = this.inodes.get(ino);
+        return this.replyAttr(req, node, await this.statOf(node, a[0] as number));
+      }
+      case Op.SETATTR:
+        return this.setattr(req, this.inodes.get(ino), a as number[]);
+      case Op.READLINK:
+        return b.replyReadlink(req, await this.fs.readlink(this.path(ino)));
+      case Op.OPEN: {
+        const flags = a[0] as number;
+        const fh = await this.fs.open(this.path(ino), flags);
+        // Content that changes behind the kernel's back is invalidated explicitly: keep the cache.
+        return b.replyOpen(req, fh, OPEN_KEEP_CACHE | (wantsWrite(flags) ? 0 : OPEN_NOFLUSH));
+      }
+      case Op.READ: {
+        const [fh, size, off] = a as number[];
+        return b.replyBuf(req, await this.fs.read(this.path(ino), fh, size, off));
+      }
+      case Op.WRITE: {
+        const [fh, data, off] = a as [number, Buffer, number];
+        return b.replyWrite(req, await this.writes().write(this.path(ino), fh, data, off));
+      }
+      case Op.FLUSH:
+        await this.fs.writes?.flush(this.path(ino), a[0] as number);
+        return b.replyErr(req, 0);
+      case Op.RELEASE:
+        await this.fs.release(this.path(ino), a[0] as number);
+        return b.replyErr(req, 0);
+      case Op.FSYNC:
+        await this.writes().fsync(this.path(ino), a[0] as number, Boolean(a[1]));
+        return b.replyErr(req, 0);
+      case Op.READDIR:
+        return this.readdir(req, this.inodes.get(ino), a as number[]);
+      case Op.STATFS: {
+        const s = await this.fs.statfs("/");
+        return b.replyStatfs(req, s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax);
+      }
+      case Op.CREATE:
+        return this.create(req, this.inodes.get(ino), a);
+      case Op.MKNOD:
+        return this.mknod(req, this.inodes.get(ino), a);
+      case Op.MKDIR: {
+        const parent = this.inodes.get(ino);
+        const [name, mode, , uid, gid] = a as [string, number, number, number, number];
+        const path = this.newPath(parent, name);
+        if (!this.fs.writes) await this.fs.mutate("mkdir", path);
+        await this.writes().mkdir(path, mode, { uid, gid });
+        return this.replyNewEntry(req, parent, name);
+      }
+      case Op.SYMLINK: {
+        const parent = this.inodes.get(ino);
+        const [name, target, uid, gid] = a as [string, string, number, number];
+        const path = this.newPath(parent, name);
+        if (!this.fs.writes) await this.fs.mutate("symlink", path);
+        await this.writes().symlink(target, path, { uid, gid });
+        return this.replyNewEntry(req, parent, name);
+      }
+      case Op.UNLINK:
+      case Op.RMDIR: {
+        const parent = this.inodes.get(ino);
+        const name = a[0] as string;
+        const path = this.inodes.childPath(parent, name);
+        const opName = op === Op.UNLINK ? "unlink" : "rmdir";
+        if (!this.fs.writes) await this.fs.mutate(opName, path);
+        await (op === Op.UNLINK ? this.writes().unlink(path) : this.writes().rmdir(path));
+        const gone = this.inodes.peek(parent, name);
+        if (gone) this.inodes.detach(gone);
+        return b.replyErr(req, 0);
+      }
+      case Op.RENAME:
+        return this.rename(req, this.inodes.get(ino), a);
+      case Op.LINK: {
+        const [newParent, newName] = a as [number, string];
+        const to = this.newPath(this.inodes.get(newParent), newName);
+        if (!this.fs.writes) await this.fs.mutate("link", to);
+        await this.writes().link(this.path(ino), to);
+        // Hard links are refused by every filesystem here; reaching this is a bug.
+        throw new FsError("EPERM");
+      }
+      case Op.SETXATTR:
+      case Op.REMOVEXATTR:
+        // Git stores no extended attributes: "not supported" (tools carry on), or read-only.
+        if (!this.fs.writes) await this.fs.mutate("setxattr", this.path(ino));
+        throw new FsError("ENOTSUP");
+      default:
+        throw new FsError("ENOTSUP");
+    }
+  }
+
+  private writes() {
+    const w = this.fs.writes;
+    if (!w) throw new FsError("EROFS");
+    return w;
+  }
+
+  private path(ino: number): string {
+    return this.inodes.pathOf(this.inodes.get(ino));
+  }
+
+  /** The path of a new entry; names longer than NAME_MAX never reach the filesystem. */
+  private newPath(parent: Node, name: string): string {
+    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError("ENAMETOOLONG");
+    return this.inodes.childPath(parent, name);
+  }
+
+  private statOf(node: Node, fh: number): Promise<Stat> {
+    const path = this.inodes.pathOf(node);
+    if (fh >= 0 && node.removedPath !== undefined && this.fs.fgetattr) return this.fs.fgetattr(path, fh);
+    return this.fs.getattr(path);
+  }
+
+  private replyAttr(req: Req, node: Node, s: Stat): void {
+    this.b.replyAttr(req, ...attrOf(node.ino, s), CACHE_SECONDS);
+  }
+
+  private async lookup(req: Req, parent: Node, name: string): Promise<void> {
+    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError("ENAMETOOLONG");
+    let s: Stat;
+    try {
+      s = await this.fs.getattr(this.inodes.childPath(parent, name));
+    } catch (err) {
+      // A miss is an answer the kernel may keep, like any entry.
+      if (err instanceof FsError && err.errno === "ENOENT")
+        return this.b.replyEntry(req, 0, 0, 0, 0, 0, 0, 0, 0, 0, CACHE_SECONDS, CACHE_SECONDS);
+      throw err;
+    }
+    this.replyEntry(req, parent, name, s);
+  }
+
+  private replyEntry(req: Req, parent: Node, name: string, s: Stat): void {
+    const node = this.inodes.child(parent, name, s.mode & S_IFMT);
+    node.nlookup++;
+    this.b.replyEntry(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS);
+  }
+
+  private async replyNewEntry(req: Req, parent: Node, name: string): Promise<void> {
+    this.replyEntry(req, parent, name, await this.fs.getattr(this.inodes.childPath(parent, name)));
+  }
+
+  private async readdir(req: Req, dir: Node, a: number[]): Promise<void> {
+    const [dirHandle, size, off, plus] = a;
+    const path = this.inodes.pathOf(dir);
+    const names = await this.fs.readdir(path);
+    const kept: string[] = [];
+    const attrs = new Float64Array(names.length * ATTR_FIELDS);
+    const stats = await Promise.all(
+      names.map((n) => this.fs.getattr(path === "/" ? `/${n}` : `${path}/${n}`).catch(() => undefined)),
+    );
+    for (let i = 0; i < names.length; i++) {
+      const s = stats[i];
+      if (!s) continue; // gone between the listing and its stat
+      const node = this.inodes.child(dir, names[i], s.mode & S_IFMT);
+      attrs.set(attrOf(node.ino, s), kept.length * ATTR_FIELDS);
+      kept.push(names[i]);
+    }
+    const parentIno = dir.parent?.ino ?? ROOT_INO;
+    this.b.dirFill(
+      req,
+      dirHandle,
+      parentIno,
+      kept,
+      attrs.subarray(0, kept.length * ATTR_FIELDS),
+      CACHE_SECONDS,
+      CACHE_SECONDS,
+      size,
+      off,
+      plus,
+    );
+  }
+
+  private async setattr(req: Req, node: Node, a: number[]): Promise<void> {
+    const [fh, toSet, mode, uid, gid, size, atime, mtime] = a;
+    const path = this.inodes.pathOf(node);
+    if (!this.fs.writes) await this.fs.mutate("setattr", path);
+    const w = this.writes();
+    if (toSet & SET_MODE) await w.chmod(path, mode & 0o7777);
+    if (toSet & (SET_UID | SET_GID))
+      await w.chown(path, toSet & SET_UID ? uid : -1, toSet & SET_GID ? gid : -1);
+    if (toSet & SET_SIZE) await (fh >= 0 ? w.ftruncate(path, fh, size) : w.truncate(path, size));
+    if (toSet & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW)) {
+      const now = new Date();
+      const at = toSet & SET_ATIME_NOW ? now : toSet & SET_ATIME ? new Date(atime) : undefined;
+      const mt = toSet & SET_MTIME_NOW ? now : toSet & SET_MTIME ? new Date(mtime) : undefined;
+      await w.utimens(path, at, mt);
+    }
+    this.replyAttr(req, node, await this.statOf(node, fh));
+  }
+
+  private async create(req: Req, parent: Node, a: unknown[]): Promise<void> {
+    const [name, mode, flags, uid, gid] = a as [string, number, number, number, number];
+    const path = this.newPath(parent, name);
+    if (!this.fs.writes) await this.fs.mutate("create", path);
+    const fh = await this.writes().create(path, mode, { uid, gid });
+    const s = await this.fs.getattr(path);
+    const node = this.inodes.child(parent, name, s.mode & S_IFMT);
+    node.nlookup++;
+    const bits = OPEN_KEEP_CACHE | (wantsWrite(flags) ? 0 : OPEN_NOFLUSH);
+    this.b.replyCreate(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS, fh, bits);
+  }
+
+  private async mknod(req: Req, parent: Node, a: unknown[]): Promise<void> {
+    const [name, mode, rdev, uid, gid] = a as [string, number, number, number, number];
+    const path = this.newPath(parent, name);
+    if (!this.fs.writes) await this.fs.mutate("mknod", path);
+    const caller: Caller = { uid, gid };
+    const w = this.writes();
+    if ((mode & S_IFMT) === S_IFREG) {
+      // mknod(2) of a regular file: create it and let go of the handle.
+      const fh = await w.create(path, mode, caller);
+      await this.fs.release(path, fh);
+    } else if (w.mknod) {
+      await w.mknod(path, mode, rdev, caller);
+    } else {
+      throw new FsError("EPERM");
+    }
+    return this.replyNewEntry(req, parent, name);
+  }
+
+  private async rename(req: Req, parent: Node, a: unknown[]): Promise<void> {
+    const [name, newParentIno, newName, flags] = a as [string, number, string, number];
+    const newParent = this.inodes.get(newParentIno);
+    const from = this.inodes.childPath(parent, name);
+    const to = this.newPath(newParent, newName);
+    if (!this.fs.writes) await this.fs.mutate("rename", from);
+    if (flags & RENAME_EXCHANGE) throw new FsError("EINVAL");
+    if (flags & RENAME_NOREPLACE) {
+      const exists = await this.fs.getattr(to).then(
+        () => true,
+        () => false,
+      );
+      if (exists) throw new FsError("EEXIST");
+    }
+    await this.writes().rename(from, to);
+    const moved = this.inodes.peek(parent, name);
+    if (moved) this.inodes.move(moved, newParent, newName);
+    else {
+      const replaced = this.inodes.peek(newParent, newName);
+      if (replaced) this.inodes.detach(replaced);
+    }
+    this.b.replyErr(req, 0);
+  }
+}
+
+function opName(op: number): string {
+  for (const [k, v] of Object.entries(Op)) if (v === op) return k.toLowerCase();
+  return `op${op}`;
 }

@@ -23,7 +23,8 @@ export type ErrnoName =
   | "EXDEV"
   | "EBUSY"
   | "EDQUOT"
-  | "ELOOP";
+  | "ELOOP"
+  | "ESTALE";
 
 export class FsError extends Error {
   readonly errno: ErrnoName;

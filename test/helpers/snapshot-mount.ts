@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, readTimeoutMs: 10_000, prefetchDepth: 0 },
   );
   fs.setRepo(snap);
-  const m = await mountFileSystem(mountPoint, fs, { uid: 0, gid: 0 });
+  const m = await mountFileSystem(mountPoint, fs);
   process.stdout.write("ready\n");
   process.on("SIGTERM", () => void m.unmount().finally(() => process.exit(0)));
 }

@@ -1,0 +1,1130 @@
+/*
+ * mesa's FUSE binding: libfuse3's low-level API as a Node-API addon.
+ *
+ * Threads:
+ * - libfuse's multi-threaded session loop reads requests from /dev/fuse. Requests that need the
+ *   filesystem's data are queued to JavaScript through one thread-safe function and the worker
+ *   goes straight back to reading: it never waits for JavaScript. JavaScript answers each
+ *   request later, on the main thread, with one of the reply functions below.
+ * - Requests that need no data are answered on the worker itself: opendir/releasedir, readdir
+ *   chunks after the first (the listing is kept in the directory handle), forget.
+ * - Kernel cache invalidations run on their own notifier thread: libfuse's notify calls block
+ *   while the kernel holds a lock that a pending request may hold too, and that request is
+ *   answered by JavaScript, so calling them on the main thread could deadlock.
+ */
+#define FUSE_USE_VERSION 314
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Operation codes shared with src/fuse/native.ts (keep in step). */
+enum {
+  OP_INIT = 1, OP_ENDED, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD,
+  OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
+  OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR, OP_STATFS, OP_CREATE, OP_SETXATTR, OP_REMOVEXATTR,
+  OP_LOOKUPS /* entries a readdirplus chunk handed to the kernel */, OP_LOG
+};
+
+#define ATTR_FIELDS 9 /* ino, mode, size, uid, gid, nlink, atime ms, mtime ms, ctime ms */
+
+typedef struct dir_handle {
+  pthread_mutex_t lock;
+  fuse_ino_t ino;
+  fuse_ino_t parent;
+  int filled;
+  size_t count;
+  char **names;
+  double *attrs; /* ATTR_FIELDS per entry */
+  double entry_timeout, attr_timeout;
+} dir_handle;
+
+typedef struct request {
+  int op;
+  fuse_req_t req;
+  fuse_ino_t ino, ino2;
+  char *name, *name2;
+  uint64_t fh;
+  int has_fh;
+  off_t off;
+  size_t size;
+  uint32_t mode, flags, uid, gid;
+  uint64_t rdev;
+  int to_set;
+  struct stat attr;
+  char *data;
+  size_t datalen;
+  uint64_t *inos; /* OP_FORGET (pairs ino, nlookup) and OP_LOOKUPS */
+  size_t ninos;
+} request;
+
+typedef struct notify_item {
+  struct notify_item *next;
+  int entry; /* 1: inval_entry(ino, name); 0: inval_inode(ino, off, len) */
+  fuse_ino_t ino;
+  char *name;
+  off_t off, len;
+} notify_item;
+
+typedef struct session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  pthread_t loop_thread, notify_thread;
+  char *mountpoint;
+  int no_open_dirs;
+  int max_threads;
+  atomic_long outstanding; /* requests handed to JavaScript and not answered yet */
+  atomic_int ended;
+  int destroyed;
+  pid_t own_pid;
+  pthread_mutex_t nlock;
+  pthread_cond_t ncond;
+  notify_item *nhead, *ntail;
+  int nstop;
+} session;
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static session *session_of(fuse_req_t req) { return (session *)fuse_req_userdata(req); }
+
+static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
+
+static request *new_request(int op, fuse_req_t req, fuse_ino_t ino) {
+  request *r = calloc(1, sizeof(request));
+  r->op = op;
+  r->req = req;
+  r->ino = ino;
+  return r;
+}
+
+static void free_request(request *r) {
+  free(r->name);
+  free(r->name2);
+  free(r->data);
+  free(r->inos);
+  free(r);
+}
+
+/* Queues a request for JavaScript; the worker returns to the loop at once. */
+static void to_js(session *s, request *r) {
+  if (r->req) atomic_fetch_add(&s->outstanding, 1);
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (r->req) {
+      atomic_fetch_sub(&s->outstanding, 1);
+      fuse_reply_err(r->req, EIO);
+    }
+    free_request(r);
+  }
+}
+
+/* The daemon touching its own mount from its event loop would wait for itself: refuse. */
+static int from_self(fuse_req_t req) {
+  const struct fuse_ctx *ctx = fuse_req_ctx(req);
+  if (ctx->pid == session_of(req)->own_pid) {
+    fuse_reply_err(req, EDEADLK);
+    return 1;
+  }
+  return 0;
+}
+
+static void caller(request *r) {
+  const struct fuse_ctx *ctx = fuse_req_ctx(r->req);
+  r->uid = ctx->uid;
+  r->gid = ctx->gid;
+}
+
+/* ---- low-level operations -------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+  session *s = userdata;
+  /* Walkers (ripgrep) run many threads: let the kernel keep many reads in flight. */
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  conn->time_gran = 1;
+  unsigned want = FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
+                  FUSE_CAP_ASYNC_READ | FUSE_CAP_AUTO_INVAL_DATA;
+  conn->want |= want & conn->capable;
+  /* Always READDIRPLUS: a walk then needs no lookup per entry. */
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+  /* The kernel clears setuid/setgid itself (via setattr), as POSIX says. */
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  (void)s;
+  request *r = new_request(OP_INIT, NULL, 0);
+  to_js(s, r);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_LOOKUP, req, parent);
+  r->name = dup_str(name);
+  to_js(session_of(req), r);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  request *r = new_request(OP_FORGET, NULL, 0);
+  r->inos = malloc(2 * sizeof(uint64_t));
+  r->inos[0] = ino;
+  r->inos[1] = nlookup;
+  r->ninos = 1;
+  session *s = session_of(req);
+  fuse_reply_none(req);
+  to_js(s, r);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  request *r = new_request(OP_FORGET, NULL, 0);
+  r->inos = malloc(2 * sizeof(uint64_t) * (count ? count : 1));
+  for (size_t i = 0; i < count; i++) {
+    r->inos[2 * i] = forgets[i].ino;
+    r->inos[2 * i + 1] = forgets[i].nlookup;
+  }
+  r->ninos = count;
+  session *s = session_of(req);
+  fuse_reply_none(req);
+  to_js(s, r);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_GETATTR, req, ino);
+  if (fi) {
+    r->fh = fi->fh;
+    r->has_fh = 1;
+  }
+  to_js(session_of(req), r);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_SETATTR, req, ino);
+  r->attr = *attr;
+  r->to_set = to_set;
+  if (fi) {
+    r->fh = fi->fh;
+    r->has_fh = 1;
+  }
+  to_js(session_of(req), r);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  if (from_self(req)) return;
+  to_js(session_of(req), new_request(OP_READLINK, req, ino));
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_MKNOD, req, parent);
+  r->name = dup_str(name);
+  r->rdev = rdev;
+  caller(r);
+  r->mode = mode;
+  to_js(session_of(req), r);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_MKDIR, req, parent);
+  r->name = dup_str(name);
+  caller(r);
+  r->mode = mode;
+  to_js(session_of(req), r);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_UNLINK, req, parent);
+  r->name = dup_str(name);
+  to_js(session_of(req), r);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_RMDIR, req, parent);
+  r->name = dup_str(name);
+  to_js(session_of(req), r);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_SYMLINK, req, parent);
+  r->name = dup_str(name);
+  r->name2 = dup_str(link);
+  caller(r);
+  to_js(session_of(req), r);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_RENAME, req, parent);
+  r->name = dup_str(name);
+  r->ino2 = newparent;
+  r->name2 = dup_str(newname);
+  r->flags = flags;
+  to_js(session_of(req), r);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_LINK, req, ino);
+  r->ino2 = newparent;
+  r->name2 = dup_str(newname);
+  to_js(session_of(req), r);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_OPEN, req, ino);
+  r->flags = fi->flags;
+  to_js(session_of(req), r);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  request *r = new_request(OP_READ, req, ino);
+  r->fh = fi->fh;
+  r->size = size;
+  r->off = off;
+  to_js(session_of(req), r);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi) {
+  request *r = new_request(OP_WRITE, req, ino);
+  r->fh = fi->fh;
+  r->off = off;
+  /* libfuse reuses its buffer once this returns: JavaScript gets its own copy. */
+  r->data = malloc(size ? size : 1);
+  memcpy(r->data, buf, size);
+  r->datalen = size;
+  to_js(session_of(req), r);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request *r = new_request(OP_FLUSH, req, ino);
+  r->fh = fi->fh;
+  to_js(session_of(req), r);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request *r = new_request(OP_RELEASE, req, ino);
+  r->fh = fi->fh;
+  to_js(session_of(req), r);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  request *r = new_request(OP_FSYNC, req, ino);
+  r->fh = fi->fh;
+  r->flags = datasync;
+  to_js(session_of(req), r);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (from_self(req)) return;
+  dir_handle *d = calloc(1, sizeof(dir_handle));
+  pthread_mutex_init(&d->lock, NULL);
+  d->ino = ino;
+  fi->fh = (uint64_t)(uintptr_t)d;
+  /* Listings are answered from memory and the kernel may keep them: it is told when they change. */
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void free_dir(dir_handle *d) {
+  for (size_t i = 0; i < d->count; i++) free(d->names[i]);
+  free(d->names);
+  free(d->attrs);
+  pthread_mutex_destroy(&d->lock);
+  free(d);
+}
+
+static void fill_stat(struct stat *st, const double *a) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t)a[0];
+  st->st_mode = (mode_t)a[1];
+  st->st_size = (off_t)a[2];
+  st->st_uid = (uid_t)a[3];
+  st->st_gid = (gid_t)a[4];
+  st->st_nlink = (nlink_t)a[5];
+  st->st_blksize = 4096;
+  st->st_blocks = (st->st_size + 511) / 512;
+  double t[3] = {a[6], a[7], a[8]};
+  struct timespec *ts[3] = {&st->st_atim, &st->st_mtim, &st->st_ctim};
+  for (int i = 0; i < 3; i++) {
+    double ms = t[i];
+    long long sec = (long long)(ms / 1000.0);
+    if (ms < 0 && (double)sec * 1000.0 != ms) sec -= 1;
+    ts[i]->tv_sec = (time_t)sec;
+    ts[i]->tv_nsec = (long)((ms - (double)sec * 1000.0) * 1e6);
+    if (ts[i]->tv_nsec >= 1000000000L) ts[i]->tv_nsec = 999999999L;
+    if (ts[i]->tv_nsec < 0) ts[i]->tv_nsec = 0;
+  }
+}
+
+/*
+ * Answers one readdir chunk from a filled handle. Offsets: 1 ".", 2 "..", 3+i entry i.
+ * Queues the entries whose lookup count the kernel now holds (plus only).
+ * Called with d->lock held.
+ */
+static void serve_dir(session *s, fuse_req_t req, dir_handle *d, size_t size, off_t off, int plus) {
+  char *buf = malloc(size ? size : 1);
+  size_t pos = 0;
+  size_t first = SIZE_MAX, last = 0;
+  size_t total = d->count + 2;
+  for (size_t i = (size_t)off; i < total; i++) {
+    const char *name;
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    if (i < 2) {
+      name = i == 0 ? "." : "..";
+      e.ino = i == 0 ? d->ino : d->parent;
+      e.attr.st_ino = e.ino;
+      e.attr.st_mode = S_IFDIR;
+    } else {
+      name = d->names[i - 2];
+      fill_stat(&e.attr, d->attrs + (i - 2) * ATTR_FIELDS);
+      e.ino = e.attr.st_ino;
+      e.attr_timeout = d->attr_timeout;
+      e.entry_timeout = d->entry_timeout;
+    }
+    size_t need = plus ? fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, (off_t)(i + 1))
+                       : fuse_add_direntry(req, buf + pos, size - pos, name, &e.attr, (off_t)(i + 1));
+    if (need > size - pos) break;
+    pos += need;
+    if (plus && i >= 2) {
+      if (first == SIZE_MAX) first = i - 2;
+      last = i - 2;
+    }
+  }
+  if (plus && first != SIZE_MAX) {
+    /* Queued before the reply: the kernel cannot forget these entries before JavaScript counts them. */
+    request *r = new_request(OP_LOOKUPS, NULL, 0);
+    r->ninos = last - first + 1;
+    r->inos = malloc(r->ninos * sizeof(uint64_t));
+    for (size_t k = 0; k < r->ninos; k++) r->inos[k] = (uint64_t)d->attrs[(first + k) * ATTR_FIELDS];
+    to_js(s, r);
+  }
+  fuse_reply_buf(req, buf, pos);
+  free(buf);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+                       int plus) {
+  session *s = session_of(req);
+  dir_handle *d = (dir_handle *)(uintptr_t)fi->fh;
+  pthread_mutex_lock(&d->lock);
+  if (d->filled) {
+    serve_dir(s, req, d, size, off, plus);
+    pthread_mutex_unlock(&d->lock);
+    return;
+  }
+  pthread_mutex_unlock(&d->lock);
+  if (from_self(req)) return;
+  request *r = new_request(OP_READDIR, req, ino);
+  r->fh = fi->fh;
+  r->size = size;
+  r->off = off;
+  r->flags = plus;
+  to_js(s, r);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  free_dir((dir_handle *)(uintptr_t)fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  if (from_self(req)) return;
+  to_js(session_of(req), new_request(OP_STATFS, req, ino));
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  if (from_self(req)) return;
+  request *r = new_request(OP_CREATE, req, parent);
+  r->name = dup_str(name);
+  r->flags = fi->flags;
+  caller(r);
+  r->mode = mode;
+  to_js(session_of(req), r);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+                        int flags) {
+  (void)name, (void)value, (void)size, (void)flags;
+  if (from_self(req)) return;
+  to_js(session_of(req), new_request(OP_SETXATTR, req, ino));
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name) {
+  (void)name;
+  if (from_self(req)) return;
+  to_js(session_of(req), new_request(OP_REMOVEXATTR, req, ino));
+}
+
+/* Git stores no extended attributes: no names, no values (the kernel then stops asking). */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  (void)ino, (void)name, (void)size;
+  fuse_reply_err(req, ENOSYS);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  (void)ino;
+  if (size == 0)
+    fuse_reply_xattr(req, 0);
+  else
+    fuse_reply_buf(req, NULL, 0);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .create = op_create,
+    .setxattr = op_setxattr,
+    .removexattr = op_removexattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+};
+
+/* ---- JavaScript side: dispatch ---------------------------------------------------------- */
+
+#define CHECK(call)                                                                          \
+  do {                                                                                       \
+    if ((call) != napi_ok) {                                                                 \
+      napi_throw_error(env, "EFUSEBINDING", "mesa_fuse: " #call " failed");                  \
+      return NULL;                                                                           \
+    }                                                                                        \
+  } while (0)
+
+static napi_value num(napi_env env, double v) {
+  napi_value out;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+static napi_value str(napi_env env, const char *s) {
+  napi_value out;
+  if (!s) {
+    napi_get_undefined(env, &out);
+    return out;
+  }
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+static double ms_of(const struct timespec *ts) { return (double)ts->tv_sec * 1000.0 + (double)ts->tv_nsec / 1e6; }
+
+static void free_external(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  free(data);
+}
+
+static void try_destroy(session *s);
+
+/* Runs on the main thread for every queued request: dispatch(op, req, ino, ...args). */
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  session *s = context;
+  request *r = data;
+  if (!env) { /* the function is being torn down */
+    if (r->req) fuse_reply_err(r->req, EIO);
+    free_request(r);
+    return;
+  }
+  napi_value argv[12];
+  size_t argc = 0;
+  argv[argc++] = num(env, r->op);
+  argv[argc++] = num(env, (double)(uintptr_t)r->req);
+  argv[argc++] = num(env, (double)r->ino);
+  switch (r->op) {
+  case OP_FORGET:
+  case OP_LOOKUPS: {
+    /* One array of numbers: (ino, nlookup) pairs for forgets, inos for lookups. */
+    size_t n = r->op == OP_FORGET ? r->ninos * 2 : r->ninos;
+    napi_value arr;
+    napi_create_array_with_length(env, n, &arr);
+    for (size_t i = 0; i < n; i++) napi_set_element(env, arr, (uint32_t)i, num(env, (double)r->inos[i]));
+    argv[argc++] = arr;
+    break;
+  }
+  case OP_LOOKUP:
+  case OP_UNLINK:
+  case OP_RMDIR:
+    argv[argc++] = str(env, r->name);
+    break;
+  case OP_GETATTR:
+    argv[argc++] = num(env, r->has_fh ? (double)r->fh : -1);
+    break;
+  case OP_SETATTR:
+    argv[argc++] = num(env, r->has_fh ? (double)r->fh : -1);
+    argv[argc++] = num(env, r->to_set);
+    argv[argc++] = num(env, r->attr.st_mode);
+    argv[argc++] = num(env, r->attr.st_uid);
+    argv[argc++] = num(env, r->attr.st_gid);
+    argv[argc++] = num(env, (double)r->attr.st_size);
+    argv[argc++] = num(env, ms_of(&r->attr.st_atim));
+    argv[argc++] = num(env, ms_of(&r->attr.st_mtim));
+    break;
+  case OP_MKNOD:
+  case OP_MKDIR:
+  case OP_CREATE:
+    argv[argc++] = str(env, r->name);
+    argv[argc++] = num(env, r->mode);
+    argv[argc++] = num(env, r->op == OP_MKNOD ? (double)r->rdev : (double)r->flags);
+    argv[argc++] = num(env, r->uid);
+    argv[argc++] = num(env, r->gid);
+    break;
+  case OP_SYMLINK:
+    argv[argc++] = str(env, r->name);
+    argv[argc++] = str(env, r->name2);
+    argv[argc++] = num(env, r->uid);
+    argv[argc++] = num(env, r->gid);
+    break;
+  case OP_RENAME:
+    argv[argc++] = str(env, r->name);
+    argv[argc++] = num(env, (double)r->ino2);
+    argv[argc++] = str(env, r->name2);
+    argv[argc++] = num(env, r->flags);
+    break;
+  case OP_LINK:
+    argv[argc++] = num(env, (double)r->ino2);
+    argv[argc++] = str(env, r->name2);
+    break;
+  case OP_OPEN:
+    argv[argc++] = num(env, r->flags);
+    break;
+  case OP_READ:
+    argv[argc++] = num(env, (double)r->fh);
+    argv[argc++] = num(env, (double)r->size);
+    argv[argc++] = num(env, (double)r->off);
+    break;
+  case OP_WRITE: {
+    argv[argc++] = num(env, (double)r->fh);
+    napi_value buf;
+    napi_create_external_buffer(env, r->datalen, r->data, free_external, NULL, &buf);
+    r->data = NULL; /* owned by the buffer now */
+    argv[argc++] = buf;
+    argv[argc++] = num(env, (double)r->off);
+    break;
+  }
+  case OP_FLUSH:
+  case OP_RELEASE:
+    argv[argc++] = num(env, (double)r->fh);
+    break;
+  case OP_FSYNC:
+    argv[argc++] = num(env, (double)r->fh);
+    argv[argc++] = num(env, r->flags);
+    break;
+  case OP_READDIR:
+    argv[argc++] = num(env, (double)r->fh);
+    argv[argc++] = num(env, (double)r->size);
+    argv[argc++] = num(env, (double)r->off);
+    argv[argc++] = num(env, r->flags);
+    break;
+  case OP_LOG:
+    argv[argc++] = str(env, r->name);
+    break;
+  default:
+    break;
+  }
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  napi_status st = napi_call_function(env, undefined, js_cb, argc, argv, NULL);
+  if (st == napi_pending_exception) {
+    /* The dispatcher answers its own failures; an exception here must not end the process. */
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+  }
+  int ended = r->op == OP_ENDED;
+  free_request(r);
+  if (ended) try_destroy(s);
+}
+
+/* ---- threads ---------------------------------------------------------------------------- */
+
+static void *notify_main(void *arg) {
+  session *s = arg;
+  pthread_mutex_lock(&s->nlock);
+  for (;;) {
+    while (!s->nhead && !s->nstop) pthread_cond_wait(&s->ncond, &s->nlock);
+    if (!s->nhead && s->nstop) break;
+    notify_item *it = s->nhead;
+    s->nhead = it->next;
+    if (!s->nhead) s->ntail = NULL;
+    pthread_mutex_unlock(&s->nlock);
+    /* ENOENT: the kernel does not hold it; nothing to drop. */
+    if (!atomic_load(&s->ended)) {
+      if (it->entry)
+        fuse_lowlevel_notify_inval_entry(s->se, it->ino, it->name, strlen(it->name));
+      else
+        fuse_lowlevel_notify_inval_inode(s->se, it->ino, it->off, it->len);
+    }
+    free(it->name);
+    free(it);
+    pthread_mutex_lock(&s->nlock);
+  }
+  pthread_mutex_unlock(&s->nlock);
+  return NULL;
+}
+
+static void *loop_main(void *arg) {
+  session *s = arg;
+  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, s->max_threads);
+  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  fuse_session_loop_mt(s->se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  atomic_store(&s->ended, 1);
+  pthread_mutex_lock(&s->nlock);
+  s->nstop = 1;
+  pthread_cond_signal(&s->ncond);
+  pthread_mutex_unlock(&s->nlock);
+  pthread_join(s->notify_thread, NULL);
+  fuse_session_unmount(s->se);
+  request *r = new_request(OP_ENDED, NULL, 0);
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) free_request(r);
+  return NULL;
+}
+
+/* The session is freed once the loop ended and every request handed to JavaScript is answered. */
+static void try_destroy(session *s) {
+  if (s->destroyed || !atomic_load(&s->ended) || atomic_load(&s->outstanding) > 0) return;
+  s->destroyed = 1;
+  pthread_join(s->loop_thread, NULL);
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+}
+
+/* ---- exported functions ----------------------------------------------------------------- */
+
+static session *get_session(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+static fuse_req_t get_req(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return (fuse_req_t)(uintptr_t)d;
+}
+
+static double get_num(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+/* Decrements the count of unanswered requests after a reply from JavaScript (the reply freed req). */
+static void answered(session *s) {
+  atomic_fetch_sub(&s->outstanding, 1);
+  try_destroy(s);
+}
+
+/* Collected libfuse log lines, handed to JavaScript with a failed mount. */
+static char mount_log[2048];
+static void log_to_buffer(enum fuse_log_level level, const char *fmt, va_list ap) {
+  (void)level;
+  size_t used = strlen(mount_log);
+  if (used < sizeof(mount_log) - 1) vsnprintf(mount_log + used, sizeof(mount_log) - used, fmt, ap);
+}
+
+/* The session struct itself stays allocated: JavaScript may still hold its handle (a few bytes per mount). */
+static void finalize_tsfn(napi_env env, void *data, void *hint) {
+  (void)env, (void)data, (void)hint;
+}
+
+/* mount(mountPoint, args: string[], dispatch, maxThreads) -> session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char mnt[4096];
+  size_t len;
+  CHECK(napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len));
+  uint32_t nargs = 0;
+  CHECK(napi_get_array_length(env, argv[1], &nargs));
+  char **fargv = calloc(nargs + 2, sizeof(char *));
+  fargv[0] = strdup("mesa");
+  for (uint32_t i = 0; i < nargs; i++) {
+    napi_value el;
+    char tmp[4096];
+    napi_get_element(env, argv[1], i, &el);
+    napi_get_value_string_utf8(env, el, tmp, sizeof(tmp), &len);
+    fargv[i + 1] = strdup(tmp);
+  }
+  struct fuse_args args = FUSE_ARGS_INIT((int)nargs + 1, fargv);
+
+  session *s = calloc(1, sizeof(session));
+  s->mountpoint = strdup(mnt);
+  s->own_pid = getpid();
+  s->max_threads = (int)get_num(env, argv[3]);
+  if (s->max_threads < 2) s->max_threads = 2;
+  pthread_mutex_init(&s->nlock, NULL);
+  pthread_cond_init(&s->ncond, NULL);
+
+  mount_log[0] = 0;
+  fuse_set_log_func(log_to_buffer);
+  s->se = fuse_session_new(&args, &ops, sizeof(ops), s);
+  int failed = !s->se || fuse_session_mount(s->se, mnt) != 0;
+  fuse_opt_free_args(&args);
+  for (uint32_t i = 0; i <= nargs; i++) free(fargv[i]);
+  free(fargv);
+  if (failed) {
+    if (s->se) fuse_session_destroy(s->se);
+    pthread_mutex_destroy(&s->nlock);
+    pthread_cond_destroy(&s->ncond);
+    free(s->mountpoint);
+    free(s);
+    char msg[2300];
+    size_t l = strlen(mount_log);
+    while (l > 0 && (mount_log[l - 1] == '\n' || mount_log[l - 1] == ' ')) mount_log[--l] = 0;
+    snprintf(msg, sizeof(msg), "%s", l ? mount_log : "mount failed");
+    napi_throw_error(env, "EMOUNT", msg);
+    return NULL;
+  }
+
+  napi_value name;
+  napi_create_string_utf8(env, "mesa-fuse", NAPI_AUTO_LENGTH, &name);
+  CHECK(napi_create_threadsafe_function(env, argv[2], NULL, name, 0, 1, s, finalize_tsfn, s, call_js,
+                                        &s->tsfn));
+  pthread_create(&s->notify_thread, NULL, notify_main, s);
+  pthread_create(&s->loop_thread, NULL, loop_main, s);
+  napi_value ext;
+  CHECK(napi_create_external(env, s, NULL, NULL, &ext));
+  return ext;
+}
+
+/* exit(session): ends the loop (after an unmount the kernel already ended it). */
+static napi_value js_exit(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = get_session(env, argv[0]);
+  if (s && !s->destroyed && !atomic_load(&s->ended)) fuse_session_exit(s->se);
+  return NULL;
+}
+
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  fuse_reply_err(req, (int)get_num(env, argv[1]));
+  answered(s);
+  return NULL;
+}
+
+/* Reads ATTR_FIELDS numbers from argv[start...] into a stat. */
+static void stat_from_args(napi_env env, napi_value *argv, struct stat *st) {
+  double a[ATTR_FIELDS];
+  for (int i = 0; i < ATTR_FIELDS; i++) a[i] = get_num(env, argv[i]);
+  fill_stat(st, a);
+}
+
+/* replyEntry(req, ino, mode, size, uid, gid, nlink, atime, mtime, ctime, entryTimeout, attrTimeout) */
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value argv[12];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  stat_from_args(env, argv + 1, &e.attr);
+  e.ino = e.attr.st_ino;
+  e.entry_timeout = get_num(env, argv[10]);
+  e.attr_timeout = get_num(env, argv[11]);
+  fuse_reply_entry(req, &e);
+  answered(s);
+  return NULL;
+}
+
+/* replyAttr(req, ino, mode, size, uid, gid, nlink, atime, mtime, ctime, attrTimeout) */
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  struct stat st;
+  stat_from_args(env, argv + 1, &st);
+  fuse_reply_attr(req, &st, get_num(env, argv[10]));
+  answered(s);
+  return NULL;
+}
+
+static void open_flags(struct fuse_file_info *fi, int bits) {
+  fi->keep_cache = (bits & 1) != 0;
+  fi->direct_io = (bits & 2) != 0;
+  fi->noflush = (bits & 4) != 0;
+}
+
+/* replyCreate(req, ino, ...attr, entryTimeout, attrTimeout, fh, openBits) */
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value argv[14];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  stat_from_args(env, argv + 1, &e.attr);
+  e.ino = e.attr.st_ino;
+  e.entry_timeout = get_num(env, argv[10]);
+  e.attr_timeout = get_num(env, argv[11]);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t)get_num(env, argv[12]);
+  open_flags(&fi, (int)get_num(env, argv[13]));
+  fuse_reply_create(req, &e, &fi);
+  answered(s);
+  return NULL;
+}
+
+/* replyOpen(req, fh, openBits) */
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  struct fuse_file_info fi;
+  memset(&fi, 0, sizeof(fi));
+  fi.fh = (uint64_t)get_num(env, argv[1]);
+  open_flags(&fi, (int)get_num(env, argv[2]));
+  fuse_reply_open(req, &fi);
+  answered(s);
+  return NULL;
+}
+
+/* replyBuf(req, buffer) */
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  void *data = NULL;
+  size_t len = 0;
+  napi_get_buffer_info(env, argv[1], &data, &len);
+  fuse_reply_buf(req, data, len);
+  answered(s);
+  return NULL;
+}
+
+/* replyWrite(req, count) */
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  fuse_reply_write(req, (size_t)get_num(env, argv[1]));
+  answered(s);
+  return NULL;
+}
+
+/* replyReadlink(req, target) */
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
+  char *target = malloc(len + 1);
+  napi_get_value_string_utf8(env, argv[1], target, len + 1, &len);
+  fuse_reply_readlink(req, target);
+  free(target);
+  answered(s);
+  return NULL;
+}
+
+/* replyStatfs(req, bsize, blocks, bfree, bavail, files, ffree, namemax) */
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  struct statvfs sv;
+  memset(&sv, 0, sizeof(sv));
+  sv.f_bsize = sv.f_frsize = (unsigned long)get_num(env, argv[1]);
+  sv.f_blocks = (fsblkcnt_t)get_num(env, argv[2]);
+  sv.f_bfree = (fsblkcnt_t)get_num(env, argv[3]);
+  sv.f_bavail = (fsblkcnt_t)get_num(env, argv[4]);
+  sv.f_files = (fsfilcnt_t)get_num(env, argv[5]);
+  sv.f_ffree = sv.f_favail = (fsfilcnt_t)get_num(env, argv[6]);
+  sv.f_namemax = (unsigned long)get_num(env, argv[7]);
+  fuse_reply_statfs(req, &sv);
+  answered(s);
+  return NULL;
+}
+
+/*
+ * dirFill(req, dirHandle, parentIno, names: string[], attrs: Float64Array, entryTimeout, attrTimeout,
+ *         size, off, plus)
+ * Stores the listing in the handle and answers the readdir request that asked for it (its size,
+ * offset and kind as the dispatcher received them).
+ */
+static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fuse_req_t req = get_req(env, argv[0]);
+  session *s = session_of(req);
+  dir_handle *d = (dir_handle *)(uintptr_t)get_num(env, argv[1]);
+  pthread_mutex_lock(&d->lock);
+  if (!d->filled) {
+    d->parent = (fuse_ino_t)get_num(env, argv[2]);
+    uint32_t n = 0;
+    napi_get_array_length(env, argv[3], &n);
+    void *data = NULL;
+    size_t bytes = 0;
+    napi_typedarray_type type;
+    napi_value ab;
+    size_t off0;
+    napi_get_typedarray_info(env, argv[4], &type, &bytes, &data, &ab, &off0);
+    d->count = n;
+    d->names = calloc(n ? n : 1, sizeof(char *));
+    d->attrs = malloc((n ? n : 1) * ATTR_FIELDS * sizeof(double));
+    if (bytes >= (size_t)n * ATTR_FIELDS) memcpy(d->attrs, data, (size_t)n * ATTR_FIELDS * sizeof(double));
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value el;
+      size_t len = 0;
+      napi_get_element(env, argv[3], i, &el);
+      napi_get_value_string_utf8(env, el, NULL, 0, &len);
+      d->names[i] = malloc(len + 1);
+      napi_get_value_string_utf8(env, el, d->names[i], len + 1, &len);
+    }
+    d->entry_timeout = get_num(env, argv[5]);
+    d->attr_timeout = get_num(env, argv[6]);
+    d->filled = 1;
+  }
+  serve_dir(s, req, d, (size_t)get_num(env, argv[7]), (off_t)get_num(env, argv[8]), (int)get_num(env, argv[9]));
+  pthread_mutex_unlock(&d->lock);
+  answered(s);
+  return NULL;
+}
+
+static void enqueue_notify(session *s, notify_item *it) {
+  pthread_mutex_lock(&s->nlock);
+  if (s->nstop) {
+    pthread_mutex_unlock(&s->nlock);
+    free(it->name);
+    free(it);
+    return;
+  }
+  if (s->ntail)
+    s->ntail->next = it;
+  else
+    s->nhead = it;
+  s->ntail = it;
+  pthread_cond_signal(&s->ncond);
+  pthread_mutex_unlock(&s->nlock);
+}
+
+/* invalEntry(session, parentIno, name) */
+static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = get_session(env, argv[0]);
+  if (!s || s->destroyed) return NULL;
+  notify_item *it = calloc(1, sizeof(notify_item));
+  it->entry = 1;
+  it->ino = (fuse_ino_t)get_num(env, argv[1]);
+  size_t len = 0;
+  napi_get_value_string_utf8(env, argv[2], NULL, 0, &len);
+  it->name = malloc(len + 1);
+  napi_get_value_string_utf8(env, argv[2], it->name, len + 1, &len);
+  enqueue_notify(s, it);
+  return NULL;
+}
+
+/* invalInode(session, ino, off, len): off -1 drops only the attributes. */
+static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = get_session(env, argv[0]);
+  if (!s || s->destroyed) return NULL;
+  notify_item *it = calloc(1, sizeof(notify_item));
+  it->ino = (fuse_ino_t)get_num(env, argv[1]);
+  it->off = (off_t)get_num(env, argv[2]);
+  it->len = (off_t)get_num(env, argv[3]);
+  enqueue_notify(s, it);
+  return NULL;
+}
+
+static napi_value js_version(napi_env env, napi_callback_info info) {
+  (void)info;
+  return num(env, fuse_version());
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"version", NULL, js_version, NULL, NULL, NULL, napi_default, NULL},
+      {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"exit", NULL, js_exit, NULL, NULL, NULL, napi_default, NULL},
+      {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL},
+      {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},
+      {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL},
+      {"replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL},
+      {"replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL},
+      {"replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_default, NULL},
+      {"replyWrite", NULL, js_reply_write, NULL, NULL, NULL, napi_default, NULL},
+      {"replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_default, NULL},
+      {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},
+      {"dirFill", NULL, js_dir_fill, NULL, NULL, NULL, napi_default, NULL},
+      {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
+      {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

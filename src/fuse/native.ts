@@ -1,0 +1,131 @@
+/**
+ * Loads mesa's libfuse3 binding (native/mesa_fuse.c): the binary built in this checkout
+ * (build/Release) or the one shipped in the package (prebuilds/linux-<arch>).
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MesaError } from "../errors.js";
+
+/** Operation codes of the binding's dispatch calls (native/mesa_fuse.c keeps the same list). */
+export const Op = {
+  INIT: 1,
+  ENDED: 2,
+  LOOKUP: 3,
+  FORGET: 4,
+  GETATTR: 5,
+  SETATTR: 6,
+  READLINK: 7,
+  MKNOD: 8,
+  MKDIR: 9,
+  UNLINK: 10,
+  RMDIR: 11,
+  SYMLINK: 12,
+  RENAME: 13,
+  LINK: 14,
+  OPEN: 15,
+  READ: 16,
+  WRITE: 17,
+  FLUSH: 18,
+  RELEASE: 19,
+  FSYNC: 20,
+  READDIR: 21,
+  STATFS: 22,
+  CREATE: 23,
+  SETXATTR: 24,
+  REMOVEXATTR: 25,
+  LOOKUPS: 26,
+} as const;
+
+/** Numbers per entry in attribute arrays: ino, mode, size, uid, gid, nlink, atime, mtime, ctime (ms). */
+export const ATTR_FIELDS = 9;
+
+/** fuse_file_info bits for replyOpen/replyCreate. */
+export const OPEN_KEEP_CACHE = 1;
+export const OPEN_DIRECT_IO = 2;
+export const OPEN_NOFLUSH = 4;
+
+declare const sessionBrand: unique symbol;
+export type Session = { readonly [sessionBrand]: true };
+/** A request handle: valid until exactly one reply function was called with it. */
+export type Req = number;
+
+type Attr = [number, number, number, number, number, number, number, number, number];
+
+export interface Binding {
+  version(): number;
+  mount(
+    mountPoint: string,
+    args: string[],
+    dispatch: (op: number, req: Req, ino: number, ...args: never[]) => void,
+    maxThreads: number,
+  ): Session;
+  exit(session: Session): void;
+  replyErr(req: Req, errno: number): void;
+  replyEntry(req: Req, ...attrAndTimeouts: [...Attr, number, number]): void;
+  replyAttr(req: Req, ...attrAndTimeout: [...Attr, number]): void;
+  replyCreate(req: Req, ...rest: [...Attr, number, number, number, number]): void;
+  replyOpen(req: Req, fh: number, bits: number): void;
+  replyBuf(req: Req, data: Buffer): void;
+  replyWrite(req: Req, count: number): void;
+  replyReadlink(req: Req, target: string): void;
+  replyStatfs(
+    req: Req,
+    bsize: number,
+    blocks: number,
+    bfree: number,
+    bavail: number,
+    files: number,
+    ffree: number,
+    namemax: number,
+  ): void;
+  dirFill(
+    req: Req,
+    dirHandle: number,
+    parentIno: number,
+    names: string[],
+    attrs: Float64Array,
+    entryTimeout: number,
+    attrTimeout: number,
+    size: number,
+    off: number,
+    plus: number,
+  ): void;
+  invalEntry(session: Session, parentIno: number, name: string): void;
+  invalInode(session: Session, ino: number, off: number, len: number): void;
+}
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+/** Where the binary is looked for, in order. */
+export function bindingCandidates(): string[] {
+  return [
+    join(PACKAGE_ROOT, "build/Release/mesa_fuse.node"),
+    join(PACKAGE_ROOT, `prebuilds/${process.platform}-${process.arch}/mesa_fuse.node`),
+  ];
+}
+
+let loaded: Binding | undefined;
+
+/** The binding, loaded once; a `MesaError` (code FUSE) says why it cannot load here. */
+export function loadBinding(): Binding {
+  if (loaded) return loaded;
+  const file = bindingCandidates().find((f) => existsSync(f));
+  if (!file)
+    throw new MesaError("FUSE", `the FUSE binding is missing for ${process.platform}-${process.arch}`, {
+      hint: "in a checkout run `npm run build` (needs libfuse3-dev, pkg-config and a C compiler)",
+    });
+  try {
+    loaded = createRequire(import.meta.url)(file) as Binding;
+  } catch (err) {
+    const msg = (err as Error).message;
+    throw new MesaError("FUSE", `the FUSE binding could not be loaded (${msg.split("\n")[0]})`, {
+      hint: /libfuse3/.test(msg)
+        ? "install libfuse3 and fusermount3: apt-get install fuse3"
+        : "rebuild it with `npm run build` in a checkout, or reinstall mesa",
+      cause: err,
+    });
+  }
+  return loaded;
+}

@@ -3,12 +3,14 @@
  * token per org per session), the Git and REST clients behind `RepoBackend`, and the blob
  * cache with its prefetcher behind the filesystem's `ContentProvider`.
  */
+
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { apiKeyId, isPrivateKey, isScope, scopeAllows } from "../auth/keys.js";
 import { mintAccessToken } from "../auth/mint.js";
 import { looksLikeJwt, PRIVATE_KEY_TTL } from "../auth/tokens.js";
 import { BlobStore, type BlobStoreStats } from "../cache/blob-store.js";
+import { failFastWhileDown } from "../cache/fail-fast.js";
 import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
 import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
@@ -287,7 +289,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
 
   return {
     backend,
-    content,
+    content: failFastWhileDown(content, (oid) => blobs.hasLocal(oid)),
     readTimeoutMs: READ_TIMEOUT_MS,
     errors: () => [...problems],
     gitRemote: remoteFor,

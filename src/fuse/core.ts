@@ -3,8 +3,23 @@
  * repos, `/<org>/<repo>/…` resolves through the snapshot's trees. Metadata is answered from
  * memory only; content goes through a `ContentProvider` (the cache layer in the daemon).
  */
-import { type FileSystem, FsError, type Stat, type StatFs, wantsWrite } from "./filesystem.js";
-import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+import {
+  type Change,
+  type ChangeListener,
+  type FileSystem,
+  FsError,
+  type Stat,
+  type StatFs,
+  wantsWrite,
+} from "./filesystem.js";
+import {
+  changedPaths,
+  type EntryKind,
+  entryIndex,
+  entryKind,
+  type RepoSnapshot,
+  type SnapshotEntry,
+} from "./snapshot.js";
 
 export interface PrefetchFile {
   oid: string;
@@ -65,6 +80,7 @@ export class SnapshotFileSystem implements FileSystem {
   private readonly orgs = new Map<string, Map<string, RepoSnapshot>>();
   private readonly prefetched = new WeakMap<RepoSnapshot, Set<string>>();
   private readonly handles = new Map<number, Handle>();
+  private readonly listeners = new Set<ChangeListener>();
   private nextHandle = 1;
   private readonly started = new Date();
   private contentFailing = false;
@@ -85,20 +101,41 @@ export class SnapshotFileSystem implements FileSystem {
 
   /** Orgs shown at the root even before (or without) any repo loaded. */
   setOrgs(orgs: string[]): void {
-    for (const o of orgs) if (!this.orgs.has(o)) this.orgs.set(o, new Map());
+    const added = orgs.filter((o) => !this.orgs.has(o));
+    for (const o of added) this.orgs.set(o, new Map());
+    this.emitChanges(added.map((o) => ({ path: `/${o}`, recursive: true })));
   }
 
+  /** Shows `snap` for its repo; what differs from the snapshot shown before is announced. */
   setRepo(snap: RepoSnapshot): void {
     let repos = this.orgs.get(snap.org);
     if (!repos) {
       repos = new Map();
       this.orgs.set(snap.org, repos);
     }
+    const before = repos.get(snap.repo);
     repos.set(snap.repo, snap);
+    const root = `/${snap.org}/${snap.repo}`;
+    if (!before) this.emitChanges([{ path: root, recursive: true }]);
+    else if (before.rootTree !== snap.rootTree)
+      this.emitChanges(changedPaths(before, snap).map((c) => ({ ...c, path: `${root}/${c.path}` })));
   }
 
   removeRepo(org: string, repo: string): boolean {
-    return this.orgs.get(org)?.delete(repo) ?? false;
+    const removed = this.orgs.get(org)?.delete(repo) ?? false;
+    if (removed) this.emitChanges([{ path: `/${org}/${repo}`, recursive: true }]);
+    return removed;
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Tells subscribers (the kernel's caches, SDK subscribers) about changes made by others. */
+  emitChanges(changes: Change[]): void {
+    if (changes.length === 0) return;
+    for (const l of this.listeners) l(changes);
   }
 
   repos(): RepoSnapshot[] {

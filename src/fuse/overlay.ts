@@ -77,6 +77,8 @@ export class RepoOverlay {
   private readonly blobSizes = new Map<string, number>();
   private readonly symlinkTargets = new Map<string, string>();
   onChange?: () => void;
+  /** After a rebase: the repo-relative paths whose view may have changed. */
+  onRebased?: (paths: string[]) => void;
 
   private constructor(
     readonly dir: string,
@@ -485,6 +487,9 @@ export class RepoOverlay {
 
   /** Switches to a new base snapshot with exactly `entries` (a rebase or seal); checkpointed. */
   async rebase(base: RepoSnapshot, entries: Array<[string, OverlayEntry]>, meta: OverlayMeta): Promise<void> {
+    // Paths the overlay showed before or shows after may look different now (rebased content,
+    // conflict markers); what changed in the base itself is announced by whoever shows the base.
+    const touched = new Set([...this.entries.keys(), ...entries.map(([p]) => p)]);
     this.base = base;
     this.absorb(base);
     this.entries = new Map();
@@ -495,6 +500,7 @@ export class RepoOverlay {
     this.meta = meta;
     this.seq++;
     await this.checkpoint();
+    this.onRebased?.([...touched]);
   }
 
   /** Trees known to the overlay (for building a new tree from the base). */

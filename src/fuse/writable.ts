@@ -7,6 +7,7 @@
 import { type FileHandle, open, statfs } from "node:fs/promises";
 import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 import {
+  type ChangeListener,
   type ErrnoName,
   type FileSystem,
   FsError,
@@ -79,6 +80,14 @@ export class WritableFileSystem implements FileSystem {
 
   attach(org: string, repo: string, w: WritableRepo): void {
     this.repos.set(`${org}/${repo}`, w);
+    w.overlay.onRebased = (paths) =>
+      this.core.emitChanges(
+        paths.map((p) => ({ path: p ? `/${org}/${repo}/${p}` : `/${org}/${repo}`, recursive: p === "" })),
+      );
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    return this.core.onChange(listener);
   }
 
   detach(org: string, repo: string): WritableRepo | undefined {

@@ -1,0 +1,263 @@
+/**
+ * The kernel keeps entries, attributes, misses, listings and content for a day; these tests
+ * check that everything that changes behind its back is invalidated explicitly (another
+ * mount's edit, a `git push`, a rebase that writes conflict markers), that many readers at
+ * once get the right bytes, and that a server going away mid-walk fails reads promptly.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import {
+  countingProxy,
+  generateRepo,
+  gitSync,
+  mesa,
+  mesaEnv,
+  removeDir,
+  run,
+  stopSandbox,
+  tempDir,
+  waitFor,
+} from "./helpers/mount.js";
+import { type ServeHandle, startServe } from "./helpers/serve.js";
+import {
+  authHeader,
+  cloneRepo,
+  type Daemon,
+  importSmallRepo,
+  serverRef,
+  startDaemon,
+  waitPushed,
+} from "./helpers/write.js";
+
+/** What this mount shows for `file` through the kernel: content, stat size and the listing. */
+async function view(d: Daemon, repo: string, file: string): Promise<string> {
+  const r = await d.sh(
+    repo,
+    `cat ${file} 2>&1; echo "|size=$(stat -c %s ${file} 2>&1)|"; ls -1 | tr '\\n' ,`,
+  );
+  return r.stdout;
+}
+
+async function expectWithin(
+  ms: number,
+  what: string,
+  check: () => Promise<string>,
+  want: (s: string) => boolean,
+): Promise<number> {
+  const t0 = Date.now();
+  let last = "";
+  const ok = await waitFor(
+    async () => {
+      last = await check();
+      return want(last);
+    },
+    ms,
+    50,
+  );
+  assert.ok(ok, `${what} not visible within ${ms} ms; the mount shows: ${last}`);
+  return Date.now() - t0;
+}
+
+test("changes from another mount, a git push and a conflicting rebase reach the kernel's caches within 3 s", async (t) => {
+  const dir = tempDir("kcache");
+  let serve: ServeHandle | undefined;
+  const ds: Daemon[] = [];
+  t.after(async () => {
+    for (const d of ds) await d.stop();
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  await importSmallRepo(serve, dir, "app");
+  const a = await startDaemon(join(dir, "a"), serve);
+  ds.push(a);
+  const b = await startDaemon(join(dir, "b"), serve);
+  ds.push(b);
+
+  // Prime a's caches: the file's content and size, the listing, and a miss.
+  assert.match(await view(a, "app", "README.md"), /^hello\n\|size=6\|/);
+  assert.match((await a.sh("app", "cat new.txt")).stderr, /No such file or directory/);
+
+  // 1. Another mount edits a file a has cached and creates one a has cached as missing.
+  assert.equal((await b.sh("app", "printf 'from b, longer\\n' > README.md && printf new > new.txt")).code, 0);
+  await waitPushed(b, "app");
+  const t1 = await expectWithin(
+    3000,
+    "b's edit",
+    async () => `${await view(a, "app", "README.md")}${(await a.sh("app", "cat new.txt")).stdout}`,
+    (s) => s.startsWith("from b, longer\n|size=15|") && s.includes(",new.txt,") && s.endsWith("new"),
+  );
+  t.diagnostic(`another mount's edit visible after ${t1} ms`);
+
+  // 2. A git push from outside deletes a file and adds a directory.
+  const clone = cloneRepo(serve, "app", join(dir, "clone"));
+  gitSync(clone, ["rm", "-q", "tool.sh"]);
+  writeFileSync(join(clone, "sub", "a.txt"), "pushed\n");
+  gitSync(clone, ["add", "-A"]);
+  gitSync(clone, ["commit", "-q", "-m", "external"]);
+  assert.match(await view(a, "app", "sub/a.txt"), /^a1\na2\na3\n\|size=9\|/);
+  assert.equal((await a.sh("app", "test -x tool.sh")).code, 0);
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "push", "-q", "origin", "main"]);
+  const t2 = await expectWithin(
+    3000,
+    "the pushed commit",
+    async () => `${await view(a, "app", "sub/a.txt")}${(await a.sh("app", "stat tool.sh 2>&1")).stdout}`,
+    (s) => s.startsWith("pushed\n|size=7|") && !s.includes("tool.sh,") && /No such file/.test(s),
+  );
+  t.diagnostic(`git push visible after ${t2} ms`);
+
+  // 3. Both mounts edit the same file: the rebase on a writes conflict markers into it.
+  await Promise.all([waitPushed(a, "app"), waitPushed(b, "app")]);
+  const before = serverRef(serve, "app");
+  assert.equal((await a.sh("app", "cat sub/a.txt")).stdout, "pushed\n");
+  await Promise.all([
+    a.sh("app", "printf 'A-SIDE\\n' > sub/a.txt"),
+    b.sh("app", "printf 'B-SIDE\\n' > sub/a.txt"),
+  ]);
+  assert.ok(await waitFor(() => serverRef(serve!, "app") !== before, 15_000, 100), "nothing was pushed");
+  const t3 = await expectWithin(
+    3000 + 15_000,
+    "the conflict markers",
+    async () => (await a.sh("app", "cat sub/a.txt; stat -c '|%s|' sub/a.txt")).stdout,
+    (s) => s.includes("<<<<<<< Conflict 1 of 1") && s.includes("A-SIDE") && s.includes("B-SIDE"),
+  );
+  t.diagnostic(`conflict markers visible after ${t3} ms`);
+  const shown = (await a.sh("app", "cat sub/a.txt; stat -c '%s' sub/a.txt")).stdout.trim().split("\n");
+  const size = Number(shown.pop());
+  assert.equal(size, Buffer.byteLength(`${shown.join("\n")}\n`), "stat's size matches the content shown");
+});
+
+test("16 readers at once and ripgrep over the mount return what they return on a clone", async (t) => {
+  const dir = tempDir("kcache-rg");
+  let serve: ServeHandle | undefined;
+  let env: NodeJS.ProcessEnv | undefined;
+  t.after(async () => {
+    if (env) await stopSandbox(env);
+    await serve?.stop();
+    removeDir(dir);
+  });
+  serve = await startServe();
+  generateRepo(join(dir, "src"), { files: 1500, bigFileBytes: 3 << 20 });
+  await serve.importRepo("local/app", join(dir, "src"));
+  env = mesaEnv(dir, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });
+  const up = await mesa(["mount", "-d"], env);
+  assert.equal(up.code, 0, up.stderr);
+  const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
+  const src = join(dir, "src");
+
+  const files = (await run("git", ["-C", src, "ls-files"])).stdout.trim().split("\n");
+  const regular = files.filter((f) => !/link|dangling|up-link/.test(f)).slice(0, 400);
+  // 16 processes at once: half read the same big file, half read different files each.
+  const readers = Array.from({ length: 16 }, (_, i) => {
+    const list = i % 2 === 0 ? ["big.bin"] : regular.filter((_, k) => k % 8 === (i - 1) / 2);
+    return run("sh", ["-c", 'for f in "$@"; do sha1sum "$f"; done', "sh", ...list], {
+      cwd: root,
+      timeoutMs: 120_000,
+    });
+  });
+  const expected = (list: string[]) =>
+    run("sh", ["-c", 'for f in "$@"; do sha1sum "$f"; done', "sh", ...list], { cwd: src });
+  const results = await Promise.all(readers);
+  for (let i = 0; i < 16; i++) {
+    const list = i % 2 === 0 ? ["big.bin"] : regular.filter((_, k) => k % 8 === (i - 1) / 2);
+    assert.equal(results[i].code, 0, results[i].stderr);
+    assert.equal(results[i].stdout, (await expected(list)).stdout, `reader ${i}`);
+  }
+
+  const rg = async (cwd: string, args: string[]) => {
+    const r = await run("rg", args, { cwd, timeoutMs: 120_000 });
+    assert.ok(r.code === 0 || r.code === 1, `rg ${args.join(" ")} in ${cwd}: exit ${r.code} ${r.stderr}`);
+    return r.stdout.trim().split("\n").sort().join("\n");
+  };
+  // A path is always given: with no path and a piped stdin, ripgrep searches stdin.
+  for (const args of [
+    ["--files", "."],
+    ["-c", "end 1", "."],
+    ["-j1", "-l", "xxxxxxxxxx", "."],
+  ]) {
+    const want = await rg(src, [...args, "-g", "!.git"]);
+    assert.equal(await rg(root, args), want, `rg ${args.join(" ")}`);
+    assert.equal(await rg(root, args), want, `rg ${args.join(" ")} (warm)`);
+  }
+  const find = await run("find", [".", "-name", "*.sh"], { cwd: root });
+  const findWant = await run("find", [".", "-name", "*.sh", "-not", "-path", "./.git/*"], { cwd: src });
+  assert.deepEqual(find.stdout.trim().split("\n").sort(), findWant.stdout.trim().split("\n").sort());
+});
+
+test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing hangs, reads recover", async (t) => {
+  const dir = tempDir("kcache-down");
+  let serve: ServeHandle | undefined;
+  let env: NodeJS.ProcessEnv | undefined;
+  const proxy = await countingProxy("http://127.0.0.1:1");
+  let walk: ReturnType<typeof spawn> | undefined;
+  t.after(async () => {
+    if (walk?.exitCode === null) walk.kill("SIGKILL");
+    if (env) await stopSandbox(env);
+    await serve?.stop();
+    await proxy.close();
+    removeDir(dir);
+  });
+  const dataDir = join(dir, "serve");
+  serve = await startServe({ dataDir });
+  generateRepo(join(dir, "src"), { files: 3000 });
+  await serve.importRepo("local/app", join(dir, "src"));
+  proxy.retarget(serve.url);
+  env = mesaEnv(dir, {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: proxy.url,
+    MESA_PREFETCH_ENABLED: "false",
+  });
+  const up = await mesa(["mount", "-d"], env);
+  assert.equal(up.code, 0, up.stderr);
+  const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
+
+  // A walk that reads every file, one process per file so each read's result is visible.
+  walk = spawn(
+    "sh",
+    ["-c", 'find . -type f -exec sh -c \'cat "$1" >/dev/null 2>&1 || echo "FAIL $1"\' _ {} \\;'],
+    {
+      cwd: root,
+    },
+  );
+  let out = "";
+  walk.stdout?.on("data", (d) => {
+    out += d;
+  });
+  const walked = new Promise<number | null>((r) => walk?.on("exit", (code) => r(code)));
+  assert.ok(await waitFor(() => proxy.fetches() > 5, 30_000, 50), "the walk fetched nothing");
+  proxy.setDown(true);
+  const stoppedAt = Date.now();
+  process.kill(serve.pid, "SIGKILL");
+  await serve.stop();
+  serve = undefined;
+  const code = await Promise.race([walked, new Promise((r) => setTimeout(() => r("hung"), 240_000))]);
+  assert.notEqual(code, "hung", "the walk hung after the server went away");
+  t.diagnostic(`walk ended ${Date.now() - stoppedAt} ms after the server stopped`);
+  const failed = out.split("\n").filter((l) => l.startsWith("FAIL "));
+  assert.ok(failed.length > 0, "no read failed although the server was gone");
+  // Each failing read is bounded: time one more directly and check its errno.
+  const one = failed[0].slice(5);
+  const t0 = Date.now();
+  const again = await run("cat", [one], { cwd: root, timeoutMs: 60_000 });
+  assert.match(again.stderr, /Input\/output error/);
+  assert.ok(Date.now() - t0 < 45_000, `a failing read took ${Date.now() - t0} ms`);
+  // Metadata never waits for the network.
+  assert.equal((await run("ls", ["-lR", "."], { cwd: root, timeoutMs: 30_000 })).code, 0);
+
+  serve = await startServe({ dataDir });
+  proxy.retarget(serve.url);
+  proxy.setDown(false);
+  const want = readFileSync(join(dir, "src", one));
+  assert.ok(
+    await waitFor(
+      async () => (await run("cat", [one], { cwd: root, timeoutMs: 30_000 })).stdout === want.toString(),
+      30_000,
+      500,
+    ),
+    "reads did not recover after the server came back",
+  );
+});

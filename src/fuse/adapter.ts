@@ -67,8 +67,8 @@ function statObject(s: Stat): Record<string, unknown> {
     size: s.size,
     nlink: s.nlink,
     mtime: s.mtime,
-    atime: s.mtime,
-    ctime: s.mtime,
+    atime: s.atime ?? s.mtime,
+    ctime: s.ctime ?? s.mtime,
     blksize: 4096,
     blocks: Math.ceil(s.size / 512),
   };
@@ -103,6 +103,16 @@ const WRITABLE_CACHE_TIMEOUT_SECONDS = 1;
 
 type Fail = (op: string, path: string, cb: Cb, err: unknown, ...rest: unknown[]) => void;
 
+/**
+ * fuse-native turns timespecs into milliseconds, so UTIME_OMIT (and UTIME_NOW, which the
+ * kernel resolves before libfuse2 sees it) arrives as this value: the time was not given.
+ */
+const UTIME_OMIT_MS = 1073;
+
+function utimeArg(ms: number): Date | undefined {
+  return ms === UTIME_OMIT_MS ? undefined : new Date(ms);
+}
+
 /** Kernel callbacks of the mutating operations, routed to a writable filesystem. */
 function writeCallbacks(w: WriteOps, fail: Fail): Record<string, unknown> {
   const ok = (op: string, path: string, cb: Cb, p: Promise<unknown>) =>
@@ -136,8 +146,13 @@ function writeCallbacks(w: WriteOps, fail: Fail): Record<string, unknown> {
     link: (from: string, to: string, cb: Cb) => ok("link", to, cb, w.link(from, to)),
     chmod: (path: string, mode: number, cb: Cb) => ok("chmod", path, cb, w.chmod(path, mode)),
     chown: (path: string, uid: number, gid: number, cb: Cb) => ok("chown", path, cb, w.chown(path, uid, gid)),
+    // fuse-native passes the access time in both arguments (its C side drops the mtime).
     utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
-      ok("utimens", path, cb, w.utimens(path, new Date(atime), new Date(mtime))),
+      ok("utimens", path, cb, w.utimens(path, utimeArg(atime), utimeArg(mtime))),
+    mknod: (path: string, mode: number, dev: number, cb: Cb) =>
+      w.mknod
+        ? ok("mknod", path, cb, w.mknod(path, mode, dev))
+        : fail("mknod", path, cb, new FsError("EPERM")),
     fsync: (path: string, datasync: number, fh: number, cb: Cb) =>
       ok("fsync", path, cb, w.fsync(path, fh, Boolean(datasync))),
     flush: (path: string, fh: number, cb: Cb) => ok("flush", path, cb, w.flush(path, fh)),
@@ -172,8 +187,8 @@ export function mountFileSystem(mountPoint: string, fs: FileSystem, opts: MountO
         (err) => fail("getattr", path, cb, err),
       );
     },
-    fgetattr(path: string, _fd: number, cb: Cb) {
-      fs.getattr(path).then(
+    fgetattr(path: string, fd: number, cb: Cb) {
+      (fs.fgetattr ? fs.fgetattr(path, fd) : fs.getattr(path)).then(
         (s) => cb(0, statObject(s)),
         (err) => fail("fgetattr", path, cb, err),
       );
@@ -248,6 +263,8 @@ export function mountFileSystem(mountPoint: string, fs: FileSystem, opts: MountO
   const fuse = new Fuse(mountPoint, ops, {
     mkdir: true,
     allowOther: true,
+    // The kernel checks permissions (and sticky directories) from the modes and owners getattr gives.
+    defaultPermissions: true,
     autoUnmount: true,
     kernelCache: !opts.writable,
     autoCache: Boolean(opts.writable),

@@ -344,6 +344,16 @@ os.close(fd)
   assert.equal(await pythonAs(user, repo, program), "0 []\n");
 });
 
+test("extended attributes are not supported; statfs gives 255-byte names", async () => {
+  const [xattr, namemax] = await syscalls(ROOT, repo, [
+    ["setxattr", "README.md", "user.test", "v"],
+    ["namemax", "."],
+  ]);
+  // ENOTSUP and EOPNOTSUPP are one errno on Linux.
+  assert.match(String(xattr), /^(ENOTSUP|EOPNOTSUPP)$/);
+  assert.equal(namemax, 255);
+});
+
 /** A tree on local disk with odd modes, owners and times, archived with tar. */
 function oddTree(): { src: string; tarball: string } {
   const src = join(dir, "odd");

@@ -135,6 +135,49 @@ test("all 12 mode bits are kept on files and directories", async (t) => {
   assert.deepEqual((await fs.readdir("/o/r/dir")).sort(), ["a", "b", "inner.txt"]);
 });
 
+test("committed bytes are shown as committed: no .gitattributes eol conversion, LFS pointers as they are", async (t) => {
+  const crlf = "line one\r\nline two\r\n";
+  const pointer =
+    "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a".repeat(64) + "\nsize 12345\n";
+  const root = "5".repeat(40);
+  const snap: RepoSnapshot = {
+    ...snapshot(),
+    rootTree: root,
+    trees: new Map([
+      [
+        root,
+        [
+          {
+            mode: "100644",
+            name: ".gitattributes",
+            oid: blob("*.txt text eol=lf\n*.bin filter=lfs diff=lfs merge=lfs -text\n"),
+          },
+          { mode: "100644", name: "crlf.txt", oid: blob(crlf) },
+          { mode: "100644", name: "big.bin", oid: blob(pointer) },
+        ],
+      ],
+    ]),
+  };
+  snap.sizes = new Map([...blobs].map(([o, b]) => [o, b.length]));
+  const dir = tempDir(t);
+  const core = new SnapshotFileSystem(content, { ...OWNER, readTimeoutMs: 1000, prefetchDepth: 0 });
+  core.setRepo(snap);
+  const fs = new WritableFileSystem(core, content, { ...OWNER, dataDir: dir });
+  fs.attach("o", "r", {
+    overlay: await RepoOverlay.open(join(dir, "ov"), snap),
+    persistNow: async () => undefined,
+  });
+  for (const [name, text] of [
+    ["crlf.txt", crlf],
+    ["big.bin", pointer],
+  ]) {
+    const fh = await fs.open(`/o/r/${name}`, 0);
+    assert.equal((await fs.read(`/o/r/${name}`, fh, 1 << 16, 0)).toString(), text);
+    await fs.release(`/o/r/${name}`, fh);
+    assert.equal((await fs.getattr(`/o/r/${name}`)).size, Buffer.byteLength(text));
+  }
+});
+
 test("committed files show the mount's owner and the commit time; symlinks 0777", async (t) => {
   const { fs } = await setup(tempDir(t));
   const f = await fs.getattr("/o/r/README");

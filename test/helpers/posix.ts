@@ -58,6 +58,8 @@ OPS = {"stat": st, "creat": creat, "open": open_, "write": write, "mkdir": os.mk
        "unlink": os.unlink, "rename": os.rename, "symlink": os.symlink, "link": os.link,
        "mknod": os.mknod, "chmod": os.chmod, "chown": os.chown,
        "utime": lambda p, a, m: os.utime(p, ns=(a * 1000000, m * 1000000)),
+       "setxattr": lambda p, n, v: os.setxattr(p, n, v.encode()),
+       "namemax": lambda p: os.statvfs(p).f_namemax,
        "sleep": lambda s: time.sleep(s)}
 out = []
 for op in json.loads(sys.argv[1]):
@@ -84,7 +86,8 @@ export type SyscallResult = "ok" | string | StatResult;
 
 /**
  * Runs syscalls in `cwd` as `who`: each op is `[name, ...args]` (stat, creat, open, write,
- * mkdir, rmdir, unlink, rename, symlink, link, mknod, chmod, chown, utime in ms, sleep in s);
+ * mkdir, rmdir, unlink, rename, symlink, link, mknod, chmod, chown, utime in ms, setxattr,
+ * namemax (statvfs), sleep in s);
  * each result is "ok", an errno name ("EACCES") or a stat.
  */
 export async function syscalls(who: Who, cwd: string, ops: unknown[][]): Promise<SyscallResult[]> {

@@ -256,6 +256,14 @@ test("times: creation sets all three, writes move mtime and ctime, chmod/chown c
   assert.equal(chowned.mtime, written.mtime);
   assert.ok((chowned.ctime ?? 0) > (chmodded.ctime ?? 0));
   await tick();
+  // O_TRUNC of an empty file still moves mtime and ctime.
+  await fs.release("/o/r/t", await fs.open("/o/r/t", 1 | 0o1000));
+  await fs.release("/o/r/t", await fs.open("/o/r/t", 1 | 0o1000));
+  const emptied = times(await fs.getattr("/o/r/t"));
+  await tick();
+  await fs.release("/o/r/t", await fs.open("/o/r/t", 1 | 0o1000));
+  assert.ok(times(await fs.getattr("/o/r/t")).mtime > emptied.mtime);
+  await tick();
   await w.truncate("/o/r/README", 2);
   const truncated = times(await fs.getattr("/o/r/README"));
   assert.ok(truncated.mtime > COMMIT_TIME && truncated.ctime === truncated.mtime);

@@ -479,11 +479,18 @@ export class RepoOverlay {
 
   /** Subdirectories of directory `rel` (for its link count). */
   subdirCount(rel: string, dir: Node & { type: "dir" }): number {
-    if ((this.kids.get(rel)?.size ?? 0) === 0) return dir.tree ? this.treeSubdirs(dir.tree) : 0;
-    let n = 0;
-    for (const name of this.list(rel, dir)) {
-      const child = this.lookup(rel === "" ? name : `${rel}/${name}`);
-      if (typeof child !== "string" && child.type === "dir") n++;
+    let n = dir.tree ? this.treeSubdirs(dir.tree) : 0;
+    const kids = this.kids.get(rel);
+    if (!kids || kids.size === 0) return n;
+    // The base's count, corrected for the names the overlay holds (cheap: no lookups).
+    const base = dir.tree ? entryIndex(this.trees.get(dir.tree) ?? []) : undefined;
+    for (const name of kids) {
+      const be = base?.get(name);
+      const kind = be && entryKind(be.mode);
+      const wasDir = kind === "dir" || kind === "submodule";
+      const e = this.entries.get(rel === "" ? name : `${rel}/${name}`);
+      const isDir = e === undefined ? wasDir : e.k === "d";
+      n += (isDir ? 1 : 0) - (wasDir ? 1 : 0);
     }
     return n;
   }

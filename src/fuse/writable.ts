@@ -214,12 +214,15 @@ export class WritableFileSystem implements FileSystem {
       (flags & O_TRUNC) !== 0 && n.content === undefined
         ? await this.emptyFile(loc, n)
         : await this.copyUp(loc, n);
-    if ((flags & O_TRUNC) !== 0 && loc.repo.overlay.size(id) > 0) {
-      const f = await open(loc.repo.overlay.contentPath(id), "r+");
-      try {
-        await f.truncate(0);
-      } finally {
-        await f.close();
+    // O_TRUNC moves mtime and ctime even when the file was already empty.
+    if ((flags & O_TRUNC) !== 0 && n.content !== undefined) {
+      if (loc.repo.overlay.size(id) > 0) {
+        const f = await open(loc.repo.overlay.contentPath(id), "r+");
+        try {
+          await f.truncate(0);
+        } finally {
+          await f.close();
+        }
       }
       loc.repo.overlay.contentChanged(loc.rel, id, 0);
     }
@@ -331,9 +334,9 @@ export class WritableFileSystem implements FileSystem {
    */
   private writable(path: string, root = false): Located {
     const loc = this.locate(path);
-    if (!loc || (root && loc.rel === "" && loc.repo.readOnlyReason !== undefined)) {
+    if (!loc) {
       this.core.counters.erofs++;
-      throw new FsError(path.split("/").filter(Boolean).length <= 2 && !loc ? "EPERM" : "EROFS");
+      throw new FsError(path.split("/").filter(Boolean).length <= 2 ? "EPERM" : "EROFS");
     }
     if (loc.rel === "" && !root) throw new FsError("EPERM");
     this.checkWritable(loc);

@@ -356,9 +356,20 @@ export class WritableFileSystem implements FileSystem {
     };
   }
 
-  /** An entry was added to or removed from the parent of `rel`: its mtime and ctime move. */
+  /**
+   * An entry was added to or removed from the parent of `rel`: its mtime and ctime move. Best
+   * effort: the operation itself is done and journaled, so a full disk costs only these times.
+   */
   private touchParent(loc: Located, rel: string, now: number): void {
-    loc.repo.overlay.setAttrs(parentOf(rel), { mtime: now, ctime: now });
+    this.touch(loc, parentOf(rel), { mtime: now, ctime: now });
+  }
+
+  private touch(loc: Located, rel: string, change: AttrChange): void {
+    try {
+      loc.repo.overlay.setAttrs(rel, change);
+    } catch {
+      // ENOSPC from the journal: the times stay as they were.
+    }
   }
 
   /** Open handles of the file at `rel` keep its attributes once the name is gone. */
@@ -574,7 +585,7 @@ export class WritableFileSystem implements FileSystem {
         if (target) this.orphanHandles(dest, target, now);
         src.repo.overlay.rename(src.rel, dest.rel);
         // Like Linux: the moved entry's ctime and both parents' mtime and ctime move.
-        src.repo.overlay.setAttrs(dest.rel, { ctime: now });
+        this.touch(dest, dest.rel, { ctime: now });
         this.touchParent(src, src.rel, now);
         if (parentOf(src.rel) !== parentOf(dest.rel)) this.touchParent(dest, dest.rel, now);
         // Open handles follow the file to its new name.

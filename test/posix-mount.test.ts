@@ -12,10 +12,10 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { gitSync, removeDir, run, tempDir } from "./helpers/mount.js";
+import { gitSync, mesa, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
 import {
   pythonAs,
   ROOT,
@@ -28,6 +28,7 @@ import {
 } from "./helpers/posix.js";
 import { type ServeHandle, startServe } from "./helpers/serve.js";
 import {
+  authHeader,
   cloneRepo,
   type Daemon,
   importSmallRepo,
@@ -435,13 +436,41 @@ test("metadata-only changes push nothing; fifos and sockets are never pushed", a
     assert.doesNotMatch(files, new RegExp(`\\t${local}$`, "m"));
 });
 
+test("local metadata stays over `mesa new` and over a rebase onto someone else's push", async () => {
+  const app = "app";
+  await ok(ROOT, "mkdir -p kept && printf k > kept/key && chmod 600 kept/key && chown 77:88 kept/key");
+  await ok(ROOT, "touch -d '2005-01-01 UTC' kept/key && chmod 2750 kept && mkfifo kept/fifo");
+  await waitPushed(d as Daemon, app);
+  const listing = "stat -c '%n %A %u %g %Y' kept kept/key kept/fifo";
+  const before = await ok(ROOT, listing);
+  const sealed = await mesa(
+    ["new", "-m", "next", "--org", (serve as ServeHandle).org, "--repo", app],
+    (d as Daemon).env,
+  );
+  assert.equal(sealed.code, 0, sealed.stderr);
+  assert.equal(await ok(ROOT, listing), before);
+  const clone = cloneRepo(serve as ServeHandle, app, join(dir, "clone-outside"));
+  writeFileSync(join(clone, "outside.txt"), "from elsewhere\n");
+  gitSync(clone, ["add", "outside.txt"]);
+  gitSync(clone, ["commit", "-q", "-m", "outside"]);
+  gitSync(clone, ["-c", authHeader((serve as ServeHandle).adminKey), "push", "-q", "origin", "HEAD:main"]);
+  const arrived = await waitFor(
+    async () => (await shAs(ROOT, repo, "test -f outside.txt")).code === 0,
+    30_000,
+    250,
+  );
+  assert.ok(arrived, "the outside push did not show in the mount");
+  assert.equal(await ok(ROOT, listing), before);
+  assert.match(before, /^kept\/key -rw------- 77 88 1104537600$/m);
+});
+
 test("metadata survives a daemon restart", async () => {
   await ok(
     ROOT,
     "mkdir -p keep && printf k > keep/f && chmod 640 keep/f && chown 77:88 keep/f && chmod 2750 keep",
   );
   await ok(ROOT, "touch -d '2004-05-06 07:08:09 UTC' keep/f && mkfifo keep/fifo");
-  const listing = "stat -c '%n %A %u %g %Y' keep keep/f keep/fifo README.md id_test";
+  const listing = "stat -c '%n %A %u %g %Y' keep keep/f keep/fifo README.md";
   const before = await ok(ROOT, listing);
   await d?.stop();
   d = await daemon();

@@ -134,6 +134,33 @@ function directoryOn(snap: RepoSnapshot, p: string, e: OverlayEntry & { k: "d" }
   return stateAt(snap, p)?.kind === "dir" ? { ...rest, inherit: true } : rest;
 }
 
+/**
+ * What stays of a file entry once a new base has that path as a file with the same executable
+ * bit: its mode bits and owner, and its times when the bytes are still `localOid`'s, as a
+ * reference to the base's blob (which pushes nothing). Undefined when nothing is left to keep.
+ */
+function fileMetadataOn(
+  snap: RepoSnapshot,
+  p: string,
+  e: OverlayEntry,
+  localOid: string | undefined,
+): OverlayEntry | undefined {
+  const s = stateAt(snap, p);
+  if (e.k !== "f" || (s?.kind !== "file" && s?.kind !== "exec")) return undefined;
+  if ((s.kind === "exec") !== ((e.perm & 0o100) !== 0)) return undefined;
+  const owner = { ...(e.uid !== undefined && { uid: e.uid }), ...(e.gid !== undefined && { gid: e.gid }) };
+  const usual = e.perm === (s.kind === "exec" ? 0o755 : 0o644) && Object.keys(owner).length === 0;
+  if (s.oid !== localOid) {
+    if (usual) return undefined;
+    return { k: "f", blob: s.oid, perm: e.perm, mtime: snap.commitTime.getTime(), ...owner };
+  }
+  const times = {
+    ...(e.atime !== undefined && { atime: e.atime }),
+    ...(e.ctime !== undefined && { ctime: e.ctime }),
+  };
+  return { k: "f", blob: s.oid, perm: e.perm, mtime: e.mtime, ...owner, ...times };
+}
+
 function same(a: State, b: State): boolean {
   return a === b || (a !== undefined && b !== undefined && a.kind === b.kind && a.oid === b.oid);
 }
@@ -593,7 +620,12 @@ export class RepoWriter {
         continue;
       }
       const sl = await this.localState(e);
-      if (same(sl, sb) || same(sl, sr)) continue;
+      if (same(sl, sb) || same(sl, sr)) {
+        // The server's version wins (or is ours already); local mode bits and owner stay.
+        const m = fileMetadataOn(snapX, p, e, sl?.oid);
+        if (m) keep.set(p, m);
+        continue;
+      }
       if (same(sr, sb)) {
         keep.set(p, e);
         continue;
@@ -670,6 +702,11 @@ export class RepoWriter {
         if (this.ignored(p, e.k === "d") || isLocalOnly(e) || this.overlay.changedSince(p, seq))
           keep.push([p, e]);
         else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
+        else {
+          // Pushed as it is: the sealed commit has these bytes; the local metadata stays.
+          const m = fileMetadataOn(snap, p, e, stateAt(snap, p)?.oid);
+          if (m) keep.push([p, m]);
+        }
       }
       await this.overlay.rebase(snap, keep, {
         ref: meta.ref,

@@ -60,11 +60,6 @@ function checkNames(rel: string): void {
     if (Buffer.byteLength(part) > NAME_MAX) throw new FsError("ENAMETOOLONG");
 }
 
-/** A file node's owner and times, carried into the entry that replaces its bytes. */
-function fileAttrs(n: Node): AttrChange {
-  return attrsOf(n);
-}
-
 function fsErrorOf(err: unknown): FsError {
   if (err instanceof FsError) return err;
   const code = (err as NodeJS.ErrnoException).code as ErrnoName | undefined;
@@ -396,7 +391,7 @@ export class WritableFileSystem implements FileSystem {
     const id = await loc.repo.overlay.newContent();
     const now = Date.now();
     loc.repo.overlay.set(loc.rel, {
-      ...fileAttrs(n),
+      ...attrsOf(n),
       k: "f",
       c: id,
       perm: n.perm,
@@ -433,7 +428,7 @@ export class WritableFileSystem implements FileSystem {
       new Date(cur.atime ?? cur.mtime),
       new Date(cur.mtime),
     ).catch(() => undefined);
-    loc.repo.overlay.set(loc.rel, { ...fileAttrs(cur), k: "f", c: id, perm: cur.perm, mtime: cur.mtime });
+    loc.repo.overlay.set(loc.rel, { ...attrsOf(cur), k: "f", c: id, perm: cur.perm, mtime: cur.mtime });
     return id;
   }
 

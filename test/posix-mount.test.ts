@@ -414,6 +414,9 @@ test("metadata-only changes push nothing; fifos and sockets are never pushed", a
   await ok(ROOT, "printf 'content\\n' > pushed.txt");
   await waitPushed(d as Daemon, app);
   const ref = serverRef(serve as ServeHandle, app);
+  const pushes = async () =>
+    ((await (d as Daemon).status()).writes.find((w) => w.repo === app) as { pushes?: number }).pushes;
+  const pushesBefore = await pushes();
   await ok(
     ROOT,
     "chmod 600 README.md && chmod 700 tool.sh && chown 1:2 README.md && touch -d 2001-01-01 pushed.txt",
@@ -422,6 +425,8 @@ test("metadata-only changes push nothing; fifos and sockets are never pushed", a
   await pythonAs(ROOT, repo, "import socket; socket.socket(socket.AF_UNIX).bind('srv.sock')");
   await waitPushed(d as Daemon, app);
   assert.equal(serverRef(serve as ServeHandle, app), ref, "no commit for metadata-only changes");
+  assert.equal(await pushes(), pushesBefore, "no push for metadata-only changes");
+  assert.equal(typeof pushesBefore, "number");
   // An executable bit that changes is what Git stores: that is pushed.
   await ok(ROOT, "chmod 755 pushed.txt");
   await waitPushed(d as Daemon, app);

@@ -38,3 +38,25 @@ test("docs/configuration.md names every MESA_* variable of the example and every
     assert.ok(reference.includes(`\`${v}\``), v);
   }
 });
+
+test("docs/semantics.md: every row names at least one test, and every named test exists", () => {
+  const lines = read("docs/semantics.md").split("\n");
+  const isSeparator = (l: string | undefined) => l !== undefined && /^\|(\s*-+\s*\|)+$/.test(l);
+  let rows = 0;
+  for (const [i, line] of lines.entries()) {
+    if (!line.startsWith("|") || isSeparator(line) || isSeparator(lines[i + 1])) continue;
+    rows++;
+    const cells = line.split(" | ");
+    const last = (cells[cells.length - 1] ?? "").replace(/\s*\|$/, "");
+    const refs = last.split(/; (?=`)/);
+    assert.ok(refs.length > 0 && last.trim() !== "", `no test named for: ${line}`);
+    for (const ref of refs) {
+      const m = /^`([a-z0-9-]+)`: (.+)$/.exec(ref);
+      assert.ok(m, `not a test reference ("\`file\`: name"): ${ref}`);
+      const source = read(`test/${m[1]}.test.ts`);
+      const name = m[2]!.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      assert.match(source, new RegExp(`test\\(\\s*"${name}"`), `test/${m[1]}.test.ts has no test "${m[2]}"`);
+    }
+  }
+  assert.ok(rows >= 30, `only ${rows} rows`);
+});

@@ -341,6 +341,21 @@ describe("buildTree", () => {
     git(repo.bare, ["fsck", "--strict", "--no-dangling"]);
   });
 
+  test("two new directories with the same contents are one tree object, written once", async () => {
+    const same = git(repo.bare, ["hash-object", "-w", "--stdin"], Buffer.from("same\n"));
+    const built = await buildTree(
+      null,
+      [
+        { action: "upsert", path: "copy1/sub/f", mode: "100644", oid: same },
+        { action: "upsert", path: "copy2/sub/f", mode: "100644", oid: same },
+      ],
+      () => [],
+    );
+    const oids = built.newTrees.map((t) => hashObject("tree", t.data));
+    assert.equal(new Set(oids).size, oids.length);
+    assert.equal(oids.length, 3); // sub (shared), copy1 = copy2, the root
+  });
+
   test("deleting everything gives the empty tree; bad paths are refused", async () => {
     const baseTree = git(repo.bare, ["rev-parse", "HEAD^{tree}"]);
     const load = (oid: Oid) => parseTree(catFiles(repo.bare, [oid]).get(oid)!.data);

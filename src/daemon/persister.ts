@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import { isMesaError, MesaError } from "../errors.js";
 import { conflictMarkers, isText } from "../fuse/conflict.js";
 import type { IgnoreMatcher } from "../fuse/mesaignore.js";
-import type { OverlayEntry, RepoOverlay } from "../fuse/overlay.js";
+import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "../fuse/overlay.js";
 import { entryKind, listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import {
   hashObject,
@@ -123,6 +123,42 @@ function stateAt(snap: RepoSnapshot, rel: string): State {
     tree = e.oid;
   }
   return undefined;
+}
+
+/**
+ * A directory entry moved onto a new base: where the base has a directory at `p` its contents
+ * show through and only the entry's metadata stays; elsewhere it stays a local (empty) directory.
+ */
+function directoryOn(snap: RepoSnapshot, p: string, e: OverlayEntry & { k: "d" }): OverlayEntry {
+  const { tree: _tree, inherit: _inherit, ...rest } = e;
+  return stateAt(snap, p)?.kind === "dir" ? { ...rest, inherit: true } : rest;
+}
+
+/**
+ * What stays of a file entry once a new base has that path as a file with the same executable
+ * bit: its mode bits and owner, and its times when the bytes are still `localOid`'s, as a
+ * reference to the base's blob (which pushes nothing). Undefined when nothing is left to keep.
+ */
+function fileMetadataOn(
+  snap: RepoSnapshot,
+  p: string,
+  e: OverlayEntry,
+  localOid: string | undefined,
+): OverlayEntry | undefined {
+  const s = stateAt(snap, p);
+  if (e.k !== "f" || (s?.kind !== "file" && s?.kind !== "exec")) return undefined;
+  if ((s.kind === "exec") !== ((e.perm & 0o100) !== 0)) return undefined;
+  const owner = { ...(e.uid !== undefined && { uid: e.uid }), ...(e.gid !== undefined && { gid: e.gid }) };
+  const usual = e.perm === (s.kind === "exec" ? 0o755 : 0o644) && Object.keys(owner).length === 0;
+  if (s.oid !== localOid) {
+    if (usual) return undefined;
+    return { k: "f", blob: s.oid, perm: e.perm, mtime: snap.commitTime.getTime(), ...owner };
+  }
+  const times = {
+    ...(e.atime !== undefined && { atime: e.atime }),
+    ...(e.ctime !== undefined && { ctime: e.ctime }),
+  };
+  return { k: "f", blob: s.oid, perm: e.perm, mtime: e.mtime, ...owner, ...times };
 }
 
 function same(a: State, b: State): boolean {
@@ -237,8 +273,8 @@ export class RepoWriter {
     for (const p of this.overlay.paths()) {
       const e = this.overlay.entry(p) as OverlayEntry;
       if (p === "") continue;
-      if (this.ignored(p, e.k === "d")) keep.push([p, e]);
-      else if (e.k === "d" && stateAt(snap, p)?.kind !== "dir") keep.push([p, { ...e, tree: undefined }]);
+      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) keep.push([p, e]);
+      else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
     }
     await this.overlay.rebase(snap, keep, { ref, base: snap.commitOid, known: snap.commitOid });
     this.onBase(snap);
@@ -354,9 +390,11 @@ export class RepoWriter {
       if (this.ignored(p, e.k === "d")) continue;
       switch (e.k) {
         case "x":
+        case "n": // a fifo or socket: Git has nothing at its path
           changes.push({ action: "delete", path: p });
           break;
         case "d":
+          if (e.inherit) break; // metadata only
           if (e.tree) changes.push({ action: "upsert", path: p, mode: "40000", oid: e.tree });
           else changes.push({ action: "delete", path: p });
           break;
@@ -529,6 +567,7 @@ export class RepoWriter {
   private async localState(e: OverlayEntry): Promise<State> {
     switch (e.k) {
       case "x":
+      case "n":
         return undefined;
       case "d":
         return { kind: "dir", oid: e.tree ?? "" };
@@ -567,19 +606,26 @@ export class RepoWriter {
     for (const p of this.overlay.paths()) {
       const e = this.overlay.entry(p);
       if (!e || p === "") continue;
-      if (this.ignored(p, e.k === "d")) {
+      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) {
         keep.set(p, e);
         continue;
       }
       const sb = stateAt(snapL, p);
       const sr = stateAt(snapX, p);
       if (e.k === "d") {
-        // Directories are containers: keep one only where the new base has none and it was ours.
-        if (sr?.kind !== "dir" && sb?.kind !== "dir") keep.set(p, e);
+        // Directories are containers: the new base's directory shows through (with our
+        // metadata); ours stays only where the new base has none and it was ours.
+        if (sr?.kind === "dir") keep.set(p, directoryOn(snapX, p, e));
+        else if (sb?.kind !== "dir" && !e.inherit) keep.set(p, e);
         continue;
       }
       const sl = await this.localState(e);
-      if (same(sl, sb) || same(sl, sr)) continue;
+      if (same(sl, sb) || same(sl, sr)) {
+        // The server's version wins (or is ours already); local mode bits and owner stay.
+        const m = fileMetadataOn(snapX, p, e, sl?.oid);
+        if (m) keep.set(p, m);
+        continue;
+      }
       if (same(sr, sb)) {
         keep.set(p, e);
         continue;
@@ -653,8 +699,14 @@ export class RepoWriter {
       for (const p of this.overlay.paths()) {
         const e = this.overlay.entry(p) as OverlayEntry;
         if (p === "") continue;
-        if (this.ignored(p, e.k === "d") || this.overlay.changedSince(p, seq)) keep.push([p, e]);
-        else if (e.k === "d" && stateAt(snap, p)?.kind !== "dir") keep.push([p, { ...e, tree: undefined }]);
+        if (this.ignored(p, e.k === "d") || isLocalOnly(e) || this.overlay.changedSince(p, seq))
+          keep.push([p, e]);
+        else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
+        else {
+          // Pushed as it is: the sealed commit has these bytes; the local metadata stays.
+          const m = fileMetadataOn(snap, p, e, stateAt(snap, p)?.oid);
+          if (m) keep.push([p, m]);
+        }
       }
       await this.overlay.rebase(snap, keep, {
         ref: meta.ref,

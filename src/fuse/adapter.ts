@@ -76,6 +76,8 @@ interface Node {
   children?: Map<string, Node>;
   /** Set when unlinked or replaced: its last path (open handles still use it). */
   removedPath?: string;
+  /** Open file handles: fstat of a removed file is answered through one of them. */
+  handles?: Set<number>;
 }
 
 /** The inode table: nodes stay while attached, so a path keeps its inode number. */
@@ -418,7 +420,9 @@ class FuseFace {
         return b.replyReadlink(req, await this.fs.readlink(this.path(ino)));
       case Op.OPEN: {
         const flags = a[0] as number;
-        const fh = await this.fs.open(this.path(ino), flags);
+        const node = this.inodes.get(ino);
+        const fh = await this.fs.open(this.inodes.pathOf(node), flags);
+        this.opened(node, fh);
         // Content that changes behind the kernel's back is invalidated explicitly: keep the cache.
         return b.replyOpen(req, fh, OPEN_KEEP_CACHE | (wantsWrite(flags) ? 0 : OPEN_NOFLUSH));
       }
@@ -433,9 +437,12 @@ class FuseFace {
       case Op.FLUSH:
         await this.fs.writes?.flush(this.path(ino), a[0] as number);
         return b.replyErr(req, 0);
-      case Op.RELEASE:
-        await this.fs.release(this.path(ino), a[0] as number);
+      case Op.RELEASE: {
+        const node = this.inodes.get(ino);
+        node.handles?.delete(a[0] as number);
+        await this.fs.release(this.inodes.pathOf(node), a[0] as number);
         return b.replyErr(req, 0);
+      }
       case Op.FSYNC:
         await this.writes().fsync(this.path(ino), a[0] as number, Boolean(a[1]));
         return b.replyErr(req, 0);
@@ -513,9 +520,17 @@ class FuseFace {
     return this.inodes.childPath(parent, name);
   }
 
+  private opened(node: Node, fh: number): void {
+    node.handles ??= new Set();
+    node.handles.add(fh);
+  }
+
+  /** A removed file is stat'ed through an open handle (fstat does not name one). */
   private statOf(node: Node, fh: number): Promise<Stat> {
     const path = this.inodes.pathOf(node);
-    if (fh >= 0 && node.removedPath !== undefined && this.fs.fgetattr) return this.fs.fgetattr(path, fh);
+    const handle = fh >= 0 ? fh : node.handles?.values().next().value;
+    if (handle !== undefined && node.removedPath !== undefined && this.fs.fgetattr)
+      return this.fs.fgetattr(path, handle);
     return this.fs.getattr(path);
   }
 
@@ -604,6 +619,7 @@ class FuseFace {
     const s = await this.fs.getattr(path);
     const node = this.inodes.child(parent, name, s.mode & S_IFMT);
     node.nlookup++;
+    this.opened(node, fh);
     const bits = OPEN_KEEP_CACHE | (wantsWrite(flags) ? 0 : OPEN_NOFLUSH);
     this.b.replyCreate(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS, fh, bits);
   }

@@ -13,20 +13,57 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "nod
 import { join } from "node:path";
 import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
+/**
+ * POSIX metadata kept for the session and never pushed. Optional: journals written before it
+ * existed lack it, and then the defaults apply (the mount's owner, ctime and atime = mtime).
+ */
+export interface Attrs {
+  uid?: number;
+  gid?: number;
+  atime?: number;
+  ctime?: number;
+}
+
+/** A fifo ("p") or a unix socket ("s"). */
+export type SpecialType = "p" | "s";
+
 /** A path's state in the overlay; it hides whatever the base has at that path. */
 export type OverlayEntry =
   /** A file: its bytes in content file `c`, or still the base blob `blob` (renamed, chmod-ed). */
-  | { k: "f"; c?: string; blob?: string; perm: number; mtime: number }
-  | { k: "l"; target: string; mtime: number }
-  /** A directory; `tree` is the base tree whose entries show through (absent = starts empty). */
-  | { k: "d"; tree?: string; perm: number; mtime: number }
+  | ({ k: "f"; c?: string; blob?: string; perm: number; mtime: number } & Attrs)
+  | ({ k: "l"; target: string; mtime: number } & Attrs)
+  /**
+   * A directory; `tree` is the base tree whose entries show through (absent = starts empty).
+   * `inherit`: the lower layer's directory at this same path shows through (only metadata differs).
+   */
+  | ({ k: "d"; tree?: string; inherit?: boolean; perm: number; mtime: number } & Attrs)
+  /** A fifo or unix socket: local only, never pushed. */
+  | ({ k: "n"; t: SpecialType; perm: number; mtime: number } & Attrs)
   /** Deleted (whiteout). */
   | { k: "x" };
 
 export type Node =
-  | { type: "dir"; tree?: string; perm: number; mtime: number }
-  | { type: "file"; perm: number; size: number; mtime: number; content?: string; blob?: string }
-  | { type: "symlink"; target: string; mtime: number };
+  | ({ type: "dir"; tree?: string; perm: number; mtime: number } & Attrs)
+  | ({ type: "file"; perm: number; size: number; mtime: number; content?: string; blob?: string } & Attrs)
+  | ({ type: "symlink"; target: string; mtime: number } & Attrs)
+  | ({ type: "special"; t: SpecialType; perm: number; mtime: number } & Attrs);
+
+/** A metadata-only change (chmod, chown, utimens, a directory's entries changing). */
+export type AttrChange = Attrs & { perm?: number; mtime?: number };
+
+/** Entries that exist only on this machine whatever `.mesaignore` says (fifos, sockets). */
+export function isLocalOnly(e: OverlayEntry): boolean {
+  return e.k === "n";
+}
+
+export function attrsOf(x: Attrs): Attrs {
+  const out: Attrs = {};
+  if (x.uid !== undefined) out.uid = x.uid;
+  if (x.gid !== undefined) out.gid = x.gid;
+  if (x.atime !== undefined) out.atime = x.atime;
+  if (x.ctime !== undefined) out.ctime = x.ctime;
+  return out;
+}
 
 export type Lookup = Node | "ENOENT" | "ENOTDIR";
 
@@ -144,7 +181,10 @@ export class RepoOverlay {
           try {
             const s = await stat(this.contentPath(e.c));
             this.sizes.set(e.c, s.size);
+            // Writes are not journaled one by one: the content file's mtime is the last one
+            // (utimens sets it too), and a write after the last journaled change moves ctime.
             e.mtime = s.mtimeMs;
+            e.ctime = Math.max(e.ctime ?? 0, s.mtimeMs);
           } catch {
             this.sizes.set(e.c, 0);
           }
@@ -247,7 +287,7 @@ export class RepoOverlay {
 
   // ---- in-memory state ----------------------------------------------------------------
 
-  private put(p: string, e: OverlayEntry): void {
+  private put(p: string, e: OverlayEntry, structural = true): void {
     const prev = this.entries.get(p);
     // A path that stops being a directory takes its overlay subtree with it.
     if (prev?.k === "d" && e.k !== "d") this.dropBelow(p);
@@ -263,7 +303,7 @@ export class RepoOverlay {
       }
       s.add(baseName(p));
     }
-    this.pathSeq.set(p, this.seq);
+    if (structural) this.pathSeq.set(p, this.seq);
   }
 
   private unput(p: string): void {
@@ -341,9 +381,11 @@ export class RepoOverlay {
   private entryFor(node: Node): OverlayEntry {
     switch (node.type) {
       case "dir":
-        return { k: "d", tree: node.tree, perm: node.perm, mtime: node.mtime };
+        return { k: "d", tree: node.tree, perm: node.perm, mtime: node.mtime, ...attrsOf(node) };
       case "symlink":
-        return { k: "l", target: node.target, mtime: node.mtime };
+        return { k: "l", target: node.target, mtime: node.mtime, ...attrsOf(node) };
+      case "special":
+        return { k: "n", t: node.t, perm: node.perm, mtime: node.mtime, ...attrsOf(node) };
       case "file":
         return {
           k: "f",
@@ -351,6 +393,7 @@ export class RepoOverlay {
           blob: node.content ? undefined : node.blob,
           perm: node.perm,
           mtime: node.mtime,
+          ...attrsOf(node),
         };
     }
   }
@@ -360,12 +403,22 @@ export class RepoOverlay {
       case "x":
         return undefined;
       case "d":
-        return { type: "dir", tree: e.tree, perm: e.perm, mtime: e.mtime };
+        return { type: "dir", tree: e.tree, perm: e.perm, mtime: e.mtime, ...attrsOf(e) };
       case "l":
-        return { type: "symlink", target: e.target, mtime: e.mtime };
+        return { type: "symlink", target: e.target, mtime: e.mtime, ...attrsOf(e) };
+      case "n":
+        return { type: "special", t: e.t, perm: e.perm, mtime: e.mtime, ...attrsOf(e) };
       case "f": {
         const size = e.c !== undefined ? (this.sizes.get(e.c) ?? 0) : (this.blobSizes.get(e.blob ?? "") ?? 0);
-        return { type: "file", perm: e.perm, size, mtime: e.mtime, content: e.c, blob: e.blob };
+        return {
+          type: "file",
+          perm: e.perm,
+          size,
+          mtime: e.mtime,
+          content: e.c,
+          blob: e.blob,
+          ...attrsOf(e),
+        };
       }
     }
   }
@@ -394,7 +447,18 @@ export class RepoOverlay {
   /** The effective node at repo-relative `rel` ("" = the repo root). */
   lookup(rel: string): Lookup {
     const e = this.entries.get(rel);
+    if (e?.k === "d" && e.inherit) {
+      // Metadata from the entry, contents from whatever directory the lower layer has here.
+      const lower = this.lower(rel);
+      const tree = typeof lower !== "string" && lower.type === "dir" ? lower.tree : undefined;
+      return { type: "dir", tree, perm: e.perm, mtime: e.mtime, ...attrsOf(e) };
+    }
     if (e) return this.fromEntry(e) ?? "ENOENT";
+    return this.lower(rel);
+  }
+
+  /** The node at `rel` as the layers below `rel`'s own entry give it. */
+  private lower(rel: string): Lookup {
     if (rel === "")
       return { type: "dir", tree: this.base.rootTree, perm: 0o755, mtime: this.base.commitTime.getTime() };
     const parent = this.lookup(parentOf(rel));
@@ -413,6 +477,39 @@ export class RepoOverlay {
     if (dir.tree) for (const e of this.trees.get(dir.tree) ?? []) names.add(e.name);
     for (const n of this.kids.get(rel) ?? []) names.add(n);
     return [...names].filter((n) => typeof this.lookup(rel === "" ? n : `${rel}/${n}`) !== "string");
+  }
+
+  /** Subdirectories of directory `rel` (for its link count). */
+  subdirCount(rel: string, dir: Node & { type: "dir" }): number {
+    let n = dir.tree ? this.treeSubdirs(dir.tree) : 0;
+    const kids = this.kids.get(rel);
+    if (!kids || kids.size === 0) return n;
+    // The base's count, corrected for the names the overlay holds (cheap: no lookups).
+    const base = dir.tree ? entryIndex(this.trees.get(dir.tree) ?? []) : undefined;
+    for (const name of kids) {
+      const be = base?.get(name);
+      const kind = be && entryKind(be.mode);
+      const wasDir = kind === "dir" || kind === "submodule";
+      const e = this.entries.get(rel === "" ? name : `${rel}/${name}`);
+      const isDir = e === undefined ? wasDir : e.k === "d";
+      n += (isDir ? 1 : 0) - (wasDir ? 1 : 0);
+    }
+    return n;
+  }
+
+  private readonly subdirsOfTree = new Map<string, number>();
+
+  private treeSubdirs(oid: string): number {
+    let n = this.subdirsOfTree.get(oid);
+    if (n === undefined) {
+      n = 0;
+      for (const e of this.trees.get(oid) ?? []) {
+        const kind = entryKind(e.mode);
+        if (kind === "dir" || kind === "submodule") n++;
+      }
+      this.subdirsOfTree.set(oid, n);
+    }
+    return n;
   }
 
   /** Does the overlay hold anything at all (i.e. would a persist have work to do)? */
@@ -442,6 +539,36 @@ export class RepoOverlay {
     this.onChange?.();
   }
 
+  /**
+   * Changes metadata only. A directory from the base becomes an `inherit` entry, and a
+   * directory's metadata change does not count as a change of its contents for rebases.
+   */
+  setAttrs(p: string, change: AttrChange): void {
+    const node = this.lookup(p);
+    if (typeof node === "string") return;
+    const prev = this.entries.get(p);
+    // Times not changed here stay what they showed (absent ones followed mtime).
+    const kept = { atime: node.atime ?? node.mtime, ctime: node.ctime ?? node.mtime };
+    let next: OverlayEntry;
+    if (prev && prev.k !== "x") next = { ...prev, ...kept, ...change } as OverlayEntry;
+    else if (node.type === "dir")
+      next = {
+        k: "d",
+        inherit: true,
+        perm: node.perm,
+        mtime: node.mtime,
+        ...attrsOf(node),
+        ...kept,
+        ...change,
+      };
+    else next = { ...this.entryFor(node), ...kept, ...change } as OverlayEntry;
+    if (next.k === "l") delete (next as { perm?: number }).perm;
+    this.seq++;
+    this.append({ op: "set", p, e: next });
+    this.put(p, next, next.k !== "d");
+    this.onChange?.();
+  }
+
   rename(from: string, to: string): void {
     this.seq++;
     this.append({ op: "mv", from, to });
@@ -464,7 +591,9 @@ export class RepoOverlay {
     this.contentSeq.set(id, (this.contentSeq.get(id) ?? 0) + 1);
     const e = p === undefined ? undefined : this.entries.get(p);
     if (e && e.k === "f" && e.c === id) {
+      e.atime ??= e.mtime;
       e.mtime = Date.now();
+      e.ctime = e.mtime;
       this.pathSeq.set(p as string, this.seq + 1);
     }
     this.bump();

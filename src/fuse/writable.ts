@@ -4,25 +4,32 @@
  * modified ones the overlay). Root/org paths and read-only repos go to the core unchanged.
  * POSIX semantics and errnos live here; persisting lives in the daemon's persister.
  */
-import { type FileHandle, open, statfs } from "node:fs/promises";
+import { type FileHandle, open, statfs, utimes } from "node:fs/promises";
 import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 import {
+  type Caller,
   type ChangeListener,
   type ErrnoName,
   type FileSystem,
   FsError,
   S_IFDIR,
   S_IFLNK,
+  S_IFMT,
   S_IFREG,
   type Stat,
   type StatFs,
   type WriteOps,
   wantsWrite,
 } from "./filesystem.js";
-import { type Node, parentOf, type RepoOverlay } from "./overlay.js";
+import { type AttrChange, attrsOf, type Node, parentOf, type RepoOverlay } from "./overlay.js";
 
 const O_TRUNC = 0o1000;
 const NAME_MAX = 255;
+const S_IFIFO = 0o010000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFSOCK = 0o140000;
+const S_ISGID = 0o2000;
 
 /** One writable repo as the filesystem sees it. */
 export interface WritableRepo {
@@ -33,10 +40,11 @@ export interface WritableRepo {
   persistNow(): Promise<void>;
 }
 
+/** `orphan`: the attributes of a file unlinked while this handle is open (fstat still works). */
 type Handle =
   | { kind: "core"; fh: number }
-  | { kind: "base"; repo: WritableRepo; oid: string; size: number }
-  | { kind: "overlay"; repo: WritableRepo; id: string; file: FileHandle; rel: string };
+  | { kind: "base"; repo: WritableRepo; oid: string; size: number; rel: string; orphan?: Stat }
+  | { kind: "overlay"; repo: WritableRepo; id: string; file: FileHandle; rel: string; orphan?: Stat };
 
 interface Located {
   key: string;
@@ -46,6 +54,12 @@ interface Located {
 
 /** Node/libuv error codes that map one-to-one onto errnos the writer should see. */
 const PASS_THROUGH = new Set<ErrnoName>(["ENOSPC", "EDQUOT", "EIO", "ENOENT"]);
+
+/** ENAMETOOLONG for a name over 255 bytes, as Linux filesystems give it for any call. */
+function checkNames(rel: string): void {
+  for (const part of rel.split("/"))
+    if (Buffer.byteLength(part) > NAME_MAX) throw new FsError("ENAMETOOLONG");
+}
 
 function fsErrorOf(err: unknown): FsError {
   if (err instanceof FsError) return err;
@@ -115,15 +129,26 @@ export class WritableFileSystem implements FileSystem {
     return n;
   }
 
-  private stat(n: Node): Stat {
-    const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: new Date(n.mtime) };
+  /** Committed paths show the mount's owner and the commit time until something changes them. */
+  private stat(loc: Located, n: Node, rel = loc.rel): Stat {
+    const base = {
+      uid: n.uid ?? this.opts.uid,
+      gid: n.gid ?? this.opts.gid,
+      mtime: new Date(n.mtime),
+      atime: new Date(n.atime ?? n.mtime),
+      ctime: new Date(n.ctime ?? n.mtime),
+    };
     switch (n.type) {
-      case "dir":
-        return { ...base, mode: S_IFDIR | (n.perm & 0o7777), size: 4096, nlink: 2 };
+      case "dir": {
+        const nlink = 2 + loc.repo.overlay.subdirCount(rel, n);
+        return { ...base, mode: S_IFDIR | (n.perm & 0o7777), size: 4096, nlink };
+      }
       case "symlink":
         return { ...base, mode: S_IFLNK | 0o777, size: Buffer.byteLength(n.target), nlink: 1 };
       case "file":
         return { ...base, mode: S_IFREG | (n.perm & 0o7777), size: n.size, nlink: 1 };
+      case "special":
+        return { ...base, mode: (n.t === "p" ? S_IFIFO : S_IFSOCK) | (n.perm & 0o7777), size: 0, nlink: 1 };
     }
   }
 
@@ -133,7 +158,15 @@ export class WritableFileSystem implements FileSystem {
     const loc = this.locate(path);
     if (!loc) return this.core.getattr(path);
     this.core.counters.getattr++;
-    return this.stat(this.node(loc));
+    checkNames(loc.rel);
+    return this.stat(loc, this.node(loc));
+  }
+
+  async fgetattr(path: string, fh: number): Promise<Stat> {
+    const h = this.handles.get(fh);
+    if (h && h.kind !== "core" && h.orphan)
+      return { ...h.orphan, size: h.kind === "overlay" ? h.repo.overlay.size(h.id) : h.size };
+    return this.getattr(path);
   }
 
   async readdir(path: string): Promise<string[]> {
@@ -178,19 +211,22 @@ export class WritableFileSystem implements FileSystem {
     if (!wantsWrite(flags) && n.content === undefined) {
       const oid = n.blob as string;
       this.content.pin(oid);
-      return this.addHandle({ kind: "base", repo: loc.repo, oid, size: n.size });
+      return this.addHandle({ kind: "base", repo: loc.repo, oid, size: n.size, rel: loc.rel });
     }
     if (wantsWrite(flags)) this.checkWritable(loc);
     const id =
       (flags & O_TRUNC) !== 0 && n.content === undefined
         ? await this.emptyFile(loc, n)
         : await this.copyUp(loc, n);
-    if ((flags & O_TRUNC) !== 0 && loc.repo.overlay.size(id) > 0) {
-      const f = await open(loc.repo.overlay.contentPath(id), "r+");
-      try {
-        await f.truncate(0);
-      } finally {
-        await f.close();
+    // O_TRUNC moves mtime and ctime even when the file was already empty.
+    if ((flags & O_TRUNC) !== 0 && n.content !== undefined) {
+      if (loc.repo.overlay.size(id) > 0) {
+        const f = await open(loc.repo.overlay.contentPath(id), "r+");
+        try {
+          await f.truncate(0);
+        } finally {
+          await f.close();
+        }
       }
       loc.repo.overlay.contentChanged(loc.rel, id, 0);
     }
@@ -296,18 +332,58 @@ export class WritableFileSystem implements FileSystem {
     if (loc.repo.readOnlyReason !== undefined) throw new FsError("EROFS", loc.repo.readOnlyReason);
   }
 
-  /** The repo of a path that is about to change, or EROFS outside any writable repo. */
-  private writable(path: string): Located {
+  /**
+   * The repo of a path that is about to change, or EROFS outside any writable repo. The repo
+   * root itself takes metadata changes only (`root`).
+   */
+  private writable(path: string, root = false): Located {
     const loc = this.locate(path);
     if (!loc) {
       this.core.counters.erofs++;
       throw new FsError(path.split("/").filter(Boolean).length <= 2 ? "EPERM" : "EROFS");
     }
-    if (loc.rel === "") throw new FsError("EPERM");
+    if (loc.rel === "" && !root) throw new FsError("EPERM");
     this.checkWritable(loc);
-    for (const part of loc.rel.split("/"))
-      if (Buffer.byteLength(part) > NAME_MAX) throw new FsError("ENAMETOOLONG");
+    checkNames(loc.rel);
     return loc;
+  }
+
+  /** A new entry's owner: the caller, with the group of a setgid parent directory. */
+  private owner(loc: Located, caller: Caller | undefined): { uid: number; gid: number; setgid: boolean } {
+    const parent = this.node(loc, parentOf(loc.rel));
+    if (parent.type !== "dir") throw new FsError("ENOTDIR");
+    const setgid = (parent.perm & S_ISGID) !== 0;
+    return {
+      uid: caller?.uid ?? this.opts.uid,
+      gid: setgid ? (parent.gid ?? this.opts.gid) : (caller?.gid ?? this.opts.gid),
+      setgid,
+    };
+  }
+
+  /**
+   * An entry was added to or removed from the parent of `rel`: its mtime and ctime move. Best
+   * effort: the operation itself is done and journaled, so a full disk costs only these times.
+   */
+  private touchParent(loc: Located, rel: string, now: number): void {
+    this.touch(loc, parentOf(rel), { mtime: now, ctime: now });
+  }
+
+  private touch(loc: Located, rel: string, change: AttrChange): void {
+    try {
+      loc.repo.overlay.setAttrs(rel, change);
+    } catch {
+      // ENOSPC from the journal: the times stay as they were.
+    }
+  }
+
+  /** Open handles of the file at `rel` keep its attributes once the name is gone. */
+  private orphanHandles(loc: Located, n: Node, now: number): void {
+    if (n.type !== "file") return;
+    for (const h of this.handles.values()) {
+      if (h.kind === "core" || h.repo !== loc.repo || h.rel !== loc.rel || h.orphan) continue;
+      if (h.kind === "overlay" ? h.id !== n.content : n.content !== undefined || h.oid !== n.blob) continue;
+      h.orphan = { ...this.stat(loc, n), nlink: 0, ctime: new Date(now) };
+    }
   }
 
   private parentDir(loc: Located): void {
@@ -322,7 +398,16 @@ export class WritableFileSystem implements FileSystem {
 
   private async emptyFile(loc: Located, n: Node & { type: "file" }): Promise<string> {
     const id = await loc.repo.overlay.newContent();
-    loc.repo.overlay.set(loc.rel, { k: "f", c: id, perm: n.perm, mtime: Date.now() });
+    const now = Date.now();
+    loc.repo.overlay.set(loc.rel, {
+      ...attrsOf(n),
+      k: "f",
+      c: id,
+      perm: n.perm,
+      atime: n.atime ?? n.mtime,
+      mtime: now,
+      ctime: now,
+    });
     return id;
   }
 
@@ -344,7 +429,15 @@ export class WritableFileSystem implements FileSystem {
     // Another call may have copied it up while the content was fetched.
     const now = this.node(loc);
     if (now.type === "file" && now.content !== undefined) return now.content;
-    loc.repo.overlay.set(loc.rel, { k: "f", c: id, perm: n.perm, mtime: Date.now() });
+    // The bytes are the same: times and owner stay as they were (a restart reads the mtime back
+    // from the content file).
+    const cur = now.type === "file" ? now : n;
+    await utimes(
+      loc.repo.overlay.contentPath(id),
+      new Date(cur.atime ?? cur.mtime),
+      new Date(cur.mtime),
+    ).catch(() => undefined);
+    loc.repo.overlay.set(loc.rel, { ...attrsOf(cur), k: "f", c: id, perm: cur.perm, mtime: cur.mtime });
     return id;
   }
 
@@ -362,15 +455,26 @@ export class WritableFileSystem implements FileSystem {
 
   private makeWriteOps(): WriteOps {
     return {
-      create: async (path, mode) => {
+      create: async (path, mode, caller) => {
         const loc = this.writable(path);
-        this.parentDir(loc);
+        const own = this.owner(loc, caller);
         const prev = this.exists(loc);
         if (prev?.type === "dir") throw new FsError("EISDIR");
         const id = await loc.repo.overlay.newContent().catch((err) => {
           throw fsErrorOf(err);
         });
-        loc.repo.overlay.set(loc.rel, { k: "f", c: id, perm: mode & 0o7777, mtime: Date.now() });
+        const now = Date.now();
+        loc.repo.overlay.set(loc.rel, {
+          k: "f",
+          c: id,
+          perm: mode & 0o7777,
+          mtime: now,
+          atime: now,
+          ctime: now,
+          uid: own.uid,
+          gid: own.gid,
+        });
+        this.touchParent(loc, loc.rel, now);
         return this.openContent(loc, id);
       },
 
@@ -386,6 +490,7 @@ export class WritableFileSystem implements FileSystem {
         }
         const size = Math.max(h.repo.overlay.size(h.id), position + written);
         h.repo.overlay.contentChanged(this.currentPath(h), h.id, size);
+        if (h.orphan) h.orphan.mtime = h.orphan.ctime = new Date();
         return written;
       },
 
@@ -404,20 +509,55 @@ export class WritableFileSystem implements FileSystem {
         if (h?.kind !== "overlay") return this.writes.truncate(path, size);
         const loc = this.writable(path);
         await this.resize(loc, h.id, size, h.file);
+        if (h.orphan) h.orphan.mtime = h.orphan.ctime = new Date();
       },
 
       unlink: async (path) => {
         const loc = this.writable(path);
         const n = this.node(loc);
         if (n.type === "dir") throw new FsError("EISDIR");
+        const now = Date.now();
+        this.orphanHandles(loc, n, now);
         loc.repo.overlay.set(loc.rel, { k: "x" });
+        this.touchParent(loc, loc.rel, now);
       },
 
-      mkdir: async (path, mode) => {
+      mkdir: async (path, mode, caller) => {
         const loc = this.writable(path);
-        this.parentDir(loc);
+        const own = this.owner(loc, caller);
         if (this.exists(loc)) throw new FsError("EEXIST");
-        loc.repo.overlay.set(loc.rel, { k: "d", perm: (mode & 0o7777) | 0o700, mtime: Date.now() });
+        const now = Date.now();
+        // The kernel already applied the umask; a setgid parent passes its setgid bit on.
+        const perm = (mode & 0o7777) | (own.setgid ? S_ISGID : 0);
+        loc.repo.overlay.set(loc.rel, {
+          k: "d",
+          perm,
+          mtime: now,
+          atime: now,
+          ctime: now,
+          uid: own.uid,
+          gid: own.gid,
+        });
+        this.touchParent(loc, loc.rel, now);
+      },
+
+      mknod: async (path, mode, _rdev, caller) => {
+        const loc = this.writable(path);
+        const own = this.owner(loc, caller);
+        if (this.exists(loc)) throw new FsError("EEXIST");
+        const fmt = mode & S_IFMT;
+        const now = Date.now();
+        const attrs = { perm: mode & 0o7777, mtime: now, atime: now, ctime: now, uid: own.uid, gid: own.gid };
+        if (fmt === S_IFCHR || fmt === S_IFBLK)
+          throw new FsError("EPERM", "device nodes are not supported in the mount");
+        if (fmt === S_IFIFO || fmt === S_IFSOCK) {
+          // Usable while mounted, never pushed: Git cannot store them.
+          loc.repo.overlay.set(loc.rel, { k: "n", t: fmt === S_IFIFO ? "p" : "s", ...attrs });
+        } else if (fmt === S_IFREG || fmt === 0) {
+          const id = await loc.repo.overlay.newContent();
+          loc.repo.overlay.set(loc.rel, { k: "f", c: id, ...attrs });
+        } else throw new FsError("EINVAL");
+        this.touchParent(loc, loc.rel, now);
       },
 
       rmdir: async (path) => {
@@ -426,6 +566,7 @@ export class WritableFileSystem implements FileSystem {
         if (n.type !== "dir") throw new FsError("ENOTDIR");
         if (loc.repo.overlay.list(loc.rel, n).length > 0) throw new FsError("ENOTEMPTY");
         loc.repo.overlay.set(loc.rel, { k: "x" });
+        this.touchParent(loc, loc.rel, Date.now());
       },
 
       rename: async (from, to) => {
@@ -444,20 +585,36 @@ export class WritableFileSystem implements FileSystem {
           if (target.type === "dir" && dest.repo.overlay.list(dest.rel, target).length > 0)
             throw new FsError("ENOTEMPTY");
         }
+        const now = Date.now();
+        if (target) this.orphanHandles(dest, target, now);
         src.repo.overlay.rename(src.rel, dest.rel);
+        // Like Linux: the moved entry's ctime and both parents' mtime and ctime move.
+        this.touch(dest, dest.rel, { ctime: now });
+        this.touchParent(src, src.rel, now);
+        if (parentOf(src.rel) !== parentOf(dest.rel)) this.touchParent(dest, dest.rel, now);
         // Open handles follow the file to its new name.
         for (const h of this.handles.values()) {
-          if (h.kind !== "overlay" || h.repo !== src.repo) continue;
+          if (h.kind === "core" || h.repo !== src.repo || h.orphan) continue;
           if (h.rel === src.rel) h.rel = dest.rel;
           else if (h.rel.startsWith(`${src.rel}/`)) h.rel = dest.rel + h.rel.slice(src.rel.length);
         }
       },
 
-      symlink: async (target, path) => {
+      symlink: async (target, path, caller) => {
         const loc = this.writable(path);
-        this.parentDir(loc);
+        const own = this.owner(loc, caller);
         if (this.exists(loc)) throw new FsError("EEXIST");
-        loc.repo.overlay.set(loc.rel, { k: "l", target, mtime: Date.now() });
+        const now = Date.now();
+        loc.repo.overlay.set(loc.rel, {
+          k: "l",
+          target,
+          mtime: now,
+          atime: now,
+          ctime: now,
+          uid: own.uid,
+          gid: own.gid,
+        });
+        this.touchParent(loc, loc.rel, now);
       },
 
       link: async (_from, to) => {
@@ -466,46 +623,38 @@ export class WritableFileSystem implements FileSystem {
         throw new FsError("EPERM", "hard links are not supported");
       },
 
+      // Who may chmod/chown is the kernel's check (`default_permissions`, from mode and owner).
       chmod: async (path, mode) => {
-        const loc = this.writable(path);
+        const loc = this.writable(path, true);
         const n = this.node(loc);
-        const perm = mode & 0o7777;
-        if (n.type === "file")
-          loc.repo.overlay.set(loc.rel, {
-            k: "f",
-            c: n.content,
-            blob: n.content ? undefined : n.blob,
-            perm,
-            mtime: n.mtime,
-          });
-        else if (n.type === "dir")
-          loc.repo.overlay.set(loc.rel, { k: "d", tree: n.tree, perm, mtime: n.mtime });
+        if (n.type === "symlink") return;
+        loc.repo.overlay.setAttrs(loc.rel, { perm: mode & 0o7777, ctime: Date.now() });
       },
 
       chown: async (path, uid, gid) => {
-        const loc = this.writable(path);
+        const loc = this.writable(path, true);
         this.node(loc);
-        // Files belong to the mount's owner; only a no-op change is allowed.
-        const same = (v: number, own: number) => v === own || v === -1 || v === 0xffffffff;
-        if (!same(uid, this.opts.uid) || !same(gid, this.opts.gid)) throw new FsError("EPERM");
+        const change: AttrChange = { ctime: Date.now() };
+        // -1 (as the kernel's unsigned 32-bit value too) leaves that id unchanged.
+        if (uid !== -1 && uid !== 0xffffffff) change.uid = uid;
+        if (gid !== -1 && gid !== 0xffffffff) change.gid = gid;
+        loc.repo.overlay.setAttrs(loc.rel, change);
       },
 
-      utimens: async (path, _atime, mtime) => {
-        const loc = this.writable(path);
+      utimens: async (path, atime, mtime) => {
+        const loc = this.writable(path, true);
         const n = this.node(loc);
-        if (mtime === undefined) return;
-        const t = Number.isFinite(mtime.getTime()) ? mtime.getTime() : Date.now();
-        if (n.type === "file")
-          loc.repo.overlay.set(loc.rel, {
-            k: "f",
-            c: n.content,
-            blob: n.content ? undefined : n.blob,
-            perm: n.perm,
-            mtime: t,
-          });
-        else if (n.type === "dir")
-          loc.repo.overlay.set(loc.rel, { k: "d", tree: n.tree, perm: n.perm, mtime: t });
-        else loc.repo.overlay.set(loc.rel, { k: "l", target: n.target, mtime: t });
+        const now = Date.now();
+        const ms = (d: Date) => (Number.isFinite(d.getTime()) ? d.getTime() : now);
+        const change: AttrChange = { ctime: now };
+        if (atime !== undefined) change.atime = ms(atime);
+        if (mtime !== undefined) change.mtime = ms(mtime);
+        if (n.type === "file" && n.content !== undefined && change.mtime !== undefined) {
+          // The content file's mtime is what a restart reads back (writes are not journaled).
+          const path = loc.repo.overlay.contentPath(n.content);
+          await utimes(path, new Date(change.atime ?? n.atime ?? n.mtime), new Date(change.mtime));
+        }
+        loc.repo.overlay.setAttrs(loc.rel, change);
       },
 
       fsync: async (path, fh) => {

@@ -96,6 +96,8 @@ export async function buildTree(
     else dir.entries.set(leaf, { mode: c.mode, oid: c.oid });
   }
   const newTrees: GitObject[] = [];
+  // Identical directories in two places are one object: a pack must not hold it twice.
+  const added = new Set<Oid>();
   const write = (node: DirNode): Oid | null => {
     for (const [name, child] of node.dirs) {
       const oid = write(child);
@@ -105,7 +107,10 @@ export async function buildTree(
     const entries: TreeEntry[] = [...node.entries].map(([name, e]) => ({ name, mode: e.mode, oid: e.oid }));
     const data = serializeTree(entries);
     const oid = hashObject("tree", data);
-    if (oid !== node.base) newTrees.push({ type: "tree", data });
+    if (oid !== node.base && !added.has(oid)) {
+      added.add(oid);
+      newTrees.push({ type: "tree", data });
+    }
     return oid;
   };
   const rootOid = write(root);

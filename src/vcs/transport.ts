@@ -14,8 +14,11 @@ import { errorFromStatus, isRetryable } from "./errors.js";
 export interface TransportOptions {
   /** Repository URL, e.g. http://127.0.0.1:7878/org/repo.git */
   url: string;
-  /** API key or access token; sent as the HTTP Basic password (user "mesa") or as a Bearer token. */
-  credential?: string;
+  /**
+   * API key or access token; sent as the HTTP Basic password (user "mesa") or as a Bearer token.
+   * A function is asked before every request, so a renewed token takes effect at once.
+   */
+  credential?: string | (() => string);
   authScheme?: "basic" | "bearer";
   /** Inactivity timeout for connecting, headers and each body chunk (default 30 s). */
   timeoutMs?: number;
@@ -86,10 +89,15 @@ export function classifyError(err: unknown, aborted: boolean): MesaError {
   );
 }
 
+function checkCredential(credential: string): void {
+  if (/[\r\n]/.test(credential)) throw new MesaError("INVALID_KEY", "credential contains a line break");
+}
+
 export class GitHttp {
   private readonly pool: Pool;
   private readonly basePath: string;
-  private readonly auth?: string;
+  private readonly credential?: () => string;
+  private readonly authScheme: "basic" | "bearer";
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly signal?: AbortSignal;
@@ -104,14 +112,12 @@ export class GitHttp {
     this.retries = Math.max(0, opts.retries ?? 3);
     this.signal = opts.signal;
     this.logger = opts.logger;
-    if (opts.credential !== undefined) {
-      if (/[\r\n]/.test(opts.credential))
-        throw new MesaError("INVALID_KEY", "credential contains a line break");
-      this.auth =
-        opts.authScheme === "bearer"
-          ? `Bearer ${opts.credential}`
-          : `Basic ${Buffer.from(`mesa:${opts.credential}`).toString("base64")}`;
-    }
+    this.authScheme = opts.authScheme ?? "basic";
+    const credential = opts.credential;
+    if (typeof credential === "string") {
+      checkCredential(credential);
+      this.credential = () => credential;
+    } else this.credential = credential;
     this.pool = new Pool(origin, {
       connections: 8,
       pipelining: 1,
@@ -120,6 +126,15 @@ export class GitHttp {
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     });
+  }
+
+  private authHeader(): string | undefined {
+    if (!this.credential) return undefined;
+    const credential = this.credential();
+    checkCredential(credential);
+    return this.authScheme === "bearer"
+      ? `Bearer ${credential}`
+      : `Basic ${Buffer.from(`mesa:${credential}`).toString("base64")}`;
   }
 
   /**
@@ -134,11 +149,13 @@ export class GitHttp {
       body = gzipSync(body, { level: 1 });
       headers["content-encoding"] = "gzip";
     }
-    if (this.auth) headers.authorization = this.auth;
     const signals = [this.signal, req.signal].filter((s): s is AbortSignal => s !== undefined);
     const signal =
       signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
     for (let attempt = 0; ; attempt++) {
+      // Asked on every attempt: a retry after a token renewal sends the new token.
+      const auth = this.authHeader();
+      if (auth) headers.authorization = auth;
       try {
         return await this.once(req, headers, body, signal, consume);
       } catch (raw) {

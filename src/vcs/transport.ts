@@ -3,6 +3,7 @@
  * timeouts, bounded retries with exponential backoff and full jitter (network errors, timeouts
  * and 5xx only, never 4xx), cancellation, and typed errors. Credentials never reach logs or errors.
  */
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { gzipSync } from "node:zlib";
 import { Pool } from "undici";
@@ -28,12 +29,18 @@ export interface TransportOptions {
   logger?: Logger;
 }
 
+/** A request body too large for memory: `open` gives a fresh stream of `length` bytes per attempt. */
+export interface StreamBody {
+  length: number;
+  open(): Readable;
+}
+
 export interface HttpRequest {
   method: "GET" | "POST";
   /** Path below the repository URL, e.g. "/info/refs?service=git-upload-pack". */
   path: string;
   headers?: Record<string, string>;
-  body?: Buffer;
+  body?: Buffer | StreamBody;
   /** gzip the body when it is large enough to be worth it. */
   gzip?: boolean;
   signal?: AbortSignal;
@@ -145,7 +152,8 @@ export class GitHttp {
   async run<T>(req: HttpRequest, consume: (res: HttpResponse) => Promise<T>): Promise<T> {
     let body = req.body;
     const headers: Record<string, string> = { "user-agent": `mesa/${VERSION}`, ...req.headers };
-    if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
+    if (body && !Buffer.isBuffer(body)) headers["content-length"] = String(body.length);
+    else if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
       body = gzipSync(body, { level: 1 });
       headers["content-encoding"] = "gzip";
     }
@@ -184,7 +192,7 @@ export class GitHttp {
   private async once<T>(
     req: HttpRequest,
     headers: Record<string, string>,
-    body: Buffer | undefined,
+    body: Buffer | StreamBody | undefined,
     signal: AbortSignal | undefined,
     consume: (res: HttpResponse) => Promise<T>,
   ): Promise<T> {
@@ -192,7 +200,7 @@ export class GitHttp {
       method: req.method,
       path: `${this.basePath}${req.path}`,
       headers,
-      body,
+      body: body === undefined || Buffer.isBuffer(body) ? body : body.open(),
       signal,
     });
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -92,7 +92,7 @@ test("a file read before someone else changed it shows the new content", async (
     await waitFor(
       async () =>
         (await d!.sh("coh", "cat README.md")).stdout === "changed on the server, longer than before\n",
-      5000,
+      20_000,
       200,
     ),
     `stale content: ${(await d.sh("coh", "cat README.md")).stdout}`,

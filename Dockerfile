@@ -4,6 +4,7 @@
 #   docker run --rm -it --device /dev/fuse --cap-add SYS_ADMIN \
 #     -e MESA_ORGS=acme:$MESA_KEY -e MESA_SERVICE_URL=https://mesa.example.com mesa
 # Every step below is exercised by test/install.test.ts, which runs them in a fresh Debian 12 root.
+# Debian 12 has no Node.js >= 22.19, so install.sh installs its private Node.js 24 LTS.
 FROM debian:bookworm-slim
 COPY install.sh mesa-fs-*.tgz /tmp/mesa/
 RUN MESA_INSTALL_TARBALL="$(ls /tmp/mesa/mesa-fs-*.tgz)" sh /tmp/mesa/install.sh --yes && rm -rf /tmp/mesa /var/lib/apt/lists/*

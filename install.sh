@@ -7,10 +7,12 @@
 # moved into place at the end, so a failure never leaves a half-installed mesa.
 set -eu
 
-NODE_MIN_MAJOR=20
-NODE_MIN_MINOR=18
-NODE_VERSION="${MESA_NODE_VERSION:-20.20.2}"
-NPM_VERSION="${MESA_NPM_VERSION:-10.9.4}"
+# Node.js 22.19 or newer runs mesa (its HTTP client needs it); older or missing gets a private
+# Node.js 24 LTS (the same version CI runs on).
+NODE_MIN_MAJOR=22
+NODE_MIN_MINOR=19
+NODE_VERSION="${MESA_NODE_VERSION:-24.22.3}"
+NPM_VERSION="${MESA_NPM_VERSION:-11.21.2}"
 PACKAGE="${MESA_INSTALL_PACKAGE:-mesa-fs}"
 REGISTRY="${MESA_NPM_REGISTRY:-https://registry.npmjs.org}"
 
@@ -24,7 +26,7 @@ Usage: install.sh [--yes] [--prefix DIR] [--help]
 Installs mesa and what it needs to mount repositories:
   - on Debian/Ubuntu: fuse3, libfuse2 (libfuse2t64 where renamed), ca-certificates
   - user_allow_other in /etc/fuse.conf (asks first unless --yes)
-  - Node.js >= 20.18 (a private copy from the npm registry when the system has none)
+  - Node.js >= 22.19 (else a private Node.js 24 LTS from the npm registry)
   - mesa itself, from this checkout when run inside one, from the tarball in
     MESA_INSTALL_TARBALL, or else from the npm registry (package MESA_INSTALL_PACKAGE, default mesa-fs)
 then runs `mesa doctor`.

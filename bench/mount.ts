@@ -3,11 +3,14 @@
  * Usage: node dist/bench/mount.js [--no-prefetch] [repo-path …]  (default: a generated 20,000-file repo with a
  * 100 MB file). Prints one table per repo: mount-to-ready vs clone time, first byte, find,
  * ls -lR and grep -r cold and warm, reading the largest file, and the daemon's peak RSS.
- * "cold" means a fresh mount with an empty cache for mesa, and dropped page caches for disk.
+ * "cold" means a fresh mount with an empty cache for mesa, and dropped page caches for disk (the
+ * bench stops when they cannot be dropped). Warm and disk rows start once the prefetcher is idle.
+ * Every command's output through the mount is compared with the same command's on the clone.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
+import { controlRequest } from "../src/daemon/control.js";
 import { generateRepo, mesa, mesaEnv, run, stopSandbox, tempDir } from "../test/helpers/mount.js";
 import { type ServeHandle, startServe } from "../test/helpers/serve.js";
 
@@ -24,17 +27,82 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
-async function sh(script: string, timeoutMs = 600_000): Promise<void> {
-  const r = await run("sh", ["-c", script], { timeoutMs });
-  if (r.code !== 0 && r.code !== 1) throw new Error(`${script}: exit ${r.code}: ${r.stderr.slice(0, 500)}`);
+/** Runs a shell command; its exit code must be `expect` (0 unless said), else the bench stops. */
+async function sh(script: string, opts: { expect?: number; timeoutMs?: number } = {}): Promise<string> {
+  const r = await run("sh", ["-c", script], { timeoutMs: opts.timeoutMs ?? 600_000 });
+  if (r.code !== (opts.expect ?? 0))
+    throw new Error(`${script}: exit ${r.code} (expected ${opts.expect ?? 0}): ${r.stderr.slice(0, 500)}`);
+  return r.stdout;
 }
 
+/**
+ * Empties the page cache so "cold" disk rows are cold. Failing (not root, a container) stops
+ * the bench: a table whose cold disk rows are warm would compare the wrong things.
+ */
 function dropCaches(): void {
   try {
-    execFileSync("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
-  } catch {
-    // not root: "cold" disk numbers are then warm-ish; the table says so
+    execFileSync("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+  } catch (err) {
+    throw new Error(
+      `cannot drop the page cache (${String((err as { stderr?: Buffer }).stderr ?? err).trim()}): run the bench as root on a machine that allows it`,
+    );
   }
+}
+
+/** Waits until the daemon's prefetcher has nothing queued or in flight (bounded), so warm and disk rows do not share the CPU with it. */
+async function prefetchIdle(socket: string, timeoutMs = 30 * 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let quiet = 0; Date.now() < end; ) {
+    const stats = (await controlRequest(socket, { cmd: "stats" })) as {
+      cache?: { prefetch?: { queued: number; inFlight: number } };
+    };
+    const p = stats.cache?.prefetch;
+    if (!p) throw new Error("the daemon's stats have no prefetch section");
+    // Idle twice in a row: a directory listing may queue more right after.
+    quiet = p.queued === 0 && p.inFlight === 0 ? quiet + 1 : 0;
+    if (quiet >= 2) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the prefetcher did not go idle within ${timeoutMs / 1000} s`);
+}
+
+/** The same command's output under the mount and under the clone, made comparable. */
+function sameOutput(what: string, mesaOut: string, diskOut: string): void {
+  if (mesaOut !== diskOut) {
+    const a = mesaOut.split("\n");
+    const b = diskOut.split("\n");
+    const i = a.findIndex((l, k) => l !== b[k]);
+    throw new Error(
+      `${what}: the mount's output differs from the clone's at line ${i + 1}: ${JSON.stringify(a[i])} vs ${JSON.stringify(b[i])}`,
+    );
+  }
+}
+
+/** Output lines relative to `root`, sorted (find and grep list paths in directory order). */
+function relativeSorted(out: string, root: string): string {
+  return out
+    .split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => l.split(`${root}/`).join("").split(root).join("."))
+    .sort()
+    .join("\n");
+}
+
+/** `ls -lR --time-style=+T` reduced to what both trees share: headers, and type, mode, size and name of files and links. */
+function lsComparable(out: string, root: string): string {
+  return out
+    .split("\n")
+    .filter((l) => l.length > 0 && !l.startsWith("total "))
+    .map((l) => {
+      if (l.endsWith(":") && l.startsWith(root)) return l.slice(root.length) || ".";
+      const m = /^(\S+)\s+\d+\s+\S+\s+\S+\s+(\d+)\s+T\s(.*)$/.exec(l);
+      if (!m) return `? ${l}`;
+      // Directory sizes and link counts are each filesystem's own business.
+      return m[1]!.startsWith("d") ? `d ${m[3]}` : `${m[1]!.slice(0, 10)} ${m[2]} ${m[3]}`;
+    })
+    .join("\n");
 }
 
 function peakRss(pid: number): number {
@@ -82,6 +150,7 @@ async function benchRepo(serve: ServeHandle, src: string, slug: string, work: st
     ...extraEnv,
   });
   const root = join(env.MESA_MOUNT_POINT as string, "local", repo);
+  const socket = join(env.MESA_RUNTIME_DIR as string, "mesa.sock");
   const freshMount = async (): Promise<number> => {
     await stopSandbox(env);
     rmSync(env.MESA_CACHE_PATH as string, { recursive: true, force: true });
@@ -95,30 +164,59 @@ async function benchRepo(serve: ServeHandle, src: string, slug: string, work: st
     const mountMs = await freshMount();
     rows.push({ metric: "ready (mount -d / clone --depth 1)", mesa: mountMs, clone: cloneMs });
     rows.push({ metric: "clone --filter=blob:none", clone: bloblessMs, note: "for reference" });
-    const firstMesa = await timed(() => sh(`head -c 1 '${root}/README.md' > /dev/null`));
+    let firstOut = "";
+    const firstMesa = await timed(async () => {
+      firstOut = await sh(`head -c 1 '${root}/README.md'`);
+    });
     dropCaches();
-    const firstDisk = await timed(() => sh(`head -c 1 '${clone}/README.md' > /dev/null`));
+    let firstDiskOut = "";
+    const firstDisk = await timed(async () => {
+      firstDiskOut = await sh(`head -c 1 '${clone}/README.md'`);
+    });
+    sameOutput("head -c 1 README.md", firstOut, firstDiskOut);
     rows.push({ metric: "first byte of README.md (cold)", mesa: firstMesa, clone: firstDisk });
 
-    for (const [name, cmd] of [
-      ["find", (d: string) => `find '${d}' -path '*/.git' -prune -o -print > /dev/null`],
-      ["ls -lR", (d: string) => `ls -lR '${d}' > /dev/null`],
-      ["grep -r", (d: string) => `grep -r --exclude-dir=.git -c zzzz-not-there '${d}' > /dev/null`],
+    // Each command's output is kept and compared with the clone's: a broken mount cannot print fast rows.
+    // grep finds nothing (exit 1) but lists every file with its count, so every file was read.
+    for (const [name, cmd, expect, comparable] of [
+      ["find", (d: string) => `find '${d}' -path '*/.git' -prune -o -print`, 0, relativeSorted],
+      ["ls -lR", (d: string) => `ls -lR --time-style=+T --ignore=.git '${d}'`, 0, lsComparable],
+      ["grep -r", (d: string) => `grep -r --exclude-dir=.git -c zzzz-not-there '${d}'`, 1, relativeSorted],
     ] as const) {
       await freshMount();
-      const cold = await timed(() => sh(cmd(root)));
-      const warm = await timed(() => sh(cmd(root)));
+      let coldOut = "";
+      let warmOut = "";
+      let diskColdOut = "";
+      let diskWarmOut = "";
+      const cold = await timed(async () => {
+        coldOut = await sh(cmd(root), { expect });
+      });
+      await prefetchIdle(socket);
+      const warm = await timed(async () => {
+        warmOut = await sh(cmd(root), { expect });
+      });
       dropCaches();
-      const diskCold = await timed(() => sh(cmd(clone)));
-      const diskWarm = await timed(() => sh(cmd(clone)));
+      const diskCold = await timed(async () => {
+        diskColdOut = await sh(cmd(clone), { expect });
+      });
+      const diskWarm = await timed(async () => {
+        diskWarmOut = await sh(cmd(clone), { expect });
+      });
+      const want = comparable(diskColdOut, clone);
+      sameOutput(`${name} cold`, comparable(coldOut, root), want);
+      sameOutput(`${name} warm`, comparable(warmOut, root), want);
+      sameOutput(`${name} disk warm`, comparable(diskWarmOut, clone), want);
       rows.push({ metric: `${name} cold`, mesa: cold, clone: diskCold });
       rows.push({ metric: `${name} warm`, mesa: warm, clone: diskWarm });
     }
 
     await freshMount();
     const readMesa = await timed(() => sh(`cat '${root}/${big}' > /dev/null`));
+    await prefetchIdle(socket);
     dropCaches();
     const readDisk = await timed(() => sh(`cat '${clone}/${big}' > /dev/null`));
+    // Checked after timing: the bytes read through the mount are the clone's.
+    await sh(`cmp '${root}/${big}' '${clone}/${big}'`);
     const size = Number(execFileSync("stat", ["-c", "%s", join(clone, big)]).toString());
     rows.push({
       metric: `read ${big} (${(size / 1e6).toFixed(1)} MB, cold)`,

@@ -161,6 +161,12 @@ test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release t
   assert.equal(version.status, 0, version.stderr);
   const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
   assert.equal(version.stdout.trim(), `mesa ${pkg.version}`);
+  // A machine without Node.js gets the private Node.js 24 LTS, and mesa runs on it.
+  assert.match(
+    readFileSync(join(root, "usr/local/bin/mesa"), "utf8"),
+    /^exec "\/usr\/local\/lib\/mesa\/node\/bin\/node" /m,
+  );
+  assert.match(inChroot("/usr/local/lib/mesa/node/bin/node", "--version").stdout.trim(), /^v24\.\d+\.\d+$/);
 
   const doctor = inChroot("mesa", "doctor");
   assert.match(doctor.stdout, /\/dev\/fuse/);

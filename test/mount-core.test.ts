@@ -45,10 +45,17 @@ test("a snapshot mount matches the Git checkout", async (t) => {
   assert.deepEqual(await statListing(root), await statListing(repo));
   assert.equal((await run("ls", [mnt])).stdout.trim(), "acme");
   assert.equal((await run("readlink", [join(root, "link-to-readme")])).stdout.trim(), "README.md");
-  const w = await run("sh", ["-c", `echo x > '${join(root, "README.md")}'`]);
-  assert.match(w.stderr, /Read-only file system/);
-  const m = await run("mkdir", [join(root, "newdir")]);
-  assert.match(m.stderr, /Read-only file system/);
+  const C = { env: { ...process.env, LC_ALL: "C" } };
+  const w = await run("sh", ["-c", `echo x > '${join(root, "README.md")}'`], C);
+  assert.deepEqual(
+    [w.code, w.stderr],
+    [2, `sh: 1: cannot create ${join(root, "README.md")}: Read-only file system\n`],
+  );
+  const m = await run("mkdir", [join(root, "newdir")], C);
+  assert.deepEqual(
+    [m.code, m.stderr],
+    [1, `mkdir: cannot create directory '${join(root, "newdir")}': Read-only file system\n`],
+  );
   child.kill("SIGTERM");
   assert.ok(await waitFor(() => child?.exitCode !== null, 10_000));
 });

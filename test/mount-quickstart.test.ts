@@ -30,6 +30,7 @@ test("quickstart: server, sample repo, key, mount; idempotent; --stop", async (t
     "MESA_CACHE_PATH",
     "MESA_DAEMON_LOG_FILE",
     "MESA_SECRETS_BACKEND",
+    "MESA_NO_CONFIG_FILE",
   ])
     delete env[k];
   const home = env.HOME as string;
@@ -55,8 +56,23 @@ test("quickstart: server, sample repo, key, mount; idempotent; --stop", async (t
   );
   assert.match((await run("cat", [join(mnt, "local", "sample", "src", "main.ts")])).stdout, /greet/);
 
+  // The secrets backend was chosen once and recorded; no command warns about it afterwards.
+  const configFile = join(home, ".config", "mesa", "config.toml");
+  const recorded = /^backend = "(keychain|encrypted-file|plaintext-file)"$/m.exec(
+    (await run("cat", [configFile])).stdout,
+  )?.[1];
+  assert.ok(recorded, "quickstart recorded no secrets backend");
+  assert.match(first.stdout, new RegExp(`secrets backend "${recorded}" recorded in ${configFile}\n`));
+  assert.equal(first.stderr, "");
+  const list = await mesa(["auth", "list"], env);
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(list.stderr, "");
+  assert.match(list.stdout, /local/);
+
   const again = await mesa(["quickstart", "-y"], env, 120_000);
   assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stderr, "");
+  assert.doesNotMatch(again.stdout, /recorded in/);
   assert.doesNotMatch(again.stdout, /imported/);
   assert.match(again.stdout, /already mounted/);
 

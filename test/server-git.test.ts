@@ -208,8 +208,8 @@ describe("git smart HTTP", () => {
   it("push to an unknown repo is 404; bad repo names never reach git", async () => {
     const src = path.join(work, "src");
     const r = await gitRun(src, ["push", remote(srv.adminKey, "nope"), "main"]);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /404|not found/i);
+    assert.equal(r.code, 128);
+    assert.match(r.stderr, /^fatal: repository 'http:\/\/127\.0\.0\.1:\d+\/local\/nope\.git\/' not found\n$/);
     assert.equal(
       await status("GET", "/local/..%2Fx.git/info/refs?service=git-upload-pack", srv.adminKey),
       404,
@@ -283,8 +283,16 @@ describe("auth matrix (REST and Git)", () => {
         name,
       );
       const push = await gitRun(src, ["push", remote(cred), "main:evil"]);
-      assert.notEqual(push.code, 0, `${name}: git push must fail`);
-      assert.match(push.stderr, expected === 401 ? /Authentication failed|401|could not read/i : /403/, name);
+      assert.equal(push.code, 128, `${name}: git push must fail: ${push.stderr}`);
+      assert.match(
+        push.stderr,
+        cred === null
+          ? /^fatal: could not read Username for 'http:\/\/127\.0\.0\.1:\d+': terminal prompts disabled\n$/
+          : expected === 401
+            ? /^fatal: Authentication failed for 'http:\/\/127\.0\.0\.1:\d+\/local\/app\.git\/'\n$/
+            : /^fatal: unable to access 'http:\/\/127\.0\.0\.1:\d+\/local\/app\.git\/': The requested URL returned error: 403\n$/,
+        name,
+      );
       assert.equal(
         await status("GET", "/local/app.git/info/refs?service=git-receive-pack", cred),
         expected,
@@ -356,8 +364,11 @@ describe("auth matrix (REST and Git)", () => {
     gitSync(dest, ["add", "-A"]);
     gitSync(dest, ["commit", "-q", "-m", "via token"]);
     const denied = await gitRun(dest, ["push", remote(readOnly), "HEAD:main"]);
-    assert.notEqual(denied.code, 0);
-    assert.match(denied.stderr, /403/);
+    assert.equal(denied.code, 128);
+    assert.match(
+      denied.stderr,
+      /^fatal: unable to access 'http:\/\/127\.0\.0\.1:\d+\/local\/app\.git\/': The requested URL returned error: 403\n$/,
+    );
     const ok = await gitRun(dest, ["push", remote(writeToken), "HEAD:main"]);
     assert.equal(ok.code, 0, ok.stderr);
   });

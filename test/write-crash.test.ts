@@ -2,12 +2,12 @@
  * Durability of writes (SPEC §9): after fsync returns the server has the data even if the
  * daemon is `kill -9`ed right after; writes in a loop with `kill -9` at random points
  * (several seeds) are all on the server after the next mount replays the journal; and a
- * model-based random test (fast-check) compares the mount with a plain directory, also
- * after a remount.
+ * model-based random test (fast-check) compares the mount with a plain directory, then
+ * compares that directory with a `git clone` of the server and a fresh mount.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -231,6 +231,24 @@ test("model test: random operations on the mount and on a plain directory give t
   await waitPushed(d, "model");
   const down = await mesa(["unmount"], d.env);
   assert.equal(down.code, 0, down.stderr);
-  d = await startDaemon(join(dir, "d"), serve);
-  for (let i = 1; i <= run_; i++) await compare(join(plain, `run${i}`), join(d.root("model"), `run${i}`));
+
+  // What the server has, not what the local overlay replays: a `git clone`, and a mount with a
+  // fresh data dir (no overlay). Git keeps no empty directories, so the model drops them too.
+  const expected = join(dir, "expected");
+  assert.equal((await run("cp", ["-a", plain, expected])).code, 0);
+  assert.equal((await run("find", [expected, "-mindepth", "1", "-type", "d", "-empty", "-delete"])).code, 0);
+  const clone = cloneRepo(serve, "model", join(dir, "clone"));
+  for (let i = 1; i <= run_; i++) {
+    const want = join(expected, `run${i}`);
+    if (!existsSync(want)) {
+      assert.equal(existsSync(join(clone, `run${i}`)), false, `run${i} should be absent`);
+      continue;
+    }
+    await compare(want, join(clone, `run${i}`));
+  }
+  d = await startDaemon(join(dir, "fresh"), serve);
+  for (let i = 1; i <= run_; i++) {
+    const want = join(expected, `run${i}`);
+    if (existsSync(want)) await compare(want, join(d.root("model"), `run${i}`));
+  }
 });

@@ -2,11 +2,11 @@
  * `mesa mount [-d] [--foreground]` and `mesa unmount` (SPEC §4, §7).
  */
 import type { Command } from "commander";
+import { dropSecretsFromEnv } from "../config/env.js";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { runDaemon } from "../daemon/daemon.js";
-import { runtimePaths } from "../daemon/paths.js";
-import { livePid } from "../daemon/pidfile.js";
+import { cleanStaleDaemon, daemonLiveness } from "../daemon/liveness.js";
 import { daemonize, READY_FD_ENV } from "../daemon/spawn.js";
 import { stopDaemon } from "../daemon/stop.js";
 import { MesaError } from "../errors.js";
@@ -41,12 +41,19 @@ export function register(program: Command): void {
     .action(async (opts: { daemonize?: boolean; foreground?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
       const config = await loadDaemonConfig(g);
-      const paths = runtimePaths(config);
-      const running = await livePid(paths.pidFile);
-      if (running !== undefined) {
-        process.stdout.write(`mesa is already running (pid ${running}), mounted at ${config.mountPoint}\n`);
+      const live = await daemonLiveness(config);
+      if (live.state === "running") {
+        process.stdout.write(
+          `mesa is already running (pid ${live.pid}), mounted at ${live.status.mountPoint}\n`,
+        );
         return;
       }
+      if (live.state === "unresponsive")
+        throw new MesaError("DAEMON", `mesa (pid ${live.pid}) runs but does not answer`, {
+          hint: "run `mesa unmount` to stop it, then mount again",
+        });
+      // A daemon that is gone (killed, a zombie) leaves a pid file and a dead mount: clear both.
+      if (live.state === "stale") await cleanStaleDaemon(config);
       const readyFd = process.env[READY_FD_ENV];
       if (opts.daemonize && !opts.foreground) {
         const entry = process.argv[1];
@@ -61,6 +68,8 @@ export function register(program: Command): void {
         return;
       }
       if (readyFd !== undefined) delete process.env[READY_FD_ENV];
+      // The config holds the credentials now; nothing the daemon starts may inherit them.
+      dropSecretsFromEnv();
       const code = await runDaemon(config, {
         logLevel: g.logLevel,
         readyFd: readyFd === undefined ? undefined : Number(readyFd),

@@ -4,8 +4,7 @@
  */
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.js";
-import { runtimePaths } from "../daemon/paths.js";
-import { livePid } from "../daemon/pidfile.js";
+import { cleanStaleDaemon, daemonLiveness } from "../daemon/liveness.js";
 import {
   createSampleRepo,
   importSample,
@@ -16,6 +15,7 @@ import {
   startServer,
   stopServer,
 } from "../daemon/quickstart.js";
+import { chooseQuickstartBackend } from "../daemon/quickstart-secrets.js";
 import { daemonize } from "../daemon/spawn.js";
 import { stopDaemon } from "../daemon/stop.js";
 import { MesaError } from "../errors.js";
@@ -62,16 +62,27 @@ export function register(program: Command): void {
       process.stdout.write(
         `mesa serve is running (pid ${server.pid}, ${config.serviceUrl}, log ${paths.logFile})\n`,
       );
+      // The backend is chosen here, once, and recorded: later commands do not guess (and warn) again.
+      const choice = await chooseQuickstartBackend(config, {
+        nonInteractive: g.nonInteractive,
+        home: paths.home,
+        env: process.env,
+      });
+      if (choice.recordedIn)
+        process.stdout.write(`secrets backend "${choice.backend}" recorded in ${choice.recordedIn}\n`);
       if (server.adminKey) {
         const store = await openSecretStore(config, { nonInteractive: g.nonInteractive });
         await store.set({ kind: "org", org: QUICKSTART_ORG }, server.adminKey);
-        process.stdout.write(`stored the admin key for '${QUICKSTART_ORG}' in the secret store\n`);
+        process.stdout.write(
+          `stored the admin key for '${QUICKSTART_ORG}' in ${store.location} (${store.backend})\n`,
+        );
       }
       if (await importSample(paths)) process.stdout.write(`imported ${QUICKSTART_ORG}/${QUICKSTART_REPO}\n`);
 
       let mountPoint = config.mountPoint;
-      const running = await livePid(runtimePaths(config).pidFile);
-      if (running === undefined) {
+      const live = await daemonLiveness(config);
+      if (live.state === "stale") await cleanStaleDaemon(config);
+      if (live.state !== "running") {
         const ready = await daemonize({
           entry,
           globalArgs: g.configPath ? ["--config-path", g.configPath] : [],
@@ -79,7 +90,7 @@ export function register(program: Command): void {
           timeoutMs: 60_000,
         });
         mountPoint = ready.mountPoint || mountPoint;
-      } else process.stdout.write(`mesa is already mounted (pid ${running})\n`);
+      } else process.stdout.write(`mesa is already mounted (pid ${live.pid})\n`);
       process.stdout.write(`\nls ${mountPoint}/${QUICKSTART_ORG}/${QUICKSTART_REPO}\n`);
     });
 }

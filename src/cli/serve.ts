@@ -1,6 +1,7 @@
 /**
  * `mesa serve [--data-dir D] [--listen HOST:PORT] [--org NAME]` and
- * `mesa serve import <org>/<repo> <git-url-or-path>` (SPEC §1.3, compat.md §5–§7).
+ * `mesa serve import <org>/<repo> <git-url-or-path>` (SPEC §1.3, compat.md §5–§7) and
+ * `mesa serve admin-key --org <name>` (a new org-wide admin key, from the data dir).
  */
 import { homedir } from "node:os";
 import path from "node:path";
@@ -8,6 +9,7 @@ import type { Command } from "commander";
 import { MesaError } from "../errors.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { parseRepoSlug } from "../names.js";
+import { mintAdminKey } from "../server/admin-key.js";
 import { parseListen, runImport, runServe } from "../server/serve.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7878";
@@ -75,5 +77,20 @@ export function register(program: Command): void {
       process.stdout.write(
         `imported ${org}/${repo}: ${res.branches.length} branch(es), default bookmark ${res.defaultBookmark}\n`,
       );
+    });
+
+  serve
+    .command("admin-key")
+    .description("mint a new org-wide admin key from the data dir (recovers a lost or revoked one)")
+    .option("--org <name>", "organization of the key (required)")
+    .option("--name <name>", 'name of the key (default "admin (recovered)")')
+    .option("--data-dir <dir>", "the server's data dir (default ~/.local/share/mesa/server)")
+    .action(async (opts: { org?: string; name?: string; dataDir?: string }, cmd: Command) => {
+      // `serve` has --org and --data-dir of its own; commander may hand them to the parent.
+      const parent = (cmd.parent?.opts() ?? {}) as { dataDir?: string; org?: string };
+      const org = opts.org ?? parent.org;
+      if (!org) throw new MesaError("USAGE", "mesa serve admin-key needs --org <name>");
+      const minted = await mintAdminKey(resolveDir(opts.dataDir ?? parent.dataDir), org, { name: opts.name });
+      process.stdout.write(`admin key: ${minted.key}\n`);
     });
 }

@@ -159,3 +159,21 @@ export function noConfigFile(env: NodeJS.ProcessEnv, problems: string[]): boolea
   }
   return b;
 }
+
+/** Variables that carry secrets: read once at start, never handed on to a child process. */
+export const SECRET_ENV_VARS = ["MESA_API_KEY", "MESA_ORGS", "MESA_VAULT_PASSPHRASE"] as const;
+
+/** A copy of `env` without the secret variables, for child processes. */
+export function envWithoutSecrets(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of SECRET_ENV_VARS) delete out[name];
+  return out;
+}
+
+/**
+ * Removes the secret variables from this process's environment (the C environ too), once the
+ * config has read them: children that inherit it implicitly (libfuse's `fusermount`) get none.
+ */
+export function dropSecretsFromEnv(): void {
+  for (const name of SECRET_ENV_VARS) delete process.env[name];
+}

@@ -6,6 +6,7 @@
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
+import { envWithoutSecrets } from "../config/env.js";
 
 /** /proc/mounts escapes spaces, tabs, newlines and backslashes as octal. */
 function unescapeMountPath(s: string): string {
@@ -43,7 +44,7 @@ export function probeMount(mountPoint: string, timeoutMs = 5000): Promise<ProbeR
     execFile(
       "stat",
       ["-c", "%i", "--", mountPoint],
-      { timeout: timeoutMs, killSignal: "SIGKILL", env: { ...process.env, LC_ALL: "C" } },
+      { timeout: timeoutMs, killSignal: "SIGKILL", env: { ...envWithoutSecrets(), LC_ALL: "C" } },
       (err, _stdout, stderr) => {
         if (!err) return done("ok");
         if ((err as { killed?: boolean }).killed) return done("timeout");
@@ -57,8 +58,12 @@ export function probeMount(mountPoint: string, timeoutMs = 5000): Promise<ProbeR
 
 function run(cmd: string, args: string[], timeoutMs: number): Promise<{ ok: boolean; stderr: string }> {
   return new Promise((done) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: "SIGKILL" }, (err, _out, stderr) =>
-      done({ ok: !err, stderr: String(stderr ?? (err as Error | null)?.message ?? "") }),
+    execFile(
+      cmd,
+      args,
+      { timeout: timeoutMs, killSignal: "SIGKILL", env: envWithoutSecrets() },
+      (err, _out, stderr) =>
+        done({ ok: !err, stderr: String(stderr ?? (err as Error | null)?.message ?? "") }),
     );
   });
 }

@@ -26,7 +26,7 @@ import {
   type TreeEntry,
   type TreeMode,
 } from "../vcs/objects.js";
-import type { GitObject } from "../vcs/pack.js";
+import type { PackObject } from "../vcs/pack-file.js";
 import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
 import type { RepoBackend } from "./backend.js";
@@ -34,7 +34,8 @@ import type { RepoBackend } from "./backend.js";
 /** What the writer needs from the server for one repo. */
 export interface WriterRemote {
   refOid(ref: string): Promise<Oid | null>;
-  push(updates: RefUpdate[], objects: GitObject[]): Promise<void>;
+  /** Large blobs come as files; `spoolDir` is where their pack may be written first. */
+  push(updates: RefUpdate[], objects: PackObject[], spoolDir?: string): Promise<void>;
   snapshotAt(commit: Oid, label: string): Promise<RepoSnapshot>;
   blob(oid: Oid): Promise<Buffer>;
 }
@@ -200,6 +201,9 @@ export class RepoWriter {
   private firstDirty?: number;
   private failures = 0;
   private pushes = 0;
+  /** How long the last background push took and when it ended (paces pushes of large files). */
+  private lastPushMs = 0;
+  private lastPushEnd = 0;
   private lastError?: string;
   private lastPushAt?: Date;
   private stopped = false;
@@ -344,7 +348,10 @@ export class RepoWriter {
     if (this.stopped) return;
     const now = Date.now();
     this.firstDirty ??= now;
-    const at = Math.min(now + this.opts.debounceMs, this.firstDirty + this.opts.maxDelayMs);
+    // Under continuous writes the next push waits at least twice as long as the last one took:
+    // re-pushing a file that keeps growing then costs a bounded share of the time, not O(n²).
+    const paced = this.lastPushEnd + 2 * this.lastPushMs;
+    const at = Math.max(Math.min(now + this.opts.debounceMs, this.firstDirty + this.opts.maxDelayMs), paced);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.background(), Math.max(0, at - now));
     this.timer.unref();
@@ -352,8 +359,11 @@ export class RepoWriter {
 
   private background(): void {
     this.firstDirty = undefined;
+    const started = Date.now();
     this.enqueue(() => this.persist()).then(
       () => {
+        this.lastPushEnd = Date.now();
+        this.lastPushMs = this.lastPushEnd - started;
         if (this.overlay.seq > this.pushedSeq) this.touch();
       },
       () => {
@@ -381,9 +391,9 @@ export class RepoWriter {
   }
 
   /** What would be pushed: tree changes (ignored paths left out) and the blobs they need. */
-  private async collect(): Promise<{ changes: TreeChange[]; blobs: Map<Oid, () => Promise<Buffer>> }> {
+  private async collect(): Promise<{ changes: TreeChange[]; blobs: Map<Oid, () => Promise<PackObject>> }> {
     const changes: TreeChange[] = [];
-    const blobs = new Map<Oid, () => Promise<Buffer>>();
+    const blobs = new Map<Oid, () => Promise<PackObject>>();
     for (const p of this.overlay.paths()) {
       const e = this.overlay.entry(p);
       if (!e || p === "") continue;
@@ -401,7 +411,7 @@ export class RepoWriter {
         case "l": {
           const data = Buffer.from(e.target, "utf8");
           const oid = hashObject("blob", data);
-          blobs.set(oid, async () => data);
+          blobs.set(oid, async () => ({ type: "blob", data }));
           changes.push({ action: "upsert", path: p, mode: "120000", oid });
           break;
         }
@@ -412,11 +422,10 @@ export class RepoWriter {
             break;
           }
           const id = e.c;
-          const { oid, data } = await this.overlay.contentOid(id);
+          const { oid, size } = await this.overlay.contentOid(id);
+          // Packed straight from the content file: a large file never sits in memory.
           if (!this.sent.has(oid))
-            blobs.set(oid, async () => {
-              return data ?? readFile(this.overlay.contentPath(id));
-            });
+            blobs.set(oid, async () => ({ type: "blob", file: this.overlay.contentPath(id), size, oid }));
           changes.push({ action: "upsert", path: p, mode, oid });
           break;
         }
@@ -443,6 +452,10 @@ export class RepoWriter {
         this.lastError = undefined;
         return;
       } catch (err) {
+        if (isMesaError(err, "ABORTED") && err.details?.contentChanged && attempt < 4) {
+          // A file changed between hashing and packing: collect again, nothing was sent.
+          continue;
+        }
         if (isMesaError(err, "CONFLICT") && attempt < 4) {
           this.log.info({ org: this.org, repo: this.repo }, "the bookmark moved while pushing; rebasing");
           await this.sync();
@@ -478,12 +491,12 @@ export class RepoWriter {
       message,
     });
     const oid = hashObject("commit", data);
-    const objects: GitObject[] = [];
-    for (const [, read] of blobs) objects.push({ type: "blob", data: await read() });
+    const objects: PackObject[] = [];
+    for (const [, read] of blobs) objects.push(await read());
     objects.push(...built.newTrees, { type: "commit", data });
     // Recorded first: a crash after the server took the push must not look like someone else's.
     this.overlay.setMeta({ ...meta, pushing: { id, oid, tree: built.root, message } });
-    await this.remote.push([{ ref: meta.ref, old: meta.known, new: oid }], objects);
+    await this.remote.push([{ ref: meta.ref, old: meta.known, new: oid }], objects, this.overlay.dir);
     for (const b of blobs.keys()) this.sent.add(b);
     const trees = new Map<string, TreeEntry[]>();
     for (const t of built.newTrees) trees.set(hashObject("tree", t.data), parseTree(t.data));

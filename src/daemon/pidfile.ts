@@ -2,6 +2,7 @@
  * The daemon's pid file: written once the mount is ready, removed on exit. A pid file
  * whose process is gone is stale and treated as absent.
  */
+import { readFileSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 
 export async function readPid(file: string): Promise<number | undefined> {
@@ -13,13 +14,29 @@ export async function readPid(file: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * True when `pid` runs. A zombie (killed, not yet reaped: common in containers whose pid 1 never
+ * reaps) still answers kill(pid, 0), so /proc/<pid>/stat's state decides: Z and X are dead.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  return !isZombie(pid);
+}
+
+/** State field of /proc/<pid>/stat (after the command name, which may hold spaces and parens). */
+export function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state === "Z" || state === "X";
 }
 
 /** The pid recorded in `file` when that process still runs. */

@@ -7,6 +7,7 @@ import { execFile, spawn } from "node:child_process";
 import { chmod, mkdir, open, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { envWithoutSecrets } from "../config/env.js";
 import { MesaError } from "../errors.js";
 import { runImport } from "../server/serve.js";
 import { isAlive, readPid } from "./pidfile.js";
@@ -46,7 +47,7 @@ function git(cwd: string, args: string[]): Promise<void> {
         cwd,
         timeout: 30_000,
         env: {
-          ...process.env,
+          ...envWithoutSecrets(),
           GIT_AUTHOR_NAME: "mesa quickstart",
           GIT_AUTHOR_EMAIL: "quickstart@mesa.invalid",
           GIT_COMMITTER_NAME: "mesa quickstart",
@@ -126,7 +127,7 @@ export async function startServer(
   const child = spawn(
     process.execPath,
     [entry, "serve", "--data-dir", paths.serverDir, "--listen", listen, "--org", QUICKSTART_ORG],
-    { detached: true, stdio: ["ignore", out.fd, out.fd] },
+    { detached: true, stdio: ["ignore", out.fd, out.fd], env: envWithoutSecrets() },
   );
   await out.close();
   if (!child.pid) throw new MesaError("DAEMON", "could not start `mesa serve`");

@@ -1,15 +1,16 @@
 /**
  * Stops a running daemon (control socket, then SIGTERM, then SIGKILL, each bounded) and
- * removes whatever mount is left at the mount point. Idempotent.
+ * removes whatever mount is left at the mount point. Idempotent; a daemon that is already
+ * gone (dead, a zombie, not listening) costs no wait at all.
  */
-import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Config } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { controlRequest } from "./control.js";
+import { cleanStaleDaemon, daemonLiveness } from "./liveness.js";
 import { fuseMountAt, lazyUnmount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
-import { isAlive, livePid } from "./pidfile.js";
+import { isAlive } from "./pidfile.js";
 
 async function waitExit(pid: number, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -20,34 +21,51 @@ async function waitExit(pid: number, ms: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+function kill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+}
+
 /** Returns a one-line description of what was done. */
 export async function stopDaemon(config: Config): Promise<string> {
   const paths = runtimePaths(config);
   const mountPoint = resolve(config.mountPoint);
-  const pid = await livePid(paths.pidFile);
-  let stopped = false;
-  if (pid !== undefined) {
+  const live = await daemonLiveness(config);
+  if (live.state === "stale" || live.state === "stopped") {
+    const unmounted = await cleanStaleDaemon(config);
+    if (await fuseMountAt(mountPoint)) throw cannotUnmount(mountPoint);
+    if (unmounted) return `removed a stale mount at ${mountPoint}`;
+    return live.state === "stale" && live.pid !== undefined
+      ? `mesa (pid ${live.pid}) was not running; removed its stale pid file`
+      : "mesa is not running";
+  }
+  const pid = live.pid;
+  if (live.state === "running") {
     try {
       await controlRequest(paths.socket, { cmd: "unmount" }, 5000);
     } catch {
-      process.kill(pid, "SIGTERM");
+      kill(pid, "SIGTERM");
     }
-    if (!(await waitExit(pid, 30_000))) {
-      process.kill(pid, "SIGKILL");
-      await waitExit(pid, 5000);
-    }
-    stopped = true;
+  } else {
+    kill(pid, "SIGTERM");
   }
-  await rm(paths.pidFile, { force: true });
-  await rm(paths.socket, { force: true });
+  if (!(await waitExit(pid, 30_000))) {
+    kill(pid, "SIGKILL");
+    await waitExit(pid, 5000);
+  }
+  await cleanStaleDaemon(config);
   if (await fuseMountAt(mountPoint)) {
-    if (!(await lazyUnmount(mountPoint)))
-      throw new MesaError("FUSE", `could not unmount ${mountPoint}`, {
-        hint: `run \`fusermount -uz ${mountPoint}\``,
-      });
-    return stopped
-      ? `stopped mesa (pid ${pid}) and unmounted ${mountPoint}`
-      : `removed a stale mount at ${mountPoint}`;
+    if (!(await lazyUnmount(mountPoint))) throw cannotUnmount(mountPoint);
+    return `stopped mesa (pid ${pid}) and unmounted ${mountPoint}`;
   }
-  return stopped ? `stopped mesa (pid ${pid}); ${mountPoint} is unmounted` : "mesa is not running";
+  return `stopped mesa (pid ${pid}); ${mountPoint} is unmounted`;
+}
+
+function cannotUnmount(mountPoint: string): MesaError {
+  return new MesaError("FUSE", `could not unmount ${mountPoint}`, {
+    hint: `run \`fusermount -uz ${mountPoint}\``,
+  });
 }

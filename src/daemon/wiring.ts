@@ -22,6 +22,7 @@ import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { GitRemote } from "../vcs/remote.js";
 import { RestClient, whoamiKeyId } from "../vcs/rest.js";
 import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
+import { type MintedCredential, SessionToken } from "./session-token.js";
 
 export interface SessionContent extends ContentProvider {
   stats(): BlobStoreStats & { prefetch: PrefetcherStats };
@@ -43,11 +44,6 @@ export interface Session {
 /** A foreground read waits at most this long for the server before failing with EIO. */
 const READ_TIMEOUT_MS = 20_000;
 
-interface OrgCredential {
-  credential: string;
-  expiresAt?: Date;
-}
-
 function jwtExpiry(token: string): Date | undefined {
   try {
     const payload = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8")) as {
@@ -64,7 +60,7 @@ function jwtExpiry(token: string): Date | undefined {
  * as is. A key of another service that the backend cannot identify (plain Git hosting has no
  * /v1/whoami, or guards every path) is sent as it is, as Git clients do.
  */
-async function sessionCredential(config: Config, org: string, key: string): Promise<OrgCredential> {
+async function sessionCredential(config: Config, org: string, key: string): Promise<MintedCredential> {
   if (looksLikeJwt(key)) return { credential: key, expiresAt: jwtExpiry(key) };
   let keyId: string | undefined;
   if (!isPrivateKey(key) && !apiKeyId(key)) {
@@ -94,34 +90,25 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
   // The daemon has no terminal: a vault passphrase must come from MESA_VAULT_PASSPHRASE.
   const store = await openSecretStore(config, { nonInteractive: true });
   const problems: string[] = [];
-  const expiryTimers: NodeJS.Timeout[] = [];
-  const creds = new Map<string, Promise<OrgCredential>>();
+  const creds = new Map<string, Promise<SessionToken>>();
+  const tokens = new Map<string, SessionToken>();
   const remotes = new Map<string, GitRemote>();
 
-  const credentialFor = (org: string): Promise<OrgCredential> => {
+  const credentialFor = (org: string): Promise<SessionToken> => {
     let c = creds.get(org);
     if (!c) {
       c = (async () => {
         const key = await resolveCredential(config, store, org);
-        const cred = await sessionCredential(config, org, key);
-        if (cred.expiresAt) {
-          const ms = cred.expiresAt.getTime() - Date.now();
-          const note = () => {
-            const msg = `${org}: access token expired at ${cred.expiresAt?.toISOString()}; run \`mesa unmount\` and \`mesa mount -d\` to start a new session`;
-            problems.push(msg);
-            log.error(
-              { org, expiresAt: cred.expiresAt?.toISOString() },
-              "access token expired; requests will fail with 401",
-            );
-          };
-          if (ms <= 0) note();
-          else if (ms < 2 ** 31) {
-            const t = setTimeout(note, ms);
-            t.unref();
-            expiryTimers.push(t);
-          }
-        }
-        return cred;
+        const first = await sessionCredential(config, org, key);
+        // Only a token this daemon minted can be minted again; a JWT given as the key cannot.
+        const renewable = first.credential !== key;
+        const token = new SessionToken(first, {
+          org,
+          log,
+          mint: renewable ? () => sessionCredential(config, org, key) : undefined,
+        });
+        tokens.set(org, token);
+        return token;
       })();
       c.catch(() => creds.delete(org));
       creds.set(org, c);
@@ -133,10 +120,10 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     const id = `${org}/${repo}`;
     let r = remotes.get(id);
     if (!r) {
-      const { credential } = await credentialFor(org);
+      const token = await credentialFor(org);
       r = new GitRemote({
         url: `${config.serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
-        credential,
+        credential: () => token.current(),
         logger: log,
       });
       remotes.set(id, r);
@@ -172,7 +159,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
 
   const backend: RepoBackend = {
     async listRepos(org) {
-      const { credential } = await credentialFor(org);
+      const credential = (await credentialFor(org)).current();
       const rest = new RestClient({ serviceUrl: config.serviceUrl, credential });
       try {
         const names: string[] = [];
@@ -291,10 +278,13 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     backend,
     content: failFastWhileDown(content, (oid) => blobs.hasLocal(oid)),
     readTimeoutMs: READ_TIMEOUT_MS,
-    errors: () => [...problems],
+    errors: () => [
+      ...problems,
+      ...[...tokens.values()].map((t) => t.status()).filter((p): p is string => p !== undefined),
+    ],
     gitRemote: remoteFor,
     async canWrite(org) {
-      const { credential } = await credentialFor(org);
+      const credential = (await credentialFor(org)).current();
       const rest = new RestClient({ serviceUrl: config.serviceUrl, credential });
       try {
         const who = await rest.whoami();
@@ -308,7 +298,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
       }
     },
     async close() {
-      for (const t of expiryTimers) clearTimeout(t);
+      for (const t of tokens.values()) t.stop();
       prefetcher.stop();
       await blobs.close();
       await Promise.all([...remotes.values()].map((r) => r.close()));

@@ -53,7 +53,8 @@ export class WriteManager {
         const { refs } = await git.lsRefs({ prefixes: [ref] });
         return refs.find((r) => r.name === ref)?.oid ?? null;
       },
-      push: async (updates, objects) => (await this.session.gitRemote(org, repo)).push(updates, objects),
+      push: async (updates, objects, spoolDir) =>
+        (await this.session.gitRemote(org, repo)).push(updates, objects, { spoolDir }),
       snapshotAt: (commit, label) => snapshotAt(backend, org, repo, commit, label),
       blob: async (oid) => {
         const got = (await backend.fetchBlobs(org, repo, [oid])).get(oid);

@@ -7,10 +7,11 @@
  * `kill -9` of the daemon loses nothing (fsync adds power-loss safety). Replay = checkpoint +
  * journal. Design notes: docs/writing.md.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { hashBlobFile } from "../vcs/pack-file.js";
 import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
 /**
@@ -100,7 +101,7 @@ export class RepoOverlay {
   /** Overlay entries by parent directory, for listings and subtree moves. */
   private kids = new Map<string, Set<string>>();
   private sizes = new Map<string, number>();
-  private oids = new Map<string, { seq: number; oid: string }>();
+  private oids = new Map<string, { seq: number; oid: string; size: number }>();
   private contentSeq = new Map<string, number>();
   private journalFd = -1;
   private gen = 0;
@@ -603,15 +604,17 @@ export class RepoOverlay {
     return this.sizes.get(id) ?? 0;
   }
 
-  /** Git blob oid of a content file (cached until the content changes). */
-  async contentOid(id: string): Promise<{ oid: string; data?: Buffer }> {
+  /**
+   * Git blob oid and size of a content file (cached until the content changes), hashed from
+   * disk in chunks: a large file never sits in memory.
+   */
+  async contentOid(id: string): Promise<{ oid: string; size: number }> {
     const seq = this.contentSeq.get(id) ?? 0;
     const hit = this.oids.get(id);
-    if (hit && hit.seq === seq) return { oid: hit.oid };
-    const data = await readFile(this.contentPath(id));
-    const oid = createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
-    if ((this.contentSeq.get(id) ?? 0) === seq) this.oids.set(id, { seq, oid });
-    return { oid, data };
+    if (hit && hit.seq === seq) return { oid: hit.oid, size: hit.size };
+    const { oid, size } = await hashBlobFile(this.contentPath(id));
+    if ((this.contentSeq.get(id) ?? 0) === seq) this.oids.set(id, { seq, oid, size });
+    return { oid, size };
   }
 
   /** Switches to a new base snapshot with exactly `entries` (a rebase or seal); checkpointed. */

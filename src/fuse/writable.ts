@@ -52,6 +52,9 @@ interface Located {
   rel: string;
 }
 
+/** Base content copied into the overlay per read when a file is first changed. */
+const COPY_UP_CHUNK = 1 << 20;
+
 /** Node/libuv error codes that map one-to-one onto errnos the writer should see. */
 const PASS_THROUGH = new Set<ErrnoName>(["ENOSPC", "EDQUOT", "EIO", "ENOENT"]);
 
@@ -414,18 +417,34 @@ export class WritableFileSystem implements FileSystem {
   /** Makes the file at `loc` an overlay file (fetching base content once); returns its content id. */
   private async copyUp(loc: Located, n: Node & { type: "file" }): Promise<string> {
     if (n.content !== undefined) return n.content;
-    let data: Buffer;
-    try {
-      data =
-        n.size === 0
-          ? Buffer.alloc(0)
-          : await this.content.read(loc.repo.overlay.base, n.blob as string, 0, n.size);
-    } catch (err) {
-      throw new FsError("EIO", (err as Error).message);
-    }
-    const id = await loc.repo.overlay.newContent(data).catch((err) => {
+    const id = await loc.repo.overlay.newContent().catch((err) => {
       throw fsErrorOf(err);
     });
+    // The base content is copied in 1 MiB ranges: a large file never sits in memory.
+    const file = await open(loc.repo.overlay.contentPath(id), "r+").catch((err) => {
+      throw fsErrorOf(err);
+    });
+    try {
+      for (let off = 0; off < n.size; off += COPY_UP_CHUNK) {
+        let data: Buffer;
+        try {
+          data = await this.content.read(
+            loc.repo.overlay.base,
+            n.blob as string,
+            off,
+            Math.min(COPY_UP_CHUNK, n.size - off),
+          );
+        } catch (err) {
+          throw new FsError("EIO", (err as Error).message);
+        }
+        await file.write(data, 0, data.length, off).catch((err) => {
+          throw fsErrorOf(err);
+        });
+      }
+    } finally {
+      await file.close();
+    }
+    loc.repo.overlay.contentChanged(undefined, id, n.size);
     // Another call may have copied it up while the content was fetched.
     const now = this.node(loc);
     if (now.type === "file" && now.content !== undefined) return now.content;

@@ -84,7 +84,7 @@ function sortScopes(names: string[]): SecretScope[] {
  * when a passphrase can be had (MESA_VAULT_PASSPHRASE or a terminal) and no plaintext
  * file exists yet; else plaintext-file, with a warning every time.
  */
-async function chooseBackend(config: Config, opts: OpenOptions): Promise<SecretBackendName> {
+export async function chooseBackend(config: Config, opts: OpenOptions): Promise<SecretBackendName> {
   if (await probeKeychain()) return "keychain";
   if (existsSync(vaultPath(config))) return "encrypted-file";
   const src = { env: config.env.vaultPassphrase, nonInteractive: opts.nonInteractive === true };

@@ -1,4 +1,6 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
 import { isMesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ServerContext } from "./context.js";
@@ -32,6 +34,14 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     http: { headersTimeout: 30_000 },
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
+    // Errors the framework answers before any route runs get the documented shape too.
+    frameworkErrors: (err, _req, reply) => {
+      const status = typeof err.statusCode === "number" ? err.statusCode : 400;
+      const code = status === 414 ? "URI_TOO_LONG" : "BAD_REQUEST";
+      const message = status === 414 ? "a path component is too long" : "malformed request URL";
+      return (reply as FastifyReply).code(status).send(errorBody(code, message));
+    },
+    clientErrorHandler: (err, socket) => answerClientError(err, socket),
   });
   const ctx: ServerContext = { data: opts.data, store: opts.store, log: opts.log };
 
@@ -68,4 +78,22 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   registerVcsRoutes(app, ctx);
   registerGitHttp(app, { ...ctx, idleTimeoutMs: opts.gitIdleTimeoutMs ?? 120_000 });
   return app;
+}
+
+/** HTTP-level errors (oversized headers, timeouts, garbage) before a request exists. */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "HEADERS_TOO_LARGE", "request headers too large"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "TIMEOUT", "request not received in time"]
+        : [400, "BAD_REQUEST", "malformed HTTP request"];
+  const body = JSON.stringify(errorBody(code as string, message as string));
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status as number]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy(err);
 }

@@ -108,3 +108,19 @@ export function authorize(p: Principal, org: string, repo: string | undefined, s
 export function canSeeRepo(p: Principal, org: string, repo: string): boolean {
   return p.org.name === org && (p.repos === null || p.repos.includes(`${org}/${repo}`));
 }
+
+/** A usable API key with the admin scope over every repo of its org: the key that can recover all others. */
+export function isOrgAdminKey(k: ApiKeyRecord, now = Date.now()): boolean {
+  return usable(k, now) && k.repos === null && scopeAllows(k.scopes, "admin");
+}
+
+/**
+ * True when a key's rights lie within the principal's: every scope of the key is one the principal
+ * holds, and the key reaches only repos the principal reaches. An org-wide admin sees every key.
+ */
+export function keyWithinRights(p: Principal, k: ApiKeyRecord): boolean {
+  if (!k.scopes.every((s) => scopeAllows(p.scopes, s))) return false;
+  if (p.repos === null) return true;
+  const within = p.repos;
+  return k.repos?.every((r) => within.includes(r)) ?? false;
+}

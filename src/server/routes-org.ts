@@ -6,7 +6,7 @@ import { bookmarkProblem } from "../config/revs.js";
 import { isMesaError } from "../errors.js";
 import { nameProblem, parseRepoSlug } from "../names.js";
 import { ROOT_CHANGE_ID } from "../vcs/objects.js";
-import { canSeeRepo } from "./auth.js";
+import { canSeeRepo, isOrgAdminKey, keyWithinRights } from "./auth.js";
 import { changeIdOf, readCommitAt } from "./changes.js";
 import {
   forOrg,
@@ -181,20 +181,30 @@ export function registerOrgRoutes(app: FastifyInstance, ctx: ServerContext): voi
   });
 
   app.get("/v1/:org/api-keys", async (req) => {
-    const { org } = await forOrg(ctx, req, "admin");
+    const { p, org } = await forOrg(ctx, req, "admin");
     const page = parsePage(req.query as Record<string, unknown>);
-    return pageOf("api_keys", ctx.store.org(org)!.api_keys.map(keyJson), page);
+    const visible = ctx.store.org(org)!.api_keys.filter((k) => keyWithinRights(p, k));
+    return pageOf("api_keys", visible.map(keyJson), page);
   });
 
   app.delete("/v1/:org/api-keys/:id", async (req) => {
-    const { org } = await forOrg(ctx, req, "admin");
+    const { p, org } = await forOrg(ctx, req, "admin");
     const { id } = req.params as { id: string };
     const existing = ctx.store.org(org)!.api_keys.find((k) => k.id === id);
-    if (!existing) throw notFound(`API key ${id} not found`);
+    // A key outside the caller's rights answers exactly as a missing one: nothing leaks.
+    if (!existing || !keyWithinRights(p, existing)) throw notFound(`API key ${id} not found`);
     const when = nowIso();
     await ctx.store.update((s) => {
-      const k = s.orgs[org]!.api_keys.find((x) => x.id === id)!;
-      k.revoked_at ??= when;
+      const keys = s.orgs[org]!.api_keys;
+      const k = keys.find((x) => x.id === id)!;
+      if (k.revoked_at) return;
+      const now = Date.now();
+      if (isOrgAdminKey(k, now) && !keys.some((x) => x.id !== id && isOrgAdminKey(x, now)))
+        throw conflict(
+          "this is the last org-wide admin key; create another one first (or `mesa serve admin-key`)",
+          "LAST_ADMIN_KEY",
+        );
+      k.revoked_at = when;
     });
     ctx.log.info({ org, key_id: id }, "api key revoked");
     return keyJson(ctx.store.org(org)!.api_keys.find((k) => k.id === id)!);
@@ -237,16 +247,18 @@ export function registerOrgRoutes(app: FastifyInstance, ctx: ServerContext): voi
     return reply.code(201).send(pkJson(record));
   });
 
+  // A registered public key signs tokens for any repo of the org, so only org-wide admins see them.
   app.get("/v1/:org/public-keys", async (req) => {
-    const { org } = await forOrg(ctx, req, "admin");
+    const { p, org } = await forOrg(ctx, req, "admin");
     const page = parsePage(req.query as Record<string, unknown>);
-    return pageOf("public_keys", ctx.store.org(org)!.public_keys.map(pkJson), page);
+    const visible = p.repos === null ? ctx.store.org(org)!.public_keys : [];
+    return pageOf("public_keys", visible.map(pkJson), page);
   });
 
   app.delete("/v1/:org/public-keys/:id", async (req) => {
-    const { org } = await forOrg(ctx, req, "admin");
+    const { p, org } = await forOrg(ctx, req, "admin");
     const { id } = req.params as { id: string };
-    if (!ctx.store.org(org)!.public_keys.some((k) => k.id === id))
+    if (p.repos !== null || !ctx.store.org(org)!.public_keys.some((k) => k.id === id))
       throw notFound(`public key ${id} not found`);
     const when = nowIso();
     await ctx.store.update((s) => {

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { open, readFile, rm } from "node:fs/promises";
 import { apiKeyHash, generateApiKey } from "../auth/keys.js";
 import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { validateOrgName } from "../names.js";
+import { acceptPendingAdminKeys } from "./admin-key.js";
 import { buildApp } from "./app.js";
 import { indexChanges } from "./changes.js";
+import { takeLock } from "./lock.js";
 import { nowIso, StateStore } from "./state.js";
 import { DataDir, importRepo } from "./storage.js";
 
@@ -27,36 +28,6 @@ export function parseListen(listen: string): { host: string; port: number } {
   if (!m || port > 65535)
     throw new MesaError("INVALID_ARGUMENT", `invalid --listen ${JSON.stringify(listen)}: expected HOST:PORT`);
   return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/** One server per data dir: `serve.lock` holds the pid; a dead holder's lock is taken over. */
-async function takeLock(file: string): Promise<() => Promise<void>> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fh = await open(file, "wx", 0o600);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return () => rm(file, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const pid = Number.parseInt(await readFile(file, "utf8").catch(() => ""), 10);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid))
-        throw new MesaError("INVALID_ARGUMENT", `another mesa serve (pid ${pid}) uses this data dir`, {
-          hint: "stop it first or pass another --data-dir",
-        });
-      await rm(file, { force: true });
-    }
-  }
-  throw new MesaError("INTERNAL", `cannot take the lock ${file}`);
 }
 
 /**
@@ -100,6 +71,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
     const store = new StateStore(data.stateFile);
     await store.load();
     await bootstrap(store, opts.org, opts.announce);
+    const stopAccepting = await acceptPendingAdminKeys(data, store, opts.log);
     const app = buildApp({ data, store, log: opts.log, gitIdleTimeoutMs: opts.gitIdleTimeoutMs });
     await app.listen({ host: opts.host, port: opts.port });
     const addr = app.server.address();
@@ -123,6 +95,7 @@ export async function runServe(opts: ServeOptions): Promise<void> {
       process.on("SIGTERM", onTerm);
       process.on("SIGINT", onInt);
     });
+    stopAccepting();
   } finally {
     await unlock();
   }

@@ -11,6 +11,12 @@
  * - no `shallow`: the commit is fetched without `deepen` (only possible with `filter`,
  *   otherwise history would be fetched too, so this is refused with a PROTOCOL error).
  */
+import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
 import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { VERSION } from "../version.js";
@@ -24,8 +30,9 @@ import {
   type TreeEntry,
 } from "./objects.js";
 import { type GitObject, PackParser, writePack } from "./pack.js";
+import { isFileBlob, type PackObject, writePackFile } from "./pack-file.js";
 import { DELIM, FLUSH, PktReader, pkt, serverError } from "./pktline.js";
-import { GitHttp, type HttpResponse, type TransportOptions } from "./transport.js";
+import { GitHttp, type HttpResponse, type StreamBody, type TransportOptions } from "./transport.js";
 
 /** Where the repository is and how to reach it (the transport's options). */
 export type GitRemoteOptions = TransportOptions;
@@ -454,7 +461,28 @@ export class GitRemote {
    * A ref whose current value is not `old` fails the whole push with CONFLICT
    * (details: ref, currentOid) and changes nothing.
    */
-  async push(updates: RefUpdate[], objects: GitObject[]): Promise<void> {
+  /**
+   * Updates refs with a pack of `objects`. A pack holding file blobs is written to a spool
+   * file in `opts.spoolDir` (default: the system temp dir) and streamed from there, so its
+   * size does not bound memory; other packs are built in memory.
+   */
+  async push(updates: RefUpdate[], objects: PackObject[], opts: { spoolDir?: string } = {}): Promise<void> {
+    const spooled = objects.some(isFileBlob);
+    const spool = spooled
+      ? path.join(opts.spoolDir ?? tmpdir(), `.push-${randomBytes(8).toString("hex")}.pack`)
+      : undefined;
+    try {
+      await this.pushWith(updates, objects, spool);
+    } finally {
+      if (spool) await rm(spool, { force: true });
+    }
+  }
+
+  private async pushWith(
+    updates: RefUpdate[],
+    objects: PackObject[],
+    spool: string | undefined,
+  ): Promise<void> {
     if (updates.length === 0) return;
     const seen = new Set<string>();
     for (const u of updates) {
@@ -464,7 +492,11 @@ export class GitRemote {
       seen.add(u.ref);
       checkOids([u.old, u.new].filter((o): o is Oid => o !== null));
     }
-    const pack = updates.every((u) => u.new === null) ? undefined : writePack(objects);
+    const noPack = updates.every((u) => u.new === null);
+    let pack: Buffer | { file: string; length: number } | undefined;
+    if (noPack) pack = undefined;
+    else if (spool) pack = { file: spool, length: await writePackFile(objects, spool) };
+    else pack = writePack(objects as GitObject[]);
     // A retried push whose first attempt landed finds every ref already at its new value.
     for (let attempt = 0; ; attempt++) {
       const { refs, caps } = await this.receivePackRefs();
@@ -486,7 +518,13 @@ export class GitRemote {
         const cmd = `${u.old ?? ZERO_OID} ${u.new ?? ZERO_OID} ${u.ref}`;
         return pkt(i === 0 ? `${cmd}\0${want.join(" ")}` : cmd);
       });
-      const body = Buffer.concat([...lines, FLUSH, ...(pack ? [pack] : [])]);
+      const commands = Buffer.concat([...lines, FLUSH]);
+      const body: Buffer | StreamBody =
+        pack === undefined
+          ? commands
+          : Buffer.isBuffer(pack)
+            ? Buffer.concat([commands, pack])
+            : streamedBody(commands, pack.file, pack.length);
       this.stats.requests++;
       let report: Map<string, string>;
       try {
@@ -589,4 +627,18 @@ async function readReport(res: HttpResponse, sideband: boolean): Promise<Map<str
     report.set(m[2]!, m[1] === "ok" ? "ok" : (m[3] ?? "rejected"));
   }
   return report;
+}
+
+/** The receive-pack request body: the commands, then the spooled pack, read afresh per attempt. */
+function streamedBody(commands: Buffer, packFile: string, packLength: number): StreamBody {
+  return {
+    length: commands.length + packLength,
+    open: () =>
+      Readable.from(
+        (async function* () {
+          yield commands;
+          yield* createReadStream(packFile, { highWaterMark: 1 << 20 });
+        })(),
+      ),
+  };
 }

@@ -3,6 +3,7 @@
  * timeouts, bounded retries with exponential backoff and full jitter (network errors, timeouts
  * and 5xx only, never 4xx), cancellation, and typed errors. Credentials never reach logs or errors.
  */
+import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { gzipSync } from "node:zlib";
 import { Pool } from "undici";
@@ -14,8 +15,11 @@ import { errorFromStatus, isRetryable } from "./errors.js";
 export interface TransportOptions {
   /** Repository URL, e.g. http://127.0.0.1:7878/org/repo.git */
   url: string;
-  /** API key or access token; sent as the HTTP Basic password (user "mesa") or as a Bearer token. */
-  credential?: string;
+  /**
+   * API key or access token; sent as the HTTP Basic password (user "mesa") or as a Bearer token.
+   * A function is asked before every request, so a renewed token takes effect at once.
+   */
+  credential?: string | (() => string);
   authScheme?: "basic" | "bearer";
   /** Inactivity timeout for connecting, headers and each body chunk (default 30 s). */
   timeoutMs?: number;
@@ -25,12 +29,18 @@ export interface TransportOptions {
   logger?: Logger;
 }
 
+/** A request body too large for memory: `open` gives a fresh stream of `length` bytes per attempt. */
+export interface StreamBody {
+  length: number;
+  open(): Readable;
+}
+
 export interface HttpRequest {
   method: "GET" | "POST";
   /** Path below the repository URL, e.g. "/info/refs?service=git-upload-pack". */
   path: string;
   headers?: Record<string, string>;
-  body?: Buffer;
+  body?: Buffer | StreamBody;
   /** gzip the body when it is large enough to be worth it. */
   gzip?: boolean;
   signal?: AbortSignal;
@@ -86,10 +96,15 @@ export function classifyError(err: unknown, aborted: boolean): MesaError {
   );
 }
 
+function checkCredential(credential: string): void {
+  if (/[\r\n]/.test(credential)) throw new MesaError("INVALID_KEY", "credential contains a line break");
+}
+
 export class GitHttp {
   private readonly pool: Pool;
   private readonly basePath: string;
-  private readonly auth?: string;
+  private readonly credential?: () => string;
+  private readonly authScheme: "basic" | "bearer";
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly signal?: AbortSignal;
@@ -104,14 +119,12 @@ export class GitHttp {
     this.retries = Math.max(0, opts.retries ?? 3);
     this.signal = opts.signal;
     this.logger = opts.logger;
-    if (opts.credential !== undefined) {
-      if (/[\r\n]/.test(opts.credential))
-        throw new MesaError("INVALID_KEY", "credential contains a line break");
-      this.auth =
-        opts.authScheme === "bearer"
-          ? `Bearer ${opts.credential}`
-          : `Basic ${Buffer.from(`mesa:${opts.credential}`).toString("base64")}`;
-    }
+    this.authScheme = opts.authScheme ?? "basic";
+    const credential = opts.credential;
+    if (typeof credential === "string") {
+      checkCredential(credential);
+      this.credential = () => credential;
+    } else this.credential = credential;
     this.pool = new Pool(origin, {
       connections: 8,
       pipelining: 1,
@@ -122,6 +135,15 @@ export class GitHttp {
     });
   }
 
+  private authHeader(): string | undefined {
+    if (!this.credential) return undefined;
+    const credential = this.credential();
+    checkCredential(credential);
+    return this.authScheme === "bearer"
+      ? `Bearer ${credential}`
+      : `Basic ${Buffer.from(`mesa:${credential}`).toString("base64")}`;
+  }
+
   /**
    * Sends the request and hands the streaming response to `consume`. A failure anywhere in an
    * attempt (including while `consume` reads the body) that is retryable starts a fresh attempt,
@@ -130,15 +152,18 @@ export class GitHttp {
   async run<T>(req: HttpRequest, consume: (res: HttpResponse) => Promise<T>): Promise<T> {
     let body = req.body;
     const headers: Record<string, string> = { "user-agent": `mesa/${VERSION}`, ...req.headers };
-    if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
+    if (body && !Buffer.isBuffer(body)) headers["content-length"] = String(body.length);
+    else if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
       body = gzipSync(body, { level: 1 });
       headers["content-encoding"] = "gzip";
     }
-    if (this.auth) headers.authorization = this.auth;
     const signals = [this.signal, req.signal].filter((s): s is AbortSignal => s !== undefined);
     const signal =
       signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
     for (let attempt = 0; ; attempt++) {
+      // Asked on every attempt: a retry after a token renewal sends the new token.
+      const auth = this.authHeader();
+      if (auth) headers.authorization = auth;
       try {
         return await this.once(req, headers, body, signal, consume);
       } catch (raw) {
@@ -167,7 +192,7 @@ export class GitHttp {
   private async once<T>(
     req: HttpRequest,
     headers: Record<string, string>,
-    body: Buffer | undefined,
+    body: Buffer | StreamBody | undefined,
     signal: AbortSignal | undefined,
     consume: (res: HttpResponse) => Promise<T>,
   ): Promise<T> {
@@ -175,7 +200,7 @@ export class GitHttp {
       method: req.method,
       path: `${this.basePath}${req.path}`,
       headers,
-      body,
+      body: body === undefined || Buffer.isBuffer(body) ? body : body.open(),
       signal,
     });
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -129,3 +129,27 @@ export function serverRef(serve: ServeHandle, repo: string, bookmark = "main"): 
   ]);
   return out.split("\t")[0] ?? "";
 }
+
+/**
+ * What the server holds for org/repo, to prove that nothing reached it: every ref (bookmarks,
+ * change refs), the object count, and how many pushes (receive-pack POSTs) its log shows.
+ */
+export function serverFingerprint(serve: ServeHandle, repo: string): string {
+  const gitDir = join(serve.dataDir, "repos", serve.org, `${repo}.git`);
+  const refs = gitSync(serve.dataDir, [
+    "--git-dir",
+    gitDir,
+    "for-each-ref",
+    "--format=%(objectname) %(refname)",
+  ]);
+  const objects = gitSync(serve.dataDir, ["--git-dir", gitDir, "count-objects", "-v"])
+    .split("\n")
+    .filter((l) => /^(count|in-pack):/.test(l))
+    .join(" ");
+  const pushPath = `/${serve.org}/${repo}.git/git-receive-pack`;
+  const pushes = serve
+    .logs()
+    .split("\n")
+    .filter((l) => l.includes('"incoming request"') && l.includes(pushPath)).length;
+  return `${refs}\n${objects}\npushes: ${pushes}`;
+}

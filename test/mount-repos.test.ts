@@ -81,10 +81,10 @@ test("all vs explicit, repo open/close live, pin by change id", async (t) => {
   const w = await run("touch", [join(eOrg, "a", "new.txt")]);
   assert.match(w.stderr, /Read-only file system/);
   const status = JSON.parse((await mesa(["--config-path", config, "status", "--json"], explicit)).stdout) as {
-    repos: Array<{ repo: string; revision: string; commit: string; readOnly: boolean }>;
+    repos: Array<{ repo: string; revision: string; commit: string; read_only: boolean }>;
   };
   assert.deepEqual(
-    status.repos.map((r) => [r.repo, r.revision, r.commit, r.readOnly]),
+    status.repos.map((r) => [r.repo, r.revision, r.commit, r.read_only]),
     [["a", `change-id:${pinned.id}`, firstCommit, true]],
   );
 

@@ -44,7 +44,10 @@ function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v && typeof v === "object")
     return Object.fromEntries(
-      Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]),
+      Object.entries(v).map(([k, x]) => [
+        k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+        camelKeys(x),
+      ]),
     );
   return v;
 }

@@ -81,8 +81,9 @@ export function addRepoEntry(file: string, text: string, org: string, repo: stri
 }
 
 /**
- * config.toml's text without repo's entry: its `[organizations.O.repos.R]` table (up to the
- * comments that introduce the next table), or its one-line `R = { … }` / `repos.R = { … }`.
+ * config.toml's text without repo's entry: its `[organizations.O.repos.R]` table with the comment
+ * lines right above it (up to the comments that introduce the next table), or its one-line
+ * `R = { … }` / `repos.R = { … }`.
  */
 export function removeRepoEntry(file: string, text: string, org: string, repo: string): string {
   const lines = text.split("\n");
@@ -117,6 +118,8 @@ export function removeRepoEntry(file: string, text: string, org: string, repo: s
   }
   if (start < 0) throw refuse(file, `no entry of its own for ${org}/${repo} was found`);
   if (end < 0) end = lines.length;
+  // The comment lines right above the header introduce this entry: they go with it.
+  while (start > 0 && /^\s*#/.test(lines[start - 1])) start--;
   // Keep one blank line between what was before and after the removed table.
   const before = lines.slice(0, start);
   const rest = lines.slice(end);

@@ -26,6 +26,8 @@ export function settingsDiff(config: Config, s: DaemonStatus): string[] {
     }
     for (const [repo, r] of Object.entries(o.repos)) {
       const mounted = s.repos.find((m) => m.org === org && m.repo === repo);
+      // Tried with these settings and failed (a partial mount): nothing differs.
+      if (!mounted && (s.failed ?? []).some((f) => f.org === org && f.repo === repo)) continue;
       if (!mounted) {
         if (o.mount === "explicit" || r.rev)
           out.push(`${org}/${repo} is not mounted: run \`mesa repo open ${repo} --org ${org}\``);

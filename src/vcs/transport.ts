@@ -106,7 +106,9 @@ function gitStatusMessage(status: number, url: string, body: string): string {
         : status === 403
           ? `the credential may not access ${url}`
           : `the Git server at ${url} answered HTTP ${status}`;
-  return said && !base.includes(said) ? `${base} (${said})` : base;
+  // The server's sentence only when it adds something ("repository not found" does not).
+  const adds = said && !(status === 404 && /not found/i.test(said)) && !base.includes(said);
+  return adds ? `${base} (${said})` : base;
 }
 
 export class GitHttp {

@@ -1,7 +1,7 @@
 /**
  * `mesa mount [-d] [--foreground] [--allow-partial]` and `mesa unmount` (SPEC §4, §7).
  */
-import { readFileSync } from "node:fs";
+import { closeSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
@@ -51,6 +51,7 @@ function inheritedSecret(config: Config): void {
   if (fd === undefined) return;
   delete process.env[SECRET_FD_ENV];
   const pass = readFileSync(Number(fd), "utf8");
+  closeSync(Number(fd));
   if (pass.length > 0) config.env.vaultPassphrase = pass;
 }
 

@@ -55,7 +55,8 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   if (opts.secret !== undefined) {
     const secretPipe = child.stdio[4] as Writable;
     secretPipe.on("error", () => undefined);
-    secretPipe.end(opts.secret);
+    // Closed once written, or the open pipe would keep this process alive with the daemon.
+    secretPipe.end(opts.secret, () => secretPipe.destroy());
   }
 
   return new Promise<Ready>((resolve, reject) => {

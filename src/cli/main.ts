@@ -8,6 +8,7 @@ import * as completion from "./completion.js";
 import * as configCmd from "./config.js";
 import { ExitWith } from "./context.js";
 import * as doctor from "./doctor.js";
+import { addHelpExtras } from "./help.js";
 import * as mount from "./mount.js";
 import * as quickstart from "./quickstart.js";
 import * as repo from "./repo.js";
@@ -98,6 +99,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const group of GROUPS) group.register(program);
   registerHelp(program);
+  addHelpExtras(program);
   const all = (cmd: Command): Command[] => [cmd, ...cmd.commands.flatMap(all)];
   for (const cmd of all(program)) cmd.exitOverride();
   return program;

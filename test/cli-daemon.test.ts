@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { mesaIn, nonJsonLines, ROOT } from "./helpers/cli.js";
@@ -267,4 +268,47 @@ test("mount -d: failing repos are named and nothing is mounted unless --allow-pa
   );
   assert.match(other.stderr, /local\/app is mounted at bookmark:main, not bookmark:feat: run `mesa unmount`/);
   assert.equal((await run("ls", [join(mnt, "local")])).stdout, "app\n");
+});
+
+test("sandbox flow `mesa quickstart`: a fresh shell lists, logs and shows without key or service URL", async (t) => {
+  const dir = tempDir("qsflow");
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const env = mesaEnv(dir, { MESA_SERVICE_URL: `http://127.0.0.1:${port}` });
+  for (const k of [
+    "MESA_MOUNT_POINT",
+    "MESA_RUNTIME_DIR",
+    "MESA_DATA_DIR",
+    "MESA_CACHE_PATH",
+    "MESA_DAEMON_LOG_FILE",
+  ])
+    delete env[k];
+  const home = env.HOME as string;
+  const mnt = join(home, ".local", "share", "mesa", "mnt");
+  t.after(async () => {
+    await mesa(["quickstart", "--stop"], env, 60_000);
+    await stopSandbox({ ...env, MESA_MOUNT_POINT: mnt });
+    const pid = Number((await run("cat", [join(home, ".local/share/mesa/quickstart/serve.pid")])).stdout);
+    if (pid > 0) await run("kill", ["-9", String(pid)]);
+    removeDir(dir);
+  });
+  const qs = await mesa(["quickstart", "-y"], env, 120_000);
+  assert.equal(qs.code, 0, qs.stderr);
+
+  const fresh = freshShell(env);
+  const list = await mesa(["repo", "list"], fresh);
+  assert.equal(list.code, 0, list.stderr);
+  assert.equal(list.stdout, "● local/sample  bookmark:main\n");
+  const sample = join(mnt, "local", "sample");
+  const log = await mesaIn(sample, ["log"], fresh);
+  assert.equal(log.code, 0, log.stderr);
+  assert.match(log.stdout, /^[k-z]{12} [0-9a-f]{12} /);
+  const show = await mesaIn(sample, ["show", log.stdout.slice(0, 12), "--name-only"], fresh);
+  assert.equal(show.code, 0, show.stderr);
+  assert.notEqual(show.stdout, "");
 });

@@ -1,6 +1,6 @@
 /**
  * The daemon's control socket: one JSON request per line, one JSON reply per line.
- * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close", …}.
+ * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close"|"new"|"credential", …}.
  * Replies: {"ok":true,"result":…} or {"ok":false,"error":"…"}.
  */
 import { chmod, rm } from "node:fs/promises";

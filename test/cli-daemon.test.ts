@@ -126,6 +126,10 @@ test("sandbox flows: a fresh shell without the key uses the daemon; --json shape
   const list = await mesa(["repo", "list"], freshA);
   assert.equal(list.code, 0, list.stderr);
   assert.equal(list.stdout, "● local/app  bookmark:main\n");
+  // A new shell's `mount -d` asks for nothing different: the daemon runs, nothing to do.
+  const remount = await mesa(["mount", "-d"], freshA);
+  assert.equal(remount.code, 0, remount.stderr);
+  assert.match(remount.stdout, /^mesa is already running \(pid \d+\), mounted at /);
   const status = await mesa(["status"], freshA);
   assert.match(status.stdout, new RegExp(`^log: {9}${a.MESA_DAEMON_LOG_FILE}$`, "m"));
 

@@ -14,9 +14,11 @@ function revLabel(rev: RevSpec): string {
 export function settingsDiff(config: Config, s: DaemonStatus): string[] {
   const out: string[] = [];
   const restart = "run `mesa unmount`, then `mesa mount -d` again";
-  if (resolve(config.mountPoint) !== s.mountPoint)
+  // Only what this call asks for: a default is not a request (a new shell may lack the variable).
+  const asked = (key: string) => config.sources[key] !== undefined && config.sources[key] !== "default";
+  if (asked("mount-point") && resolve(config.mountPoint) !== s.mountPoint)
     out.push(`it is mounted at ${s.mountPoint}, not ${resolve(config.mountPoint)}: ${restart}`);
-  if (config.serviceUrl !== s.serviceUrl)
+  if (asked("service-url") && config.serviceUrl !== s.serviceUrl)
     out.push(`it serves ${s.serviceUrl}, not ${config.serviceUrl}: ${restart}`);
   const orgs = new Set(s.orgs ?? s.repos.map((r) => r.org));
   for (const [org, o] of Object.entries(config.organizations)) {

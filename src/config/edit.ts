@@ -117,7 +117,8 @@ export function removeRepoEntry(file: string, text: string, org: string, repo: s
     }
   }
   if (start < 0) throw refuse(file, `no entry of its own for ${org}/${repo} was found`);
-  if (end < 0) end = lines.length;
+  // The last table runs to the end of the file, whose final newline stays.
+  if (end < 0) end = lines[lines.length - 1] === "" ? lines.length - 1 : lines.length;
   // The comment lines right above the header introduce this entry: they go with it.
   while (start > 0 && /^\s*#/.test(lines[start - 1])) start--;
   // Keep one blank line between what was before and after the removed table.

@@ -16,7 +16,8 @@ test("config edit: add appends one table; quoted names are quoted", () => {
   assert.equal(addRepoEntry(F, "x = 1", "acme", "app"), "x = 1\n\n[organizations.acme.repos.app]\n");
   const dotted = addRepoEntry(F, text, "acme", "my.repo");
   assert.ok(dotted.endsWith('[organizations.acme.repos."my.repo"]\n'));
-  assert.deepEqual(Object.keys((parse(dotted) as any).organizations.acme.repos), ["my.repo"]);
+  const doc = parse(dotted) as { organizations: { acme: { repos: Record<string, unknown> } } };
+  assert.deepEqual(Object.keys(doc.organizations.acme.repos), ["my.repo"]);
 });
 
 test("config edit: remove takes the entry's table and its comment, or its one line", () => {

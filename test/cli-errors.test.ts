@@ -4,11 +4,21 @@
  * server does not have.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { documentedError } from "./helpers/cli.js";
-import { generateRepo, mesa, mesaEnv, removeDir, stopSandbox, tempDir, waitFor } from "./helpers/mount.js";
+import {
+  generateRepo,
+  MESA_BIN,
+  mesa,
+  mesaEnv,
+  removeDir,
+  run,
+  stopSandbox,
+  tempDir,
+  waitFor,
+} from "./helpers/mount.js";
 import { type ServeHandle, startServe } from "./helpers/serve.js";
 
 test("errors: non-empty mount point, file as mount point, unreachable server, expired token, unknown repo", async (t) => {
@@ -49,6 +59,22 @@ test("errors: non-empty mount point, file as mount point, unreachable server, ex
   const onFile = await mesa(["mount", "-d"], file);
   assert.equal(onFile.code, 1);
   assert.match(onFile.stderr, documentedError("mount point is a file"));
+
+  // A user other than root, without user_allow_other in /etc/fuse.conf: refused before FUSE.
+  const fuseConf = await run("cat", ["/etc/fuse.conf"]);
+  if (process.getuid?.() === 0 && !/^\s*user_allow_other\s*$/m.test(fuseConf.stdout)) {
+    const own = join(dir, "nobody");
+    mkdirSync(own, { mode: 0o777 });
+    chmodSync(own, 0o777);
+    chmodSync(dir, 0o755);
+    const asNobody = await run(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, MESA_BIN, "mount", "-d"],
+      { env: { ...mesaEnv(own, base), HOME: own } },
+    );
+    assert.equal(asNobody.code, 1, asNobody.stderr);
+    assert.match(asNobody.stderr, documentedError("no `user_allow_other`"));
+  }
 
   // Nothing listens at the service URL: the URL, the cause and the variable to set.
   const down = mesaEnv(join(dir, "down"), { ...base, MESA_SERVICE_URL: "http://127.0.0.1:9" });

@@ -184,7 +184,8 @@ export async function runChecks(config: Config | undefined, configError?: string
     });
   else {
     checks.push({ name: "daemon", ok: true, detail: "not running (start it with `mesa mount -d`)" });
-    const problem = await checkMountPoint(mountPoint, { create: false });
+    // user_allow_other has its own check above.
+    const problem = await checkMountPoint(mountPoint, { create: false, allowOther: false });
     checks.push(
       problem
         ? { name: "mount point", ok: false, detail: problem.message, fix: problem.hint }

@@ -20,10 +20,13 @@ async function userAllowOther(): Promise<boolean> {
   }
 }
 
-/** Why mounting at `mountPoint` would fail, or undefined. `create` makes a missing one. */
+/**
+ * Why mounting at `mountPoint` would fail, or undefined. `create` makes a missing one;
+ * `allowOther: false` leaves /etc/fuse.conf to a caller that checks it on its own.
+ */
 export async function checkMountPoint(
   mountPoint: string,
-  opts: { create: boolean },
+  opts: { create: boolean; allowOther?: boolean },
 ): Promise<MesaError | undefined> {
   const path = resolve(mountPoint);
   let s: Awaited<ReturnType<typeof stat>>;
@@ -60,7 +63,7 @@ export async function checkMountPoint(
       hint: `empty it, or set ${SETTING} to an empty directory`,
     });
   }
-  if (process.getuid?.() !== 0 && !(await userAllowOther()))
+  if (opts.allowOther !== false && process.getuid?.() !== 0 && !(await userAllowOther()))
     return new MesaError(
       "FUSE",
       "FUSE allows other users into the mount (allow_other) only with user_allow_other",

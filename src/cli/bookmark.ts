@@ -64,7 +64,13 @@ export function register(program: Command): void {
     const c = await clients(cmd, target(cmd, opts));
     try {
       const change = await changeOf(c, opts.revision);
-      const b = await c.rest.createBookmark(c.org, c.repo, name, change);
+      const b = await c.rest.createBookmark(c.org, c.repo, name, change).catch((err) => {
+        if (isMesaError(err, "CONFLICT") && !err.hint)
+          throw new MesaError("CONFLICT", err.message, {
+            hint: `to point it at ${opts.revision}: \`mesa bookmark move ${name} --to ${opts.revision}\``,
+          });
+        throw err;
+      });
       process.stdout.write(`created bookmark ${b.name} at ${b.change_id}\n`);
     } finally {
       await c.close();

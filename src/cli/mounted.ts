@@ -58,9 +58,10 @@ function single(xs: string[]): string | undefined {
 /** Both names are needed: a clear usage error otherwise. */
 export function requireRepo(t: RepoTarget): { org: string; repo: string } {
   if (!t.org || !t.repo)
-    throw new MesaError("USAGE", "which repository? pass --org and --repo", {
-      hint: "or run the command inside <mount point>/<org>/<repo>",
-    });
+    throw new MesaError(
+      "USAGE",
+      "which repository? pass --org and --repo (--org defaults to MESA_ORG), or run the command inside <mount point>/<org>/<repo>",
+    );
   return { org: t.org, repo: t.repo };
 }
 

@@ -37,6 +37,8 @@ export function withHint(err: MesaError, serviceUrl: string): MesaError {
       : `check the key (MESA_API_KEY, MESA_ORGS or \`mesa auth set-key\`) and that MESA_SERVICE_URL (${serviceUrl}) is the server it belongs to`;
   else if (err.code === "FORBIDDEN")
     hint = "the key lacks the scope or repository for this; use a key that has it";
+  else if (err.code === "NOT_FOUND" && /^repository \S+ not found$/.test(err.message))
+    hint = "see `mesa repo list --all` for the repositories the key can see";
   if (!hint) return err;
   return new MesaError(err.code, err.message, { hint, details: err.details, cause: err.cause });
 }

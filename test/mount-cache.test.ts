@@ -136,8 +136,8 @@ test("disk cache stays under its cap; a remount reads from disk with zero fetche
   assert.equal(second.stdout, first.stdout);
   assert.equal(proxy.fetches() - before, 0, "the remount fetched from the server");
   const stats = JSON.parse((await mesa(["stats", "--format", "json"], full)).stdout) as {
-    cache: { misses: number; diskHits: number };
+    cache: { misses: number; disk_hits: number };
   };
   assert.equal(stats.cache.misses, 0);
-  assert.ok(stats.cache.diskHits > 0);
+  assert.ok(stats.cache.disk_hits > 0);
 });

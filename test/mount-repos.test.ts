@@ -88,10 +88,10 @@ test("all vs explicit, repo open/close live, pin by change id", async (t) => {
     [1, `touch: cannot touch '${join(eOrg, "a", "new.txt")}': Read-only file system\n`],
   );
   const status = JSON.parse((await mesa(["--config-path", config, "status", "--json"], explicit)).stdout) as {
-    repos: Array<{ repo: string; revision: string; commit: string; readOnly: boolean }>;
+    repos: Array<{ repo: string; revision: string; commit: string; read_only: boolean }>;
   };
   assert.deepEqual(
-    status.repos.map((r) => [r.repo, r.revision, r.commit, r.readOnly]),
+    status.repos.map((r) => [r.repo, r.revision, r.commit, r.read_only]),
     [["a", `change-id:${pinned.id}`, firstCommit, true]],
   );
 

@@ -69,12 +69,12 @@ test("a 5,000-file repo mounted with -d equals its git clone; lifecycle commands
   const s = JSON.parse(status.stdout) as {
     running: boolean;
     pid: number;
-    mountPoint: string;
+    mount_point: string;
     repos: Array<{ org: string; repo: string; revision: string }>;
     errors: string[];
   };
   assert.equal(s.running, true);
-  assert.equal(s.mountPoint, mnt);
+  assert.equal(s.mount_point, mnt);
   assert.deepEqual(
     s.repos.map((r) => [r.org, r.repo, r.revision]),
     [["local", "big", "bookmark:main"]],
@@ -88,7 +88,7 @@ test("a 5,000-file repo mounted with -d equals its git clone; lifecycle commands
   const st = JSON.parse(stats.stdout) as {
     pid: number;
     fs: { read: number };
-    cache: { fetchedBlobs: number };
+    cache: { fetched_blobs: number };
   };
   assert.equal(st.pid, s.pid);
   assert.ok(st.fs.read > 0);

@@ -84,14 +84,23 @@ test("secrets: plaintext file round-trips, 0600, atomic, lookup order repo → o
   assert.deepEqual(await store.list(), [G, O]);
 });
 
-test("secrets: MESA_API_KEY wins when MESA_ORG is unset or matches; MESA_ORGS registers keys", async (t) => {
+test("secrets: MESA_API_KEY wins when MESA_ORG is unset or matches; MESA_ORGS keys are used as given and registered", async (t) => {
   const env = { MESA_SECRETS_BACKEND: "plaintext-file", MESA_API_KEY: "env-key", MESA_ORG: "acme" };
   const config = setup(t, { ...env, MESA_ORGS: `beta:${KEY_O},gamma:${KEY_R}` });
   const store = await openSecretStore(config);
   await store.set(O, KEY_G);
   assert.equal(await resolveCredential(config, store, "acme"), "env-key");
-  await assert.rejects(resolveCredential(config, store, "beta"), (e) => isMesaError(e, "NO_API_KEY"));
-  await applyEnvOrgs(config, store);
+  // The environment's key needs no store (a detached daemon reads the same variables).
+  assert.equal(await resolveCredential(config, store, "beta"), KEY_O);
+  await assert.rejects(resolveCredential(config, store, "delta"), (e) => isMesaError(e, "NO_API_KEY"));
+  const said: string[] = [];
+  await applyEnvOrgs(config, store, (l) => said.push(l));
+  assert.deepEqual(said, [
+    `stored the key for orgs/beta in plaintext-file (${store.location})`,
+    `stored the key for orgs/gamma in plaintext-file (${store.location})`,
+  ]);
+  await applyEnvOrgs(config, store, (l) => said.push(l));
+  assert.equal(said.length, 2, "said once: nothing when the store holds the key already");
   assert.equal(await resolveCredential(config, store, "beta"), KEY_O);
   assert.equal(await resolveCredential(config, store, "gamma"), KEY_R);
   assert.deepEqual(await store.list(), [O, { kind: "org", org: "beta" }, { kind: "org", org: "gamma" }]);

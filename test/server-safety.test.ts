@@ -97,7 +97,7 @@ describe("safety", () => {
 });
 
 describe("mesa repo list", () => {
-  it("lists the backend's repos, marking mounted ones", async () => {
+  it("lists the backend's repos; without a daemon none is mounted", async () => {
     await api.createRepo("local", "beta");
     const env = {
       MESA_NO_CONFIG_FILE: "1",
@@ -107,16 +107,18 @@ describe("mesa repo list", () => {
     };
     const all = await runMesa(["repo", "list", "--all"], { env });
     assert.equal(all.code, 0, all.stderr);
-    assert.equal(all.stdout, "● local/app\n● local/beta\n");
+    // No daemon runs, so nothing is mounted (●): every repo is available (○).
+    assert.equal(all.stdout, "○ local/app\n○ local/beta\n");
+    assert.equal(all.stderr, "mesa is not running: nothing is mounted (start it with `mesa mount -d`)\n");
 
     const config = path.join(tmp, "config.toml");
     await writeFile(config, '[organizations.local]\nmount = "explicit"\n[organizations.local.repos.app]\n');
     const envFile = { MESA_ORG: "local", MESA_API_KEY: srv.adminKey, MESA_SERVICE_URL: srv.url };
     const explicit = await runMesa(["-c", config, "repo", "list", "--all"], { env: envFile });
     assert.equal(explicit.code, 0, explicit.stderr);
-    assert.equal(explicit.stdout, "● local/app\n○ local/beta\n");
-    const mounted = await runMesa(["-c", config, "repo", "list"], { env: envFile });
-    assert.equal(mounted.stdout, "● local/app\n");
+    assert.equal(explicit.stdout, "○ local/app\n○ local/beta\n");
+    const configured = await runMesa(["-c", config, "repo", "list"], { env: envFile });
+    assert.equal(configured.stdout, "○ local/app\n", "explicit mode without --all: the configured repos");
 
     const bad = await runMesa(["repo", "list", "--all"], { env: { ...env, MESA_API_KEY: "wrong" } });
     assert.equal(bad.code, 1);

@@ -170,7 +170,7 @@ test("POSIX write operations through the mount, pushed as one working change", a
   assert.match(show.stdout, /second change/);
   assert.match(
     show.stdout,
-    /diff --git a\/third.txt b\/third.txt\nnew file mode 100644\n--- \/dev\/null\n\+\+\+ b\/third.txt\n@@ -0,0 \+1,1 @@\n\+third/,
+    /diff --git a\/third.txt b\/third.txt\nnew file mode 100644\nindex 0000000\.\.[0-9a-f]{7}\n--- \/dev\/null\n\+\+\+ b\/third.txt\n@@ -0,0 \+1 @@\n\+third/,
   );
   const names = await mesa(["show", "--org", "local", "--repo", "app", "--name-only", w1.changeId!], d.env);
   assert.equal(names.code, 0, names.stderr);

@@ -43,7 +43,13 @@ export async function mintFromApiKey(
 ): Promise<string> {
   const keyId = opts.keyId ?? apiKeyId(apiKey);
   if (!keyId)
-    throw new MesaError("INVALID_KEY", "the key id of this API key is unknown (ask the server's /v1/whoami)");
+    throw new MesaError(
+      "INVALID_KEY",
+      "this API key does not carry its key id and the server did not name it",
+      {
+        hint: "check the key and that MESA_SERVICE_URL points at the server that issued it",
+      },
+    );
   checkClaims(opts);
   const ttl = opts.ttlSeconds ?? API_KEY_TTL.default;
   checkTtl(ttl, API_KEY_TTL);

@@ -11,6 +11,7 @@ import {
 } from "../secrets/index.js";
 import { promptHidden } from "../secrets/prompt.js";
 import { globalOptions } from "./context.js";
+import { printJson } from "./json.js";
 
 /** Keys are short; refuse to buffer an accidental multi-megabyte pipe. */
 const MAX_STDIN = 64 * 1024;
@@ -78,9 +79,16 @@ export function register(program: Command): void {
   auth
     .command("list")
     .description("list the scopes that hold a key (never the keys)")
-    .action(async (_opts: unknown, cmd: Command) => {
+    .option("--json", "print JSON (see docs/cli.md)")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
       const store = await openStore(cmd);
       const scopes = await store.list();
+      if (opts.json)
+        return printJson({
+          backend: store.backend,
+          location: store.location,
+          scopes: scopes.map((s) => ({ scope: scopeName(s), ...s })),
+        });
       for (const s of scopes) process.stdout.write(`${scopeName(s)}\n`);
       if (scopes.length === 0)
         process.stderr.write(`no keys stored in ${store.backend} (${store.location})\n`);

@@ -16,3 +16,10 @@ export function globalOptions(cmd: Command): GlobalOptions {
     logLevel: o.logLevel ?? "warn",
   };
 }
+
+/** Ends the command with `code` after it printed its own output (e.g. `status` exits 3). */
+export class ExitWith extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}

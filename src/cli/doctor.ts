@@ -8,6 +8,7 @@ import type { Config } from "../config/types.js";
 import { runChecks } from "../daemon/doctor.js";
 import { MesaError } from "../errors.js";
 import { globalOptions } from "./context.js";
+import { printJson } from "./json.js";
 
 export function register(program: Command): void {
   program
@@ -23,7 +24,7 @@ export function register(program: Command): void {
         configError = (err as Error).message;
       }
       const checks = await runChecks(config, configError);
-      if (opts.json) process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
+      if (opts.json) printJson({ ok: checks.every((c) => c.ok || c.level === "warn"), checks });
       else
         for (const c of checks) {
           const tag = c.ok ? "ok  " : c.level === "warn" ? "warn" : "FAIL";

@@ -1,7 +1,7 @@
 /**
  * Shared by `mesa new/log/show/bookmark`: which repo a command is about (--org/--repo, else
  * the repo directory of the mount the shell is in, else the only configured one) and clients
- * for it with the stored credential.
+ * for it with the credential of the environment, the running daemon or the store.
  */
 import { realpathSync } from "node:fs";
 import { relative, resolve } from "node:path";
@@ -10,10 +10,10 @@ import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
-import { applyEnvOrgs, envCredential, openSecretStore, resolveCredential } from "../secrets/index.js";
 import { GitRemote } from "../vcs/remote.js";
 import { RestClient } from "../vcs/rest.js";
 import { globalOptions } from "./context.js";
+import { connectionFor } from "./credentials.js";
 
 export interface RepoTarget {
   config: Config;
@@ -58,18 +58,11 @@ function single(xs: string[]): string | undefined {
 /** Both names are needed: a clear usage error otherwise. */
 export function requireRepo(t: RepoTarget): { org: string; repo: string } {
   if (!t.org || !t.repo)
-    throw new MesaError("USAGE", "which repository? pass --org and --repo", {
-      hint: "or run the command inside <mount point>/<org>/<repo>",
-    });
+    throw new MesaError(
+      "USAGE",
+      "which repository? pass --org and --repo (--org defaults to MESA_ORG), or run the command inside <mount point>/<org>/<repo>",
+    );
   return { org: t.org, repo: t.repo };
-}
-
-export async function credentialFor(cmd: Command, config: Config, org: string): Promise<string> {
-  const direct = config.env.orgs.length === 0 ? envCredential(config, org) : undefined;
-  if (direct !== undefined) return direct;
-  const store = await openSecretStore(config, { nonInteractive: globalOptions(cmd).nonInteractive });
-  await applyEnvOrgs(config, store);
-  return resolveCredential(config, store, org);
 }
 
 export async function clients(
@@ -77,12 +70,12 @@ export async function clients(
   t: RepoTarget,
 ): Promise<{ org: string; repo: string; rest: RestClient; git: GitRemote; close(): Promise<void> }> {
   const { org, repo } = requireRepo(t);
-  const credential = await credentialFor(cmd, t.config, org);
-  const rest = new RestClient({ serviceUrl: t.config.serviceUrl, credential });
-  const git = new GitRemote({
-    url: `${t.config.serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
-    credential,
+  const { credential, serviceUrl } = await connectionFor(t.config, org, {
+    nonInteractive: globalOptions(cmd).nonInteractive,
+    repo,
   });
+  const rest = new RestClient({ serviceUrl, credential });
+  const git = new GitRemote({ url: `${serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`, credential });
   return {
     org,
     repo,

@@ -11,6 +11,7 @@ import { createLogger, type LogLevel } from "../log.js";
 import { parseRepoSlug } from "../names.js";
 import { mintAdminKey } from "../server/admin-key.js";
 import { parseListen, runImport, runServe } from "../server/serve.js";
+import { progressLine } from "./progress.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7878";
 
@@ -69,15 +70,23 @@ export function register(program: Command): void {
     .argument("<org/repo>", "name of the new repository")
     .argument("<source>", "Git URL or path of the repository to import")
     .option("--data-dir <dir>", "the server's data dir (default ~/.local/share/mesa/server)")
-    .action(async (slug: string, source: string, opts: { dataDir?: string }, cmd: Command) => {
-      const parentDir = (cmd.parent?.opts() as { dataDir?: string } | undefined)?.dataDir;
-      const { org, repo } = parseRepoSlug(slug);
-      if (source.length === 0) throw new MesaError("USAGE", "the source repository is empty");
-      const res = await runImport(resolveDir(opts.dataDir ?? parentDir), org, repo, source);
-      process.stdout.write(
-        `imported ${org}/${repo}: ${res.branches.length} branch(es), default bookmark ${res.defaultBookmark}\n`,
-      );
-    });
+    .option("-q, --quiet", "no progress lines")
+    .action(
+      async (slug: string, source: string, opts: { dataDir?: string; quiet?: boolean }, cmd: Command) => {
+        const parentDir = (cmd.parent?.opts() as { dataDir?: string } | undefined)?.dataDir;
+        const { org, repo } = parseRepoSlug(slug);
+        if (source.length === 0) throw new MesaError("USAGE", "the source repository is empty");
+        const progress = progressLine({ quiet: opts.quiet === true });
+        // git prints these lines only when asked; ask only when they will be shown.
+        const show = process.stderr.isTTY && !opts.quiet ? progress.update : undefined;
+        const res = await runImport(resolveDir(opts.dataDir ?? parentDir), org, repo, source, show).finally(
+          progress.end,
+        );
+        process.stdout.write(
+          `imported ${org}/${repo}: ${res.branches.length} branch(es), default bookmark ${res.defaultBookmark}\n`,
+        );
+      },
+    );
 
   serve
     .command("admin-key")

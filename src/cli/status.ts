@@ -1,5 +1,5 @@
 /**
- * `mesa status [--json]` and `mesa stats [--format json|text] [--pid N | --pid-file F]`:
+ * `mesa status [--json]` and `mesa stats [--format json|text] [--json] [--pid N | --pid-file F]`:
  * both ask the running daemon over its control socket.
  */
 
@@ -10,11 +10,14 @@ import { loadConfig } from "../config/load.js";
 import { formatSize } from "../config/size.js";
 import { controlRequest } from "../daemon/control.js";
 import type { DaemonStatus } from "../daemon/daemon.js";
+import { runningDaemon } from "../daemon/liveness.js";
 import { fuseMountAt } from "../daemon/mounts.js";
 import { runtimePaths } from "../daemon/paths.js";
-import { isAlive, livePid, readPid } from "../daemon/pidfile.js";
+import { isAlive, readPid } from "../daemon/pidfile.js";
 import { MesaError } from "../errors.js";
-import { globalOptions } from "./context.js";
+import { ExitWith, globalOptions } from "./context.js";
+import { withHelp } from "./help.js";
+import { printJson } from "./json.js";
 
 function printStatus(s: DaemonStatus): void {
   const lines = [
@@ -22,6 +25,7 @@ function printStatus(s: DaemonStatus): void {
     `mount point: ${s.mountPoint}`,
     `service:     ${s.serviceUrl}`,
     `started:     ${s.startedAt}`,
+    `log:         ${s.logFile}`,
     `repos (${s.repos.length}):`,
     ...s.repos.map(
       (r) =>
@@ -60,59 +64,70 @@ function flatten(obj: unknown, prefix = "", out: Array<[string, unknown]> = []):
   return out;
 }
 
-export function register(program: Command): void {
-  program
-    .command("status")
-    .description("show the running daemon: mount point, repos and revisions, cache use, errors")
-    .option("--json", "print JSON")
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const config = loadConfig({ configPath: globalOptions(cmd).configPath });
-      const paths = runtimePaths(config);
-      const pid = await livePid(paths.pidFile);
-      if (pid === undefined) {
-        const stale = await fuseMountAt(config.mountPoint);
-        const errors = stale ? [`a stale mount is left at ${config.mountPoint}: run \`mesa unmount\``] : [];
-        if (opts.json)
-          process.stdout.write(
-            `${JSON.stringify({ running: false, mountPoint: config.mountPoint, errors })}\n`,
-          );
-        else process.stdout.write(`mesa is not running\n${errors.map((e) => `${e}\n`).join("")}`);
-        return;
-      }
-      const s = (await controlRequest(paths.socket, { cmd: "status" })) as DaemonStatus;
-      if (opts.json) process.stdout.write(`${JSON.stringify({ running: true, ...s }, null, 2)}\n`);
-      else printStatus(s);
-    });
+/** `mesa status` exits 3 when no daemon runs, as `systemctl status` does for a stopped unit. */
+export const NOT_RUNNING_EXIT = 3;
 
-  program
-    .command("stats")
-    .description("counters from the running daemon")
-    .addOption(new Option("--format <format>", "output format").choices(["json", "text"]).default("text"))
-    .option("--pid <pid>", "the daemon's pid (must be the one recorded in the runtime dir)")
-    .option("--pid-file <file>", "read the daemon's pid from this file")
-    .action(async (opts: { format: string; pid?: string; pidFile?: string }, cmd: Command) => {
-      const config = loadConfig({ configPath: globalOptions(cmd).configPath });
-      const paths = runtimePaths(config);
-      let pid: number | undefined;
-      if (opts.pid !== undefined) {
-        pid = Number(opts.pid);
-        if (!Number.isInteger(pid) || pid <= 0)
-          throw new MesaError("USAGE", `--pid must be a process id, not '${opts.pid}'`);
-      } else pid = await readPid(opts.pidFile ?? paths.pidFile);
-      if (pid === undefined || !isAlive(pid))
-        throw new MesaError("DAEMON", "mesa is not running", { hint: "start it with `mesa mount -d`" });
-      // The control socket lives beside the pid file that names the daemon.
-      const pidFile = opts.pidFile ?? paths.pidFile;
-      const recorded = await readPid(pidFile);
-      if (recorded !== pid)
-        throw new MesaError("DAEMON", `process ${pid} is not the mesa daemon recorded in ${pidFile}`);
-      const stats = await controlRequest(join(dirname(pidFile), "mesa.sock"), { cmd: "stats" });
-      if (opts.format === "json") process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`);
+export function register(program: Command): void {
+  withHelp(
+    program
+      .command("status")
+      .description("show the running daemon: mount point, repos and revisions, cache use, errors, log path")
+      .option("--json", "print JSON (see docs/cli.md)"),
+    {
+      examples: ["mesa status", "mesa status --json | jq .repos", "mesa status >/dev/null || mesa mount -d"],
+      env: { MESA_RUNTIME_DIR: "where the daemon's pid file and socket are" },
+    },
+  ).action(async (opts: { json?: boolean }, cmd: Command) => {
+    const config = loadConfig({ configPath: globalOptions(cmd).configPath });
+    const daemon = await runningDaemon(config);
+    if (!daemon) {
+      const stale = await fuseMountAt(config.mountPoint);
+      const errors = stale ? [`a stale mount is left at ${config.mountPoint}: run \`mesa unmount\``] : [];
+      if (opts.json)
+        printJson({ running: false, mountPoint: config.mountPoint, logFile: config.daemon.logFile, errors });
       else
         process.stdout.write(
-          `${flatten(stats)
-            .map(([k, v]) => `${k}: ${v}`)
-            .join("\n")}\n`,
+          `mesa is not running (start it with \`mesa mount -d\`); the log is ${config.daemon.logFile}\n${errors.map((e) => `${e}\n`).join("")}`,
         );
-    });
+      throw new ExitWith(NOT_RUNNING_EXIT);
+    }
+    const s = (await controlRequest(daemon.socket, { cmd: "status" })) as DaemonStatus;
+    if (opts.json) printJson({ running: true, ...s });
+    else printStatus(s);
+  });
+
+  withHelp(
+    program
+      .command("stats")
+      .description("counters from the running daemon")
+      .addOption(new Option("--format <format>", "output format").choices(["json", "text"]).default("text"))
+      .option("--json", "same as --format json")
+      .option("--pid <pid>", "the daemon's pid (must be the one recorded in the runtime dir)")
+      .option("--pid-file <file>", "read the daemon's pid from this file"),
+    { examples: ["mesa stats", "mesa stats --json | jq .fs"] },
+  ).action(async (opts: { format: string; json?: boolean; pid?: string; pidFile?: string }, cmd: Command) => {
+    const config = loadConfig({ configPath: globalOptions(cmd).configPath });
+    const paths = runtimePaths(config);
+    let pid: number | undefined;
+    if (opts.pid !== undefined) {
+      pid = Number(opts.pid);
+      if (!Number.isInteger(pid) || pid <= 0)
+        throw new MesaError("USAGE", `--pid must be a process id, not '${opts.pid}'`);
+    } else pid = await readPid(opts.pidFile ?? paths.pidFile);
+    if (pid === undefined || !isAlive(pid))
+      throw new MesaError("DAEMON", "mesa is not running", { hint: "start it with `mesa mount -d`" });
+    // The control socket lives beside the pid file that names the daemon.
+    const pidFile = opts.pidFile ?? paths.pidFile;
+    const recorded = await readPid(pidFile);
+    if (recorded !== pid)
+      throw new MesaError("DAEMON", `process ${pid} is not the mesa daemon recorded in ${pidFile}`);
+    const stats = await controlRequest(join(dirname(pidFile), "mesa.sock"), { cmd: "stats" });
+    if (opts.json || opts.format === "json") printJson(stats);
+    else
+      process.stdout.write(
+        `${flatten(stats)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join("\n")}\n`,
+      );
+  });
 }

@@ -26,7 +26,7 @@ export function register(program: Command): void {
   token
     .command("create")
     .description("mint a short-lived access token locally from the stored key and print it")
-    .requiredOption("--org <org>", "organization the token is for")
+    .option("--org <org>", "organization the token is for (default MESA_ORG)")
     .option(
       "--repo <repo>",
       "limit the token to this repository (repeatable)",
@@ -38,16 +38,19 @@ export function register(program: Command): void {
       "--ttl <seconds>",
       "lifetime in seconds (API keys: 1–86400, default 3600; private keys: 1–14400, default 900)",
     )
-    .action(async (opts: { org: string; repo: string[]; scope: string; ttl?: string }, cmd: Command) => {
+    .action(async (opts: { org?: string; repo: string[]; scope: string; ttl?: string }, cmd: Command) => {
       const g = globalOptions(cmd);
-      const org = validateOrgName(opts.org);
+      const config = loadConfig({ configPath: g.configPath });
+      const named = opts.org ?? config.env.org;
+      if (named === undefined)
+        throw new MesaError("USAGE", "which organization? pass --org <org> (or set MESA_ORG)");
+      const org = validateOrgName(named);
       const repos =
         opts.repo.length === 0 ? null : [...new Set(opts.repo.map((r) => `${org}/${validateRepoName(r)}`))];
       const scopes = parseScopes(opts.scope);
       const ttlSeconds = opts.ttl === undefined ? undefined : parseTtl(opts.ttl);
-      const config = loadConfig({ configPath: g.configPath });
       // MESA_API_KEY needs no secret store: don't probe backends (or warn) for nothing.
-      let credential = config.env.orgs.length === 0 ? envCredential(config, org) : undefined;
+      let credential = envCredential(config, org);
       if (credential === undefined) {
         const store = await openSecretStore(config, { nonInteractive: g.nonInteractive });
         await applyEnvOrgs(config, store);

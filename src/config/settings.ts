@@ -264,6 +264,15 @@ export const SETTINGS: Setting[] = [
     default: () => 3600,
     doc: "lifetime of the access token the daemon mints per mount session, in seconds",
   },
+  {
+    key: "daemon.allow-partial",
+    env: "MESA_ALLOW_PARTIAL",
+    kind: "bool",
+    schema: z.boolean(),
+    target: ["daemon", "allowPartial"],
+    default: () => false,
+    doc: "mount the repos that load when others fail (false: a failing repo fails the mount)",
+  },
 ];
 
 /** Reads a setting's current value out of a Config. */

@@ -41,6 +41,8 @@ export interface Config {
     pollIntervalMs: number;
     /** TTL of the access token the daemon mints per mount session, in seconds. */
     tokenTtlSeconds: number;
+    /** Mount the repos that load when others fail, instead of failing the mount. */
+    allowPartial: boolean;
   };
   /** Global .mesaignore; undefined = built-in defaults. */
   mesaignorePath?: string;

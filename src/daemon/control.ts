@@ -1,9 +1,9 @@
 /**
  * The daemon's control socket: one JSON request per line, one JSON reply per line.
- * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close", …}.
+ * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close"|"new"|"credential", …}.
  * Replies: {"ok":true,"result":…} or {"ok":false,"error":"…"}.
  */
-import { rm } from "node:fs/promises";
+import { chmod, rm } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { MesaError } from "../errors.js";
 
@@ -13,7 +13,9 @@ export type ControlRequest =
   | { cmd: "unmount" }
   | { cmd: "repo-open"; org: string; repo: string }
   | { cmd: "repo-close"; org: string; repo: string }
-  | { cmd: "new"; org?: string; repo?: string; message?: string };
+  | { cmd: "new"; org?: string; repo?: string; message?: string }
+  /** The session's access token for an org, so CLI commands need no key of their own. */
+  | { cmd: "credential"; org: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -57,6 +59,8 @@ export async function startControlServer(socketPath: string, handle: ControlHand
       resolve();
     });
   });
+  // The socket hands out the session's access tokens: only this user may connect.
+  await chmod(socketPath, 0o600);
   return server;
 }
 

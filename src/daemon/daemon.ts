@@ -7,8 +7,9 @@ import { mkdir } from "node:fs/promises";
 import type { Server } from "node:net";
 import { resolve } from "node:path";
 import pino, { type Logger } from "pino";
+import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
-import { MesaError } from "../errors.js";
+import { formatError, MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
 import { SnapshotFileSystem } from "../fuse/core.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";
@@ -16,6 +17,7 @@ import { type LogLevel, REDACT_PATHS } from "../log.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
 import { loadSnapshot, reposToMount } from "./loader.js";
+import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
 import { livePid, removePid, writePid } from "./pidfile.js";
@@ -45,8 +47,19 @@ export interface DaemonStatus {
   repos: RepoStatus[];
   cache: object;
   errors: string[];
+  /** Every org the daemon mounts (and holds a credential for). */
+  orgs: string[];
+  logFile: string;
+  /** Repos (or orgs, without `repo`) that failed to load; mounted anyway with allow-partial. */
+  failed: FailedRepo[];
   /** Working change of each writable repo, and why the others are read-only. */
   writes?: unknown[];
+}
+
+export interface FailedRepo {
+  org: string;
+  repo?: string;
+  error: string;
 }
 
 /** Every org to mount: from config and from credentials given in the environment. */
@@ -67,6 +80,16 @@ function openLog(
     dest,
   );
   return { log, dest: dest as unknown as pino.DestinationStream & { reopen(): void; flushSync(): void } };
+}
+
+/** A progress line for the `mount -d` that waits on the readiness pipe (it prints them on a TTY). */
+function reportProgress(fd: number | undefined, progress: string): void {
+  if (fd === undefined) return;
+  try {
+    writeSync(fd, `${JSON.stringify({ progress })}\n`);
+  } catch {
+    // The parent stopped listening; progress is optional.
+  }
 }
 
 function reportReady(fd: number | undefined, msg: object): void {
@@ -92,6 +115,38 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R
   return out;
 }
 
+interface Failure {
+  org: string;
+  repo?: string;
+  err: unknown;
+}
+
+function failedRepos(failures: Failure[]): FailedRepo[] {
+  return failures.map((f) => ({
+    org: f.org,
+    ...(f.repo ? { repo: f.repo } : {}),
+    error: formatError(f.err),
+  }));
+}
+
+/**
+ * Why the mount failed when repos did not load: one cause shared by all (server down, key
+ * refused) is that cause with its fix; otherwise every failed repo, and how to mount the rest.
+ */
+function loadFailure(failures: Failure[], nothing: boolean): unknown {
+  const causes = new Set(failures.map((f) => formatError(f.err)));
+  if (nothing && causes.size === 1) return failures[0].err;
+  const list = failedRepos(failures)
+    .map((f) => `  ${f.org}${f.repo ? `/${f.repo}` : ""}: ${f.error}`)
+    .join("\n");
+  const n = failures.length;
+  return new MesaError(
+    "DAEMON",
+    `${n} ${n === 1 ? "repository" : "repositories"} failed to load, so nothing was mounted:\n${list}\n` +
+      "fix the revision or name (MESA_REPO_REVS, [organizations] in config.toml), or mount the others with `mesa mount -d --allow-partial` (allow-partial = true under [daemon])",
+  );
+}
+
 export async function runDaemon(config: Config, opts: DaemonOptions): Promise<number> {
   const mountPoint = resolve(config.mountPoint);
   const paths = runtimePaths(config);
@@ -103,6 +158,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
   let session: Session | undefined;
 
   const t0 = Date.now();
+  const failures: Failure[] = [];
   log.info({ pid: process.pid, mountPoint }, "starting");
   const fail = (err: unknown): number => {
     const message =
@@ -127,6 +183,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     } else if ((await probeMount(mountPoint)) === "enotconn") {
       await lazyUnmount(mountPoint);
     }
+    const unusable = await checkMountPoint(mountPoint, { create: true });
+    if (unusable) throw unusable;
 
     session = await createSession(config, log);
     const backend: RepoBackend = session.backend;
@@ -164,6 +222,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         );
         return snap;
       } catch (err) {
+        failures.push({ org, repo, err });
         errors.push(`${org}/${repo}: ${(err as Error).message}`);
         log.error({ org, repo, err: (err as Error).message }, "repo failed to load");
         return undefined;
@@ -171,21 +230,33 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     };
 
     const wanted: Array<[string, string]> = [];
-    let firstError: unknown;
     for (const org of orgs) {
       try {
         for (const repo of await reposToMount(backend, config, org)) wanted.push([org, repo]);
       } catch (err) {
-        firstError ??= err;
+        failures.push({ org, err });
         errors.push(`${org}: ${(err as Error).message}`);
         log.error({ org, err: (err as Error).message }, "listing repos failed");
       }
     }
-    const loaded = await mapLimit(wanted, 4, ([org, repo]) => loadOne(org, repo));
-    if (loaded.every((s) => s === undefined) && errors.length > 0) {
-      // Nothing could be loaded: the service is down or the credentials are wrong.
-      throw firstError ?? new MesaError("DAEMON", errors[0]);
-    }
+    let done = 0;
+    let files = 0;
+    let bytes = 0;
+    const loaded = await mapLimit(wanted, 4, async ([org, repo]) => {
+      const snap = await loadOne(org, repo);
+      done++;
+      if (snap) {
+        files += snap.sizes.size;
+        for (const size of snap.sizes.values()) bytes += size;
+      }
+      reportProgress(
+        opts.readyFd,
+        `Loading trees: ${done}/${wanted.length} repos, ${files} files, ${formatSize(bytes)}${done === wanted.length ? ", done." : ""}`,
+      );
+      return snap;
+    });
+    const nothing = loaded.every((s) => s === undefined);
+    if (failures.length > 0 && (nothing || !config.daemon.allowPartial)) throw loadFailure(failures, nothing);
 
     fuse = await mountFileSystem(mountPoint, writes.fs, {
       onUnexpectedError: (op, path, err) =>
@@ -211,6 +282,9 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       cache: session?.content.stats() ?? {},
       errors: [...errors, ...(session?.errors() ?? []), ...writes.errors()],
       writes: writes.status(),
+      orgs: configuredOrgs(config),
+      logFile: config.daemon.logFile,
+      failed: failedRepos(failures),
     });
 
     let stopping: Promise<number> | undefined;
@@ -260,6 +334,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         }
         case "new":
           return writes.newChange(req.org, req.repo, req.message);
+        case "credential":
+          return { credential: await session!.credential(req.org), serviceUrl: config.serviceUrl };
         case "repo-close":
           await writes.detach(req.org, req.repo);
           if (!fs.removeRepo(req.org, req.repo)) throw new Error(`${req.org}/${req.repo} is not mounted`);
@@ -303,7 +379,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     process.on("SIGINT", () => onSignal("SIGINT"));
 
     log.info({ mountPoint, pid: process.pid, repos: fs.repos().length, ms: Date.now() - t0 }, "mounted");
-    reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint });
+    reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint, failed: failedRepos(failures) });
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.
     return await new Promise<number>(() => undefined);

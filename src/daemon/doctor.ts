@@ -12,9 +12,9 @@ import type { Config } from "../config/types.js";
 import { fuseBindingProblem } from "../fuse/adapter.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { configuredOrgs } from "./daemon.js";
+import { runningDaemon } from "./liveness.js";
+import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, probeMount } from "./mounts.js";
-import { runtimePaths } from "./paths.js";
-import { livePid } from "./pidfile.js";
 
 export interface Check {
   name: string;
@@ -171,10 +171,10 @@ export async function runChecks(config: Config | undefined, configError?: string
   });
 
   const mountPoint = resolve(config.mountPoint);
-  const pid = await livePid(runtimePaths(config).pidFile);
+  const daemon = await runningDaemon(config);
   const mounted = await fuseMountAt(mountPoint);
-  if (pid !== undefined)
-    checks.push({ name: "daemon", ok: true, detail: `running (pid ${pid}) at ${mountPoint}` });
+  if (daemon)
+    checks.push({ name: "daemon", ok: true, detail: `running (pid ${daemon.pid}) at ${mountPoint}` });
   else if (mounted || (await probeMount(mountPoint)) === "enotconn")
     checks.push({
       name: "stale mount",
@@ -182,7 +182,16 @@ export async function runChecks(config: Config | undefined, configError?: string
       detail: `${mountPoint} is mounted but no daemon serves it`,
       fix: "run `mesa unmount` (or `fusermount -uz " + mountPoint + "`)",
     });
-  else checks.push({ name: "stale mount", ok: true, detail: "none" });
+  else {
+    checks.push({ name: "daemon", ok: true, detail: "not running (start it with `mesa mount -d`)" });
+    // user_allow_other has its own check above.
+    const problem = await checkMountPoint(mountPoint, { create: false, allowOther: false });
+    checks.push(
+      problem
+        ? { name: "mount point", ok: false, detail: problem.message, fix: problem.hint }
+        : { name: "mount point", ok: true, detail: `${mountPoint} can be mounted on` },
+    );
+  }
 
   checks.push(await checkServer(config.serviceUrl));
   checks.push(...(await checkTokens(config)));

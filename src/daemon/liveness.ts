@@ -66,3 +66,16 @@ export async function cleanStaleDaemon(config: Pick<Config, "daemon" | "mountPoi
   if (!(await fuseMountAt(mountPoint))) return false;
   return lazyUnmount(mountPoint);
 }
+
+export interface RunningDaemon {
+  pid: number;
+  socket: string;
+}
+
+/** The running daemon of `config` (alive, not a zombie, answering), or undefined. */
+export async function runningDaemon(
+  config: Pick<Config, "daemon" | "mountPoint">,
+): Promise<RunningDaemon | undefined> {
+  const live = await daemonLiveness(config);
+  return live.state === "running" ? { pid: live.pid, socket: runtimePaths(config).socket } : undefined;
+}

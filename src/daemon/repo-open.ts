@@ -1,69 +1,79 @@
 /**
  * `mesa repo open|close <repo> --org <org>`: record the choice in config.toml (when a file
- * is in use) and tell the running daemon, which mounts or drops the repo live.
+ * is in use and the org mounts an explicit list), editing only that repo's entry, and tell
+ * the running daemon, which mounts or drops the repo live. A repo that does not exist on the
+ * server is refused before anything is written.
  */
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { parse, stringify } from "smol-toml";
 import { writeFileAtomic } from "../atomic-file.js";
+import { connectionFor } from "../cli/credentials.js";
+import { withHelp } from "../cli/help.js";
+import { addRepoEntry, removeRepoEntry } from "../config/edit.js";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import { MesaError } from "../errors.js";
+import { isMesaError, MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
+import { GitRemote } from "../vcs/remote.js";
 import { controlRequest } from "./control.js";
-import { runtimePaths } from "./paths.js";
-import { livePid } from "./pidfile.js";
+import { runningDaemon } from "./liveness.js";
 
-type Table = Record<string, unknown>;
-
-function table(parent: Table, key: string): Table {
-  const v = parent[key];
-  if (v && typeof v === "object" && !Array.isArray(v)) return v as Table;
-  const t: Table = {};
-  parent[key] = t;
-  return t;
-}
-
-/**
- * Open: an explicit-mode org gains `[organizations.O.repos.R]`. Close: that table goes.
- * In `all` mode every repo is mounted anyway, so the file is left alone.
- * Returns whether the file changed. (Comments in the file are not preserved by the rewrite.)
- */
+/** Whether config.toml gains (open) or loses (close) the entry; false when nothing changes. */
 async function editConfig(config: Config, org: string, repo: string, open: boolean): Promise<boolean> {
-  if (!config.file) return false;
-  const doc = parse(await readFile(config.file, "utf8")) as Table;
-  const orgs = table(doc, "organizations");
-  const existing = orgs[org] as Table | undefined;
-  const mode = (existing?.mount as string | undefined) ?? "all";
-  if (mode !== "explicit") return false;
-  const repos = table(existing as Table, "repos");
-  if (open === repo in repos) return false;
-  if (open) repos[repo] = {};
-  else delete repos[repo];
-  await writeFileAtomic(config.file, Buffer.from(stringify(doc)));
+  if (!config.file || config.sources[`organizations.${org}`] !== "file") return false;
+  if (config.organizations[org]?.mount !== "explicit") return false;
+  const has = repo in (config.organizations[org]?.repos ?? {});
+  if (open === has) return false;
+  const text = await readFile(config.file, "utf8");
+  const next = open
+    ? addRepoEntry(config.file, text, org, repo)
+    : removeRepoEntry(config.file, text, org, repo);
+  await writeFileAtomic(config.file, Buffer.from(next));
   return true;
 }
 
+/** Refuses a repo the server does not have (one ls-refs), so a typo is never recorded. */
+async function checkExists(
+  config: Config,
+  org: string,
+  repo: string,
+  nonInteractive: boolean,
+): Promise<void> {
+  const { credential, serviceUrl } = await connectionFor(config, org, { nonInteractive, repo });
+  const git = new GitRemote({
+    url: `${serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
+    credential,
+  });
+  try {
+    await git.lsRefs({ prefixes: ["refs/heads/"] });
+  } catch (err) {
+    if (isMesaError(err, "NOT_FOUND"))
+      throw new MesaError("NOT_FOUND", `repository ${org}/${repo} does not exist on ${serviceUrl}`, {
+        hint: `see \`mesa repo list --all --org ${org}\`; nothing was changed`,
+      });
+    throw err;
+  } finally {
+    await git.close();
+  }
+}
+
 async function openClose(cmd: Command, repo: string, org: string | undefined, open: boolean): Promise<void> {
-  const g = cmd.optsWithGlobals() as { configPath?: string };
+  const g = cmd.optsWithGlobals() as { configPath?: string; nonInteractive?: boolean };
   const config = loadConfig({ configPath: g.configPath });
   const o =
     org ??
     config.env.org ??
     (Object.keys(config.organizations).length === 1 ? Object.keys(config.organizations)[0] : undefined);
-  if (!o) throw new MesaError("USAGE", "which organization? pass --org <org>");
+  if (!o) throw new MesaError("USAGE", "which organization? pass --org <org> (or set MESA_ORG)");
   validateOrgName(o);
   validateRepoName(repo);
+  if (open) await checkExists(config, o, repo, g.nonInteractive === true);
   const saved = await editConfig(config, o, repo, open);
-  const pid = await livePid(runtimePaths(config).pidFile);
+  const daemon = await runningDaemon(config);
   const lines: string[] = [];
   if (saved) lines.push(`${open ? "added" : "removed"} ${o}/${repo} in ${config.file}`);
-  if (pid !== undefined) {
-    await controlRequest(
-      runtimePaths(config).socket,
-      { cmd: open ? "repo-open" : "repo-close", org: o, repo },
-      120_000,
-    );
+  if (daemon) {
+    await controlRequest(daemon.socket, { cmd: open ? "repo-open" : "repo-close", org: o, repo }, 120_000);
     lines.push(`${open ? "mounted" : "unmounted"} ${o}/${repo} at ${config.mountPoint}/${o}/${repo}`);
   } else lines.push("mesa is not running; the change applies at the next `mesa mount`");
   process.stdout.write(`${lines.join("\n")}\n`);
@@ -71,16 +81,26 @@ async function openClose(cmd: Command, repo: string, org: string | undefined, op
 
 /** Adds `open` and `close` to the `repo` command group. */
 export function registerRepoOpenClose(repoCmd: Command): void {
-  repoCmd
-    .command("open")
-    .description("mount a repo (records it in config.toml for explicit orgs, tells the daemon)")
-    .argument("<repo>", "repository name")
-    .option("--org <org>", "organization (default MESA_ORG or the only configured one)")
-    .action((repo: string, opts: { org?: string }, cmd: Command) => openClose(cmd, repo, opts.org, true));
-  repoCmd
-    .command("close")
-    .description("unmount a repo (removes it from config.toml for explicit orgs, tells the daemon)")
-    .argument("<repo>", "repository name")
-    .option("--org <org>", "organization (default MESA_ORG or the only configured one)")
-    .action((repo: string, opts: { org?: string }, cmd: Command) => openClose(cmd, repo, opts.org, false));
+  withHelp(
+    repoCmd
+      .command("open")
+      .description("mount a repo (records it in config.toml for explicit orgs, tells the daemon)")
+      .argument("<repo>", "repository name")
+      .option("--org <org>", "organization (default MESA_ORG or the only configured one)"),
+    {
+      examples: ["mesa repo open app --org acme"],
+      env: { MESA_ORG: "organization used when --org is not given" },
+    },
+  ).action((repo: string, opts: { org?: string }, cmd: Command) => openClose(cmd, repo, opts.org, true));
+  withHelp(
+    repoCmd
+      .command("close")
+      .description("unmount a repo (removes it from config.toml for explicit orgs, tells the daemon)")
+      .argument("<repo>", "repository name")
+      .option("--org <org>", "organization (default MESA_ORG or the only configured one)"),
+    {
+      examples: ["mesa repo close app --org acme"],
+      env: { MESA_ORG: "organization used when --org is not given" },
+    },
+  ).action((repo: string, opts: { org?: string }, cmd: Command) => openClose(cmd, repo, opts.org, false));
 }

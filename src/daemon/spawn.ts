@@ -7,10 +7,12 @@
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { MesaError } from "../errors.js";
 
 export const READY_FD_ENV = "MESA_READY_FD";
+/** fd the child reads a secret from (the vault passphrase typed at the parent's prompt). */
+export const SECRET_FD_ENV = "MESA_SECRET_FD";
 
 export interface DaemonizeOptions {
   /** Path of the CLI entry (bin/mesa). */
@@ -19,11 +21,19 @@ export interface DaemonizeOptions {
   globalArgs: string[];
   logFile: string;
   timeoutMs: number;
+  /** Handed to the child through a pipe (never argv or the environment). */
+  secret?: string;
+  /** Progress lines the child reports before it is ready. */
+  onProgress?: (line: string) => void;
+  /** Extra environment for the child (settings, never secrets). */
+  env?: Record<string, string>;
 }
 
 export interface Ready {
   pid: number;
   mountPoint: string;
+  /** Repos that did not load (only when partial mounts are allowed). */
+  failed: Array<{ org: string; repo?: string; error: string }>;
 }
 
 export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
@@ -32,11 +42,22 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   const errFd = openSync(opts.logFile, "a", 0o600);
   const child = spawn(process.execPath, [opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
     detached: true,
-    stdio: ["ignore", errFd, errFd, "pipe"],
-    env: { ...process.env, [READY_FD_ENV]: "3" },
+    stdio: ["ignore", errFd, errFd, "pipe", ...(opts.secret === undefined ? [] : ["pipe" as const])],
+    env: {
+      ...process.env,
+      ...opts.env,
+      [READY_FD_ENV]: "3",
+      ...(opts.secret === undefined ? {} : { [SECRET_FD_ENV]: "4" }),
+    },
   });
   closeSync(errFd);
   const pipe = child.stdio[3] as Readable;
+  if (opts.secret !== undefined) {
+    const secretPipe = child.stdio[4] as Writable;
+    secretPipe.on("error", () => undefined);
+    // Closed once written, or the open pipe would keep this process alive with the daemon.
+    secretPipe.end(opts.secret, () => secretPipe.destroy());
+  }
 
   return new Promise<Ready>((resolve, reject) => {
     let buf = "";
@@ -61,16 +82,30 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
     pipe.setEncoding("utf8");
     pipe.on("data", (chunk: string) => {
       buf += chunk;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      let msg: { ready?: boolean; pid?: number; mountPoint?: string; error?: string };
-      try {
-        msg = JSON.parse(buf.slice(0, nl));
-      } catch {
-        return finish(new MesaError("DAEMON", "the daemon sent an unreadable readiness message"));
+      for (let nl = buf.indexOf("\n"); nl >= 0 && !settled; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: {
+          ready?: boolean;
+          pid?: number;
+          mountPoint?: string;
+          error?: string;
+          progress?: string;
+          failed?: Ready["failed"];
+        };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          return finish(new MesaError("DAEMON", "the daemon sent an unreadable readiness message"));
+        }
+        if (typeof msg.progress === "string") {
+          opts.onProgress?.(msg.progress);
+          continue;
+        }
+        if (msg.ready && msg.pid)
+          finish(undefined, { pid: msg.pid, mountPoint: msg.mountPoint ?? "", failed: msg.failed ?? [] });
+        else finish(new MesaError("DAEMON", msg.error ?? "the daemon failed to start"));
       }
-      if (msg.ready && msg.pid) finish(undefined, { pid: msg.pid, mountPoint: msg.mountPoint ?? "" });
-      else finish(new MesaError("DAEMON", msg.error ?? "the daemon failed to start"));
     });
     pipe.on("error", () => undefined);
     child.on("error", (err) => finish(new MesaError("DAEMON", `could not start the daemon: ${err.message}`)));

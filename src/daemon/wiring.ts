@@ -36,6 +36,8 @@ export interface Session {
   errors(): string[];
   /** The Git client of one repo (the writer pushes through it). */
   gitRemote(org: string, repo: string): Promise<GitRemote>;
+  /** This session's credential for `org` (the access token it minted), for CLI commands to reuse. */
+  credential(org: string): Promise<string>;
   /** Whether this session's credential may push to `org` (false for a read-scoped key or token). */
   canWrite(org: string): Promise<boolean>;
   close(): Promise<void>;
@@ -283,6 +285,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
       ...[...tokens.values()].map((t) => t.status()).filter((p): p is string => p !== undefined),
     ],
     gitRemote: remoteFor,
+    credential: async (org) => (await credentialFor(org)).current(),
     async canWrite(org) {
       const credential = (await credentialFor(org)).current();
       const rest = new RestClient({ serviceUrl: config.serviceUrl, credential });

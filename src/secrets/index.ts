@@ -16,7 +16,8 @@ export interface SecretStore {
   /** File path or keychain description, for messages (never a key). */
   readonly location: string;
   get(scope: SecretScope): Promise<string | undefined>;
-  set(scope: SecretScope, key: string): Promise<void>;
+  /** True when the key was written (false when the store already held it). */
+  set(scope: SecretScope, key: string): Promise<boolean>;
   /** False when there was no key to remove. */
   remove(scope: SecretScope): Promise<boolean>;
   list(): Promise<SecretScope[]>;
@@ -25,7 +26,7 @@ export interface SecretStore {
 export interface OpenOptions {
   /** Never prompt on the terminal (for the vault passphrase). */
   nonInteractive?: boolean;
-  /** Where a warning about falling back to the plaintext file goes; default stderr. */
+  /** Where the warning about keys written unencrypted goes; default stderr. */
   warn?: (message: string) => void;
 }
 
@@ -33,7 +34,13 @@ export const vaultPath = (config: Pick<Config, "dataDir">) => join(config.dataDi
 export const plaintextPath = (config: Pick<Config, "dataDir">) =>
   join(config.dataDir, "secrets.plaintext.toml");
 
-function fileBacked(store: FileStore): SecretStore {
+const stderrWarning = (m: string) => process.stderr.write(`mesa: warning: ${m}\n`);
+
+/**
+ * `onWrite` runs after a key was actually written: the plaintext fallback warns there, and
+ * only there, so reading keys (or a key from MESA_API_KEY) never warns.
+ */
+function fileBacked(store: FileStore, onWrite?: () => void): SecretStore {
   return {
     backend: store.codec.backend,
     location: store.codec.path,
@@ -41,11 +48,13 @@ function fileBacked(store: FileStore): SecretStore {
     async set(scope, key) {
       const name = scopeName(scope);
       validateKeyText(key);
-      await store.update((e) => {
+      const written = await store.update((e) => {
         if (e.get(name) === key) return false;
         e.set(name, key);
         return true;
       });
+      if (written) onWrite?.();
+      return written;
     },
     remove: (scope) => {
       const name = scopeName(scope);
@@ -64,7 +73,9 @@ function keychainBacked(): SecretStore {
     async set(scope, key) {
       const name = scopeName(scope);
       validateKeyText(key);
-      if ((await kc.get(name)) !== key) await kc.set(name, key);
+      if ((await kc.get(name)) === key) return false;
+      await kc.set(name, key);
+      return true;
     },
     remove: (scope) => kc.remove(scopeName(scope)),
     list: async () => sortScopes(await kc.names()),
@@ -82,21 +93,19 @@ function sortScopes(names: string[]): SecretScope[] {
  * SPEC §6 default when `[secrets] backend` is unset: the keychain when a round trip
  * works; else an existing vault (so keys stored earlier stay found); else encrypted-file
  * when a passphrase can be had (MESA_VAULT_PASSPHRASE or a terminal) and no plaintext
- * file exists yet; else plaintext-file, with a warning every time.
+ * file exists yet; else plaintext-file, with a warning each time a key is written to it.
  */
 export async function chooseBackend(config: Config, opts: OpenOptions): Promise<SecretBackendName> {
   if (await probeKeychain()) return "keychain";
   if (existsSync(vaultPath(config))) return "encrypted-file";
   const src = { env: config.env.vaultPassphrase, nonInteractive: opts.nonInteractive === true };
   if (!existsSync(plaintextPath(config)) && passphraseAvailable(src)) return "encrypted-file";
-  (opts.warn ?? ((m) => process.stderr.write(`mesa: warning: ${m}\n`)))(
-    `no OS keychain is reachable and no vault passphrase is available: keys are stored unencrypted in ${plaintextPath(config)} (mode 0600); set [secrets] backend (or MESA_SECRETS_BACKEND) to choose`,
-  );
   return "plaintext-file";
 }
 
 export async function openSecretStore(config: Config, opts: OpenOptions = {}): Promise<SecretStore> {
-  const backend = config.secrets.backend ?? (await chooseBackend(config, opts));
+  const chosen = config.secrets.backend;
+  const backend = chosen ?? (await chooseBackend(config, opts));
   if (backend === "keychain") {
     // Chosen explicitly: fail now with the fix rather than at the first key.
     if (config.secrets.backend && !(await probeKeychain()))
@@ -114,7 +123,17 @@ export async function openSecretStore(config: Config, opts: OpenOptions = {}): P
         }),
       ),
     );
-  return fileBacked(new FileStore(plaintextCodec(plaintextPath(config))));
+  // A plaintext file the user chose needs no warning; a fallback does, when it is written.
+  const warn = opts.warn ?? stderrWarning;
+  return fileBacked(
+    new FileStore(plaintextCodec(plaintextPath(config))),
+    chosen
+      ? undefined
+      : () =>
+          warn(
+            `no OS keychain is reachable and no vault passphrase is available: keys are stored unencrypted in ${plaintextPath(config)} (mode 0600); set [secrets] backend (or MESA_SECRETS_BACKEND) to choose`,
+          ),
+  );
 }
 
 /**
@@ -138,13 +157,27 @@ export async function resolveCredential(
   });
 }
 
-/** MESA_API_KEY when it applies to `org` (MESA_ORG unset or equal), so no store is needed. */
+/**
+ * The key the environment gives for `org`, so no store is needed: its MESA_ORGS entry, else
+ * MESA_API_KEY when MESA_ORG is unset or is `org`.
+ */
 export function envCredential(config: Config, org: string): string | undefined {
+  const listed = config.env.orgs.find((o) => o.org === org);
+  if (listed) return listed.key;
   const { apiKey, org: envOrg } = config.env;
   return apiKey !== undefined && (envOrg === undefined || envOrg === org) ? apiKey : undefined;
 }
 
-/** MESA_ORGS=org:key,…: stores each key as `orgs/<org>` before the command proceeds. */
-export async function applyEnvOrgs(config: Config, store: SecretStore): Promise<void> {
-  for (const { org, key } of config.env.orgs) await store.set({ kind: "org", org }, key);
+/**
+ * MESA_ORGS=org:key,…: stores each key as `orgs/<org>` before the command proceeds, and says
+ * once (on stderr) where a key was written; nothing when the store already held it.
+ */
+export async function applyEnvOrgs(
+  config: Config,
+  store: SecretStore,
+  say: (line: string) => void = (l) => process.stderr.write(`mesa: ${l}\n`),
+): Promise<void> {
+  for (const { org, key } of config.env.orgs)
+    if (await store.set({ kind: "org", org }, key))
+      say(`stored the key for orgs/${org} in ${store.backend} (${store.location})`);
 }

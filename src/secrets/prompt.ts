@@ -28,8 +28,9 @@ export async function promptHidden(question: string): Promise<string> {
   // Separate descriptors: each stream closes its own.
   const input = new ReadStream(inFd);
   const output = new WriteStream(outFd);
-  output.write(question);
+  // Echo off before the question shows: an answer typed (or sent) at once is never echoed.
   input.setRawMode(true);
+  output.write(question);
   try {
     return await new Promise<string>((resolve, reject) => {
       let text = "";

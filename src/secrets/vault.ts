@@ -18,6 +18,14 @@ export function passphraseAvailable(src: PassphraseSource): boolean {
 /** Passphrases typed at the prompt in this process, by vault path: ask once. */
 const prompted = new Map<string, string>();
 
+/**
+ * The passphrase typed at this process's prompt for the vault at `path`, if any: `mesa mount -d`
+ * hands it to the daemon it starts (through a pipe), which has no terminal to ask on.
+ */
+export function promptedPassphrase(path: string): string | undefined {
+  return prompted.get(path);
+}
+
 async function passphraseFor(path: string, src: PassphraseSource, creating: boolean): Promise<string> {
   if (src.env !== undefined) return src.env;
   const cached = prompted.get(path);

@@ -42,7 +42,14 @@ export function gitEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 export function runGit(
   gitDir: string | undefined,
   args: string[],
-  opts: { input?: Buffer | string; env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+  opts: {
+    input?: Buffer | string;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    cwd?: string;
+    /** Sees stderr as it arrives (git's progress lines), besides collecting it. */
+    onStderr?: (text: string) => void;
+  } = {},
 ): Promise<GitResult> {
   return new Promise((resolve, reject) => {
     const env = gitEnv(opts.env);
@@ -56,7 +63,10 @@ export function runGit(
       child.kill("SIGKILL");
     }, opts.timeoutMs ?? GIT_TIMEOUT_MS);
     child.stdout.on("data", (b: Buffer) => out.push(b));
-    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.stderr.on("data", (b: Buffer) => {
+      err.push(b);
+      opts.onStderr?.(b.toString("utf8"));
+    });
     child.stdin.on("error", () => {
       // git may exit before reading all input (e.g. a bad ref); the exit code tells.
     });

@@ -102,11 +102,26 @@ export async function runServe(opts: ServeOptions): Promise<void> {
 }
 
 /** `mesa serve import`: clone an existing repository into the data dir, server running or not. */
-export async function runImport(dataDir: string, slugOrg: string, slugRepo: string, source: string) {
+export async function runImport(
+  dataDir: string,
+  slugOrg: string,
+  slugRepo: string,
+  source: string,
+  onProgress?: (line: string) => void,
+) {
   const data = new DataDir(dataDir);
   await data.ensure();
-  return importRepo(data, slugOrg, slugRepo, source, async (gitDir) => {
-    // The repo is still private in tmp/, so its change refs go straight into packed-refs.
-    await indexChanges(gitDir, { privateRepo: true });
-  });
+  return importRepo(
+    data,
+    slugOrg,
+    slugRepo,
+    source,
+    async (gitDir) => {
+      onProgress?.("Indexing changes…");
+      // The repo is still private in tmp/, so its change refs go straight into packed-refs.
+      const n = await indexChanges(gitDir, { privateRepo: true });
+      onProgress?.(`Indexing changes: ${n}, done.`);
+    },
+    onProgress,
+  );
 }

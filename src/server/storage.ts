@@ -204,6 +204,8 @@ export async function importRepo(
   repo: string,
   source: string,
   afterClone?: (gitDir: string) => Promise<void>,
+  /** git's own progress lines ("Receiving objects: 45% (…)"), when someone shows them. */
+  onProgress?: (line: string) => void,
 ): Promise<{ branches: string[]; defaultBookmark: string }> {
   validateOrgName(org);
   validateRepoName(repo);
@@ -213,9 +215,16 @@ export async function importRepo(
   try {
     const dir = path.join(tmp, "repo.git");
     const { url, env } = credentialsOutOfUrl(source);
-    const r = await runGit(undefined, ["clone", "--bare", "-q", "--", url, dir], {
+    const r = await runGit(undefined, ["clone", "--bare", onProgress ? "--progress" : "-q", "--", url, dir], {
       timeoutMs: 3_600_000,
       env,
+      onStderr: onProgress
+        ? (text) => {
+            for (const line of text.split(/[\r\n]+/))
+              if (/^(remote: )?(Enumerating|Counting|Compressing|Receiving|Resolving)/.test(line))
+                onProgress(line.trim());
+          }
+        : undefined,
     });
     if (r.code !== 0) {
       throw new MesaError("INVALID_ARGUMENT", `cannot clone ${url}: ${r.stderr.trim().split("\n").pop()}`);

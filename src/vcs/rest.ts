@@ -6,7 +6,7 @@
 import { Pool } from "undici";
 import { MesaError } from "../errors.js";
 import { VERSION } from "../version.js";
-import { errorFromStatus } from "./errors.js";
+import { errorFromStatus, unreachable, withHint } from "./errors.js";
 
 export interface Repo {
   id: string;
@@ -105,6 +105,7 @@ export class RestClient {
   private readonly basePath: string;
   private readonly credential: string;
   private readonly timeoutMs: number;
+  private readonly serviceUrl: string;
 
   constructor(opts: RestClientOptions) {
     let u: URL;
@@ -121,6 +122,7 @@ export class RestClient {
     this.basePath = `${u.pathname.replace(/\/+$/, "")}/v1`;
     this.credential = opts.credential;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.serviceUrl = opts.serviceUrl;
   }
 
   async close(): Promise<void> {
@@ -159,12 +161,15 @@ export class RestClient {
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
       if (/TIMEOUT/.test(code))
-        throw new MesaError("TIMEOUT", `the Mesa server did not answer within ${this.timeoutMs} ms`, {
-          cause: err,
-        });
-      throw new MesaError("NETWORK", `cannot reach the Mesa server: ${(err as Error).message}`, {
-        cause: err,
-      });
+        throw new MesaError(
+          "TIMEOUT",
+          `the Mesa server at ${this.serviceUrl} did not answer within ${this.timeoutMs / 1000} s`,
+          {
+            cause: err,
+            hint: "check MESA_SERVICE_URL (service-url in config.toml) and that the server is up",
+          },
+        );
+      throw unreachable(this.serviceUrl, err);
     }
     const bytes = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode >= 400) {
@@ -181,7 +186,11 @@ export class RestClient {
         if (e?.message) message = e.message;
         details = e?.details;
       } catch {}
-      throw errorFromStatus(res.statusCode, `${method} ${path}: ${message}`, { apiCode: code, ...details });
+      // The server's sentence, in the user's terms; the request itself stays in the details.
+      throw withHint(
+        errorFromStatus(res.statusCode, message, { apiCode: code, request: `${method} ${path}`, ...details }),
+        this.serviceUrl,
+      );
     }
     if (opts.raw) return bytes as T;
     try {

@@ -76,7 +76,7 @@ export function parseRepoUrl(url: string): { origin: string; basePath: string } 
 }
 
 /** Maps low-level failures (undici, sockets, aborts) to typed errors. */
-export function classifyError(err: unknown, aborted: boolean): MesaError {
+export function classifyError(err: unknown, aborted: boolean, url?: string): MesaError {
   if (err instanceof MesaError) return err;
   if (aborted) return new MesaError("ABORTED", "request cancelled", { cause: err });
   const code = (err as { code?: string })?.code ?? "";
@@ -89,15 +89,40 @@ export function classifyError(err: unknown, aborted: boolean): MesaError {
   }
   return new MesaError(
     "NETWORK",
-    `network error talking to the Git server: ${msg}${code ? ` (${code})` : ""}`,
+    `cannot reach the Git server${url ? ` at ${url}` : ""} (${code === "ECONNREFUSED" ? "connection refused" : code || msg})`,
     {
       cause: err,
+      hint: "start it (`mesa serve`, or `mesa quickstart` for a local one) or set MESA_SERVICE_URL (service-url in config.toml) to your server",
     },
   );
 }
 
 function checkCredential(credential: string): void {
   if (/[\r\n]/.test(credential)) throw new MesaError("INVALID_KEY", "credential contains a line break");
+}
+
+/**
+ * One sentence for a Git HTTP status: what it means for this repository, with the server's
+ * own message when it sent one (JSON `{error:{message}}` or a short text line), never raw JSON.
+ */
+function gitStatusMessage(status: number, url: string, body: string): string {
+  let said = "";
+  try {
+    said = (JSON.parse(body) as { error?: { message?: string } }).error?.message ?? "";
+  } catch {
+    said = /^[^{<\n]{1,200}$/.test(body) ? body : "";
+  }
+  const base =
+    status === 404
+      ? `repository ${url} not found`
+      : status === 401
+        ? `the Git server at ${url} refused the credential`
+        : status === 403
+          ? `the credential may not access ${url}`
+          : `the Git server at ${url} answered HTTP ${status}`;
+  // The server's sentence only when it adds something ("repository not found" does not).
+  const adds = said && !(status === 404 && /not found/i.test(said)) && !base.includes(said);
+  return adds ? `${base} (${said})` : base;
 }
 
 export class GitHttp {
@@ -167,7 +192,7 @@ export class GitHttp {
       try {
         return await this.once(req, headers, body, signal, consume);
       } catch (raw) {
-        const err = classifyError(raw, signal?.aborted === true);
+        const err = classifyError(raw, signal?.aborted === true, this.url);
         if (!isRetryable(err) || attempt >= this.retries) throw err;
         const delay = Math.random() * Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
         this.logger?.warn(
@@ -205,19 +230,15 @@ export class GitHttp {
     });
     if (res.statusCode < 200 || res.statusCode >= 300) {
       const text = (await res.body.text().catch(() => "")).slice(0, 300).trim();
-      const what = `${req.method} ${req.path.split("?")[0]} on ${this.url}`;
-      const err = errorFromStatus(
-        res.statusCode,
-        `Git server answered ${res.statusCode} to ${what}${text ? `: ${text}` : ""}`,
-        {
-          url: this.url,
-        },
-      );
+      const err = errorFromStatus(res.statusCode, gitStatusMessage(res.statusCode, this.url, text), {
+        url: this.url,
+        request: `${req.method} ${req.path.split("?")[0]}`,
+      });
       if (err.code === "UNAUTHORIZED") {
         return Promise.reject(
           new MesaError("UNAUTHORIZED", err.message, {
             details: err.details,
-            hint: "check the API key or access token",
+            hint: "check the key (MESA_API_KEY, MESA_ORGS or `mesa auth set-key`) and that MESA_SERVICE_URL points at the server it belongs to",
           }),
         );
       }

@@ -39,6 +39,19 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
+/** `status --json` prints snake_case keys; the write tests read them in camelCase. */
+function camelKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelKeys);
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [
+        k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+        camelKeys(x),
+      ]),
+    );
+  return v;
+}
+
 export interface StatusJson {
   running: boolean;
   pid: number;
@@ -81,7 +94,7 @@ export async function startDaemon(
     async status() {
       const r = await mesa(["status", "--json"], env);
       if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
-      return JSON.parse(r.stdout) as StatusJson;
+      return camelKeys(JSON.parse(r.stdout)) as StatusJson;
     },
     stop: () => stopSandbox(env),
   };

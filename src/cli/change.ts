@@ -1,5 +1,6 @@
 /**
- * `mesa new [-m MSG]` (seal the working change, via the running daemon), `mesa log` (changes
+ * `mesa new [-m MSG]` (seal the working change, via the running daemon), `mesa edit <change-id>`
+ * (check out an existing change, likewise), `mesa log` (changes
  * of a bookmark, REST) and `mesa show [REV]` (one change and its diff, over Git), and
  * `mesa dump-default-mesaignore`.
  */
@@ -154,6 +155,31 @@ export function register(program: Command): void {
         r.sealed
           ? `${r.org}/${r.repo}: sealed change ${r.sealed} (commit ${r.commit?.slice(0, 12)}); the next write starts a new change\n`
           : `${r.org}/${r.repo}: nothing to seal; the next write starts a new change\n`,
+      );
+    });
+
+  program
+    .command("edit")
+    .description("check out an existing change in a mounted repo: later writes amend it")
+    .argument("<change-id>", "the change to edit (32 letters k-z, as `mesa log` shows)")
+    .option("--org <org>", "organization (default: from the current directory)")
+    .option("--repo <repo>", "repository (default: from the current directory)")
+    .action(async (changeId: string, opts: RepoOpts, cmd: Command) => {
+      if (!isChangeId(changeId))
+        throw new MesaError("USAGE", `'${changeId}' is not a change id`, {
+          hint: "a change id is 32 letters k-z; `mesa log` lists them",
+        });
+      const t = target(cmd, opts);
+      const paths = runtimePaths(t.config);
+      if ((await livePid(paths.pidFile)) === undefined)
+        throw new MesaError("DAEMON", "mesa is not running", { hint: "start it with `mesa mount -d`" });
+      const r = (await controlRequest(
+        paths.socket,
+        { cmd: "edit", changeId, org: t.org, repo: t.repo },
+        120_000,
+      )) as { org: string; repo: string; changeId: string; commit: string };
+      process.stdout.write(
+        `${r.org}/${r.repo}: editing change ${r.changeId} (commit ${r.commit.slice(0, 12)}); writes amend it\n`,
       );
     });
 

@@ -1,6 +1,6 @@
 /**
  * The daemon's control socket: one JSON request per line, one JSON reply per line.
- * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close", …}.
+ * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close"|"new"|"edit", …}.
  * Replies: {"ok":true,"result":…} or {"ok":false,"error":"…"}.
  */
 import { rm } from "node:fs/promises";
@@ -13,7 +13,8 @@ export type ControlRequest =
   | { cmd: "unmount" }
   | { cmd: "repo-open"; org: string; repo: string }
   | { cmd: "repo-close"; org: string; repo: string }
-  | { cmd: "new"; org?: string; repo?: string; message?: string };
+  | { cmd: "new"; org?: string; repo?: string; message?: string }
+  | { cmd: "edit"; changeId: string; org?: string; repo?: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

@@ -484,6 +484,16 @@ test("MesaFileSystem: close pushes what is pending; a closed filesystem refuses 
   assert.equal(gitSync(clone, ["show", "HEAD:at-close.txt"]), "pushed by close");
 });
 
+test('the package\'s main export is the SDK: import { Mesa } from "mesa-fs"', async () => {
+  // A variable specifier: the package resolves to its own build output only at run time.
+  const specifier = "mesa-fs";
+  const pkg = (await import(specifier)) as typeof import("../src/sdk/index.js");
+  const own = await import("../src/sdk/index.js");
+  assert.equal(pkg.Mesa, own.Mesa);
+  assert.equal(pkg.MesaFsError, MesaFsError);
+  assert.equal(pkg.InvalidOptionsError, InvalidOptionsError);
+});
+
 test("the SDK runs where the FUSE binding cannot load, with options from the environment", async () => {
   await fresh("nofuse");
   const hook = join(dir, "no-fuse-hook.mjs");

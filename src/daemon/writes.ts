@@ -9,7 +9,7 @@ import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import type { SnapshotFileSystem } from "../fuse/core.js";
-import type { Change, ChangeListener } from "../fuse/filesystem.js";
+import type { Change, ChangeListener, FileSystem } from "../fuse/filesystem.js";
 import { type IgnoreMatcher, loadMesaignore } from "../fuse/mesaignore.js";
 import { RepoOverlay } from "../fuse/overlay.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";
@@ -66,6 +66,9 @@ export class WriteManager {
       readTimeoutMs: session.readTimeoutMs,
     });
     this.ignored = loadMesaignore(config.mesaignorePath);
+    // The served filesystem's change feed (filesystem.ts) is this one, unless it has its own.
+    const served: FileSystem = this.fs;
+    served.onChange ??= (listener) => this.onChange(listener);
   }
 
   /** Others' changes (polls, rebases, checkouts) after the mount shows them; returns the unsubscribe. */

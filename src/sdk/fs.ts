@@ -10,6 +10,7 @@ import type { RepoFileSystem } from "../daemon/repos.js";
 import type { Session } from "../daemon/wiring.js";
 import { isMesaError } from "../errors.js";
 import {
+  type Change,
   type FileSystem,
   FsError,
   S_IFDIR,
@@ -435,9 +436,10 @@ export class MesaFileSystem {
    * rebases, checkouts) changed, once the new state is visible here. Returns the unsubscribe.
    */
   subscribe(handler: (event: FsChangeEvent) => void): () => void {
-    const off = this.parts.rfs.writes.onChange((changes) => {
+    const feed = (changes: Change[]) => {
       for (const c of changes) handler({ path: c.path, recursive: c.recursive });
-    });
+    };
+    const off = this.fs.onChange?.(feed) ?? this.parts.rfs.writes.onChange(feed);
     this.unsubscribers.add(off);
     return () => {
       off();

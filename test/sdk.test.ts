@@ -7,15 +7,17 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { generatePrivateKey } from "../src/auth/keys.js";
 import {
   ApiError,
   ConflictError,
   InvalidOptionsError,
-  type Mesa,
+  Mesa,
   type MesaFileSystem,
   MesaFsError,
   NotFoundError,
 } from "../src/sdk/index.js";
+import { RestClient } from "../src/vcs/rest.js";
 import { gitSync, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
 import { client, importCodeRepo, isolateSdkEnv } from "./helpers/sdk.js";
 import { type ServeHandle, startServe } from "./helpers/serve.js";
@@ -541,4 +543,35 @@ process.stdout.write(JSON.stringify({ adapter, back, wc: wc.stdout.trim() }));
   assert.equal(out.wc, "2");
   const clone = cloneRepo(serve, "nofuse", join(dir, "clone-nofuse"));
   assert.equal(gitSync(clone, ["show", "HEAD:from-child.txt"]), "no fuse needed\n");
+});
+
+test("a private key: the org comes from it, REST and mounts run on tokens it signs", async (t) => {
+  const R = await fresh("signed");
+  const pk = generatePrivateKey("local");
+  const admin = new RestClient({ serviceUrl: serve.url, credential: serve.adminKey });
+  try {
+    await admin.request("POST", "/local/public-keys", { body: { public_key: pk.publicX, name: "sdk" } });
+  } finally {
+    await admin.close();
+  }
+  const signed = new Mesa({ privateKey: pk.key, serviceUrl: serve.url });
+  assert.equal(await signed.org(), "local");
+  assert.ok((await signed.repos.list()).some((r) => r.name === "signed"));
+  const { token } = await signed.tokens.create({ scopes: ["read"], repos: ["signed"], ttlSeconds: 60 });
+  const who = new RestClient({ serviceUrl: serve.url, credential: token });
+  try {
+    assert.deepEqual((await who.whoami()).repos, ["local/signed"]);
+  } finally {
+    await who.close();
+  }
+  const fs = await signed.fs.mount({ repos: ["signed"], ttl: 600 });
+  t.after(() => fs.close().catch(() => undefined));
+  await fs.write(`${R}/signed.txt`, "by a private key");
+  await fs.flush();
+  assert.equal(
+    gitSync(cloneRepo(serve, "signed", join(dir, "clone-signed")), ["show", "HEAD:signed.txt"]),
+    "by a private key",
+  );
+  assert.throws(() => new Mesa({ privateKey: pk.key, org: "other" }), InvalidOptionsError);
+  assert.throws(() => new Mesa({ privateKey: "nope" }), /privateKey must be a mesa_private_key_/);
 });

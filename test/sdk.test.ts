@@ -455,6 +455,11 @@ test("REST: repos, API keys, tokens, bookmarks, changes; errors carry status and
     ["code"],
   );
   await assert.rejects(mesa.tokens.create({ ttlSeconds: 0 }), InvalidOptionsError);
+  // The original SDK's spellings work too.
+  const seedKey = await mesa.apiKeys.create({ name: "seed", scopes: ["read"], expires_in_seconds: 60 });
+  assert.ok(seedKey.expires_at && Math.abs(Date.parse(seedKey.expires_at) - Date.now() - 60_000) < 5000);
+  const seedToken = await mesa.tokens.create({ scopes: ["read"], repos: ["local/code"], ttl_seconds: 30 });
+  assert.ok(Math.abs(seedToken.expiresAt.getTime() - Date.now() - 30_000) < 5000);
 
   const head = (await mesa.bookmarks.list("rest")).find((b) => b.name === "main")?.change_id as string;
   const change = await mesa.changes.create("rest", {

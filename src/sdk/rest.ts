@@ -47,6 +47,8 @@ export interface CreateApiKeyOptions {
   scopes: Scope[];
   /** Lifetime in seconds; default no expiry. */
   expiresInSeconds?: number;
+  /** The original SDK's spelling of `expiresInSeconds`. */
+  expires_in_seconds?: number;
   /** Repos the key is limited to ("app" or "org/app"); default every repo. */
   repos?: string[];
 }
@@ -57,7 +59,7 @@ export class ApiKeys {
   async create(opts: CreateApiKeyOptions): Promise<ApiKey & { key: string }> {
     if (!Array.isArray(opts.scopes) || opts.scopes.length === 0)
       throw new InvalidOptionsError("scopes must be a non-empty list of read, write, admin");
-    const exp = opts.expiresInSeconds;
+    const exp = opts.expiresInSeconds ?? opts.expires_in_seconds;
     if (exp !== undefined && (!Number.isInteger(exp) || exp < 1))
       throw new InvalidOptionsError("expiresInSeconds must be a positive whole number");
     const org = await this.client.org();

@@ -11,6 +11,8 @@ export interface CreateTokenOptions {
   repos?: string[];
   /** 1–86,400 s for API keys (default 3,600); 1–14,400 s for private keys (default 900). */
   ttlSeconds?: number;
+  /** The original SDK's spelling of `ttlSeconds`. */
+  ttl_seconds?: number;
 }
 
 export interface Token {
@@ -32,7 +34,7 @@ export class Tokens {
     const scopes = opts.scopes ?? ["read", "write"];
     if (!Array.isArray(scopes) || scopes.length === 0 || !scopes.every((s) => isScope(s)))
       throw new InvalidOptionsError("scopes must be a non-empty list of read, write, admin");
-    const ttl = opts.ttlSeconds;
+    const ttl = opts.ttlSeconds ?? opts.ttl_seconds;
     if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 1 || ttl > API_KEY_TTL.max))
       throw new InvalidOptionsError(`ttlSeconds must be a whole number from 1 to ${API_KEY_TTL.max}`);
     const org = await this.client.org();

@@ -325,6 +325,16 @@ test("bash: find | xargs grep -l | wc -l equals the count on a clone; binary cat
   assert.deepEqual([w.stdout, w.exitCode], ["hi mesa\n[]\n", 0]);
   assert.equal((await fs.read("/local/bash/src/hi.txt")).toString(), "hi mesa\n");
 
+  // /tmp is scratch space in memory, /dev/null a sink, rmdir removes empty directories only
+  const scratch = await bash.exec(
+    "cd /local/bash; sort README.md > /tmp/s; cat /tmp/s; echo x >> /dev/null; cat /dev/null | wc -c; mkdir e; rmdir e && echo gone; rmdir src",
+  );
+  assert.deepEqual(
+    [scratch.stdout, scratch.stderr],
+    ["# code\n0\ngone\n", "rmdir: failed to remove 'src': Directory not empty\n"],
+  );
+  assert.equal(await fs.exists("/local/bash/e"), false);
+  assert.equal(await fs.exists("/local/bash/tmp"), false);
   const bin = await bash.exec("cat /local/bash/logo.bin");
   assert.equal(bin.exitCode, 1);
   assert.equal(bin.stdout, "");
@@ -333,7 +343,8 @@ test("bash: find | xargs grep -l | wc -l equals the count on a clone; binary cat
   const slow = fs.bash({ timeoutMs: 300 });
   const t0 = Date.now();
   const loop = await slow.exec("while true; do echo x > /dev/null; done");
-  assert.notEqual(loop.exitCode, 0);
+  assert.equal(loop.exitCode, 124);
+  assert.match(loop.stderr, /deadline \(300ms\)|timed out after 300 ms/);
   assert.ok(Date.now() - t0 < 5000, `the timeout was not enforced: ${Date.now() - t0} ms`);
 });
 

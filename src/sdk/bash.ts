@@ -9,10 +9,13 @@ import {
   defineCommand,
   type FileContent,
   type IFileSystem,
+  InMemoryFs,
   type FsStat as JustBashStat,
   latin1FromBytes,
+  MountableFs,
   unsafeBytesFromLatin1,
 } from "just-bash";
+import { MesaFsError } from "./errors.js";
 import type { MesaFileSystem } from "./fs.js";
 
 export interface MesaBashOptions {
@@ -41,28 +44,35 @@ function toBuffer(content: FileContent, opts: Encoding): Buffer {
   return typeof content === "string" ? Buffer.from(content, encodingOf(opts)) : Buffer.from(content);
 }
 
-/** just-bash's filesystem interface over the mount. */
+/** A sink: what is written to it is dropped, reading it gives nothing. */
+const DEV_NULL = "/dev/null";
+
+/** just-bash's filesystem interface over the mount (plus /dev/null). */
 class MountFs implements IFileSystem {
   constructor(private readonly fs: MesaFileSystem) {}
   async readFile(path: string, opts?: Encoding): Promise<string> {
+    if (path === DEV_NULL) return "";
     return (await this.fs.read(path)).toString(encodingOf(opts));
   }
   async readFileBuffer(path: string): Promise<Uint8Array> {
+    if (path === DEV_NULL) return new Uint8Array(0);
     return this.fs.read(path);
   }
-  writeFile(path: string, content: FileContent, opts?: Encoding): Promise<void> {
-    return this.fs.write(path, toBuffer(content, opts));
+  async writeFile(path: string, content: FileContent, opts?: Encoding): Promise<void> {
+    if (path !== DEV_NULL) await this.fs.write(path, toBuffer(content, opts));
   }
-  appendFile(path: string, content: FileContent, opts?: Encoding): Promise<void> {
-    return this.fs.append(path, toBuffer(content, opts));
+  async appendFile(path: string, content: FileContent, opts?: Encoding): Promise<void> {
+    if (path !== DEV_NULL) await this.fs.append(path, toBuffer(content, opts));
   }
-  exists(path: string): Promise<boolean> {
-    return this.fs.exists(path);
+  async exists(path: string): Promise<boolean> {
+    return path === DEV_NULL || this.fs.exists(path);
   }
-  stat(path: string): Promise<JustBashStat> {
+  async stat(path: string): Promise<JustBashStat> {
+    if (path === DEV_NULL) return NULL_STAT;
     return this.fs.stat(path);
   }
-  lstat(path: string): Promise<JustBashStat> {
+  async lstat(path: string): Promise<JustBashStat> {
+    if (path === DEV_NULL) return NULL_STAT;
     return this.fs.lstat(path);
   }
   mkdir(path: string, opts?: { recursive?: boolean }): Promise<void> {
@@ -71,7 +81,12 @@ class MountFs implements IFileSystem {
   readdir(path: string): Promise<string[]> {
     return this.fs.readdir(path).then((names) => names.sort());
   }
-  rm(path: string, opts?: { recursive?: boolean; force?: boolean }): Promise<void> {
+  async rm(path: string, opts?: { recursive?: boolean; force?: boolean }): Promise<void> {
+    // `rmdir` removes an empty directory through rm without `recursive`.
+    if (!opts?.recursive && (await this.fs.lstat(path).catch(() => undefined))?.isDirectory) {
+      if ((await this.fs.readdir(path)).length > 0) throw new MesaFsError("ENOTEMPTY", "rmdir", path);
+      return this.fs.rm(path, { recursive: true });
+    }
     return this.fs.rm(path, opts);
   }
   cp(src: string, dest: string, opts?: { recursive?: boolean }): Promise<void> {
@@ -99,12 +114,22 @@ class MountFs implements IFileSystem {
     return this.fs.readlink(path);
   }
   realpath(path: string): Promise<string> {
+    if (path === DEV_NULL) return Promise.resolve(path);
     return this.fs.realpath(path);
   }
   utimes(path: string, atime: Date, mtime: Date): Promise<void> {
     return this.fs.utimes(path, atime, mtime);
   }
 }
+
+const NULL_STAT: JustBashStat = {
+  isFile: false,
+  isDirectory: false,
+  isSymbolicLink: false,
+  mode: 0o20666,
+  size: 0,
+  mtime: new Date(0),
+};
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -182,8 +207,13 @@ export class MesaBash {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     if (!Number.isInteger(this.timeoutMs) || this.timeoutMs < 1)
       throw new RangeError(`timeoutMs must be a positive whole number, not ${opts.timeoutMs}`);
+    // Scratch space: /tmp lives in memory, per `fs.bash()`, and never reaches the server.
+    const files = new MountableFs({
+      base: new MountFs(fs),
+      mounts: [{ mountPoint: "/tmp", filesystem: new InMemoryFs() }],
+    });
     this.bash = new Bash({
-      fs: new MountFs(fs),
+      fs: files,
       cwd: opts.cwd ?? "/",
       env: { ...(opts.env ?? {}) },
       customCommands: [cat],

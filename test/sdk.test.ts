@@ -512,7 +512,7 @@ test('the package\'s main export is the SDK: import { Mesa } from "mesa-fs"', as
   assert.equal(pkg.InvalidOptionsError, InvalidOptionsError);
 });
 
-test("the SDK runs where the FUSE binding cannot load, with options from the environment", async () => {
+test("the SDK runs where the FUSE binding cannot load, with options from the environment", async (t) => {
   await fresh("nofuse");
   const hook = join(dir, "no-fuse-hook.mjs");
   writeFileSync(
@@ -540,7 +540,8 @@ await fs.write("/local/nofuse/from-child.txt", "no fuse needed\\n");
 const back = (await fs.read("/local/nofuse/from-child.txt")).toString();
 const wc = await fs.bash({ cwd: "/local/nofuse" }).exec("cat from-child.txt README.md | wc -l");
 await fs.close();
-process.stdout.write(JSON.stringify({ adapter, back, wc: wc.stdout.trim() }));
+const { existsSync } = await import("node:fs");
+process.stdout.write(JSON.stringify({ adapter, back, wc: wc.stdout.trim(), devFuse: existsSync("/dev/fuse") }));
 `,
   );
   const env: NodeJS.ProcessEnv = {
@@ -551,9 +552,23 @@ process.stdout.write(JSON.stringify({ adapter, back, wc: wc.stdout.trim() }));
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
   };
-  const r = await run(process.execPath, ["--import", hook, script], { env, timeoutMs: 60_000 });
+  // As root, also in a mount namespace whose /dev is empty: no /dev/fuse at all.
+  const isolate = process.getuid?.() === 0 && (await run("unshare", ["--version"])).code === 0;
+  const node = [process.execPath, "--import", hook, script].map((a) => `'${a}'`).join(" ");
+  const r = isolate
+    ? await run(
+        "unshare",
+        ["--mount", "--propagation", "private", "sh", "-c", `mount -t tmpfs none /dev && exec ${node}`],
+        {
+          env,
+          timeoutMs: 60_000,
+        },
+      )
+    : await run(process.execPath, ["--import", hook, script], { env, timeoutMs: 60_000 });
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { adapter: string; back: string; wc: string };
+  const out = JSON.parse(r.stdout) as { adapter: string; back: string; wc: string; devFuse: boolean };
+  if (isolate) assert.equal(out.devFuse, false);
+  t.diagnostic(isolate ? "ran in a mount namespace without /dev/fuse" : "ran without the FUSE binding only");
   assert.match(out.adapter, /the FUSE binding is not loadable here/);
   assert.equal(out.back, "no fuse needed\n");
   assert.equal(out.wc, "2");

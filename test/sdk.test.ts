@@ -606,3 +606,16 @@ test("a private key: the org comes from it, REST and mounts run on tokens it sig
   assert.throws(() => new Mesa({ privateKey: pk.key, org: "other" }), InvalidOptionsError);
   assert.throws(() => new Mesa({ privateKey: "nope" }), /privateKey must be a mesa_private_key_/);
 });
+
+test("diskCache keeps file contents on disk", async (t) => {
+  const R = await fresh("cached");
+  const cache = join(dir, "sdk-cache");
+  const fs = await mounted(t, { repos: ["cached"], diskCache: { path: cache, maxSizeBytes: 50_000_000 } });
+  assert.equal((await fs.read(`${R}/README.md`)).toString(), "# code\n");
+  const files = (await run("find", [cache, "-type", "f"])).stdout.split("\n").filter(Boolean);
+  assert.ok(files.length > 0, "nothing was cached on disk");
+  await assert.rejects(
+    mesa.fs.mount({ repos: ["cached"], diskCache: { path: "" } }),
+    /diskCache\.path must name a directory/,
+  );
+});

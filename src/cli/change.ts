@@ -10,7 +10,7 @@ import { runningDaemon } from "../daemon/liveness.js";
 import type { WriterStatus } from "../daemon/persister.js";
 import { isMesaError, MesaError } from "../errors.js";
 import { DEFAULT_MESAIGNORE } from "../fuse/mesaignore.js";
-import { type Commit, changeIdFromOid, type Oid, type TreeEntry } from "../vcs/objects.js";
+import { type Commit, changeIdFromOid, isChangeId, type Oid, type TreeEntry } from "../vcs/objects.js";
 import { resolveRef } from "../vcs/refs.js";
 import type { GitRemote } from "../vcs/remote.js";
 import type { RestClient } from "../vcs/rest.js";
@@ -118,6 +118,38 @@ export function register(program: Command): void {
       r.sealed
         ? `${r.org}/${r.repo}: sealed change ${r.sealed} (commit ${r.commit?.slice(0, 12)}); the next write starts a new change\n`
         : `${r.org}/${r.repo}: nothing to seal; the next write starts a new change\n`,
+    );
+  });
+
+  withHelp(
+    program
+      .command("edit")
+      .description("check out an existing change in a mounted repo: later writes amend it")
+      .argument("<change-id>", "the change to edit (32 letters k-z, as `mesa log` shows)")
+      .option("--org <org>", "organization (default: from the current directory, else MESA_ORG)")
+      .option("--repo <repo>", "repository (default: from the current directory)"),
+    {
+      examples: [
+        "cd ~/.local/share/mesa/mnt/acme/app && mesa edit $(mesa log --json | jq -r '.changes[1].change_id')",
+      ],
+      env: { MESA_ORG: REPO_ENV.MESA_ORG, MESA_MOUNT_POINT: REPO_ENV.MESA_MOUNT_POINT },
+    },
+  ).action(async (changeId: string, opts: RepoOpts, cmd: Command) => {
+    if (!isChangeId(changeId))
+      throw new MesaError("USAGE", `'${changeId}' is not a change id`, {
+        hint: "a change id is 32 letters k-z; `mesa log` lists them",
+      });
+    const t = target(cmd, opts);
+    const daemon = await runningDaemon(t.config);
+    if (!daemon)
+      throw new MesaError("DAEMON", "mesa is not running", { hint: "start it with `mesa mount -d`" });
+    const r = (await controlRequest(
+      daemon.socket,
+      { cmd: "edit", changeId, org: t.org, repo: t.repo },
+      120_000,
+    )) as { org: string; repo: string; changeId: string; commit: string };
+    process.stdout.write(
+      `${r.org}/${r.repo}: editing change ${r.changeId} (commit ${r.commit.slice(0, 12)}); writes amend it\n`,
     );
   });
 

@@ -1,6 +1,6 @@
 /**
  * The daemon's control socket: one JSON request per line, one JSON reply per line.
- * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close"|"new"|"credential", …}.
+ * Requests: {"cmd":"status"|"stats"|"unmount"|"repo-open"|"repo-close"|"new"|"credential"|"edit", …}.
  * Replies: {"ok":true,"result":…} or {"ok":false,"error":"…"}.
  */
 import { chmod, rm } from "node:fs/promises";
@@ -15,7 +15,8 @@ export type ControlRequest =
   | { cmd: "repo-close"; org: string; repo: string }
   | { cmd: "new"; org?: string; repo?: string; message?: string }
   /** The session's access token for an org, so CLI commands need no key of their own. */
-  | { cmd: "credential"; org: string };
+  | { cmd: "credential"; org: string }
+  | { cmd: "edit"; changeId: string; org?: string; repo?: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 

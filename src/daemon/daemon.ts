@@ -11,7 +11,6 @@ import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
 import { formatError, MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
-import { SnapshotFileSystem } from "../fuse/core.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
 import type { RepoBackend } from "./backend.js";
@@ -21,8 +20,8 @@ import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
 import { livePid, removePid, writePid } from "./pidfile.js";
+import { createRepoFileSystem, openRepo } from "./repos.js";
 import { createSession, type Session } from "./wiring.js";
-import { WriteManager } from "./writes.js";
 
 export interface DaemonOptions {
   logLevel: LogLevel;
@@ -188,34 +187,30 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
 
     session = await createSession(config, log);
     const backend: RepoBackend = session.backend;
-    const fs = new SnapshotFileSystem(session.content, {
-      uid: config.uid,
-      gid: config.gid,
-      readTimeoutMs: session.readTimeoutMs,
-      prefetchDepth: config.prefetch.enabled ? config.prefetch.maxDepth : 0,
-      log,
-    });
     const orgs = configuredOrgs(config);
     if (orgs.length === 0)
       throw new MesaError("CONFIG_INVALID", "no organization is configured", {
         hint: "set MESA_ORG and MESA_API_KEY, MESA_ORGS=org:key, or add [organizations.<org>] to config.toml",
       });
-    fs.setOrgs(orgs);
-    const writes = new WriteManager(config, session, fs, log);
-    const attachWrites = async (snap: RepoSnapshot) => {
-      try {
-        await writes.attach(snap, config.organizations[snap.org]?.repos[snap.repo]);
-      } catch (err) {
-        errors.push(`${snap.org}/${snap.repo}: writes disabled: ${(err as Error).message}`);
-        log.error({ org: snap.org, repo: snap.repo, err: (err as Error).message }, "repo stays read-only");
+    const { core: fs, writes } = createRepoFileSystem(config, session, log, orgs);
+    const open = async (org: string, repo: string): Promise<RepoSnapshot> => {
+      const { snap, writeError } = await openRepo(
+        { core: fs, writes },
+        session as Session,
+        config,
+        org,
+        repo,
+      );
+      if (writeError) {
+        errors.push(`${org}/${repo}: writes disabled: ${writeError.message}`);
+        log.error({ org, repo, err: writeError.message }, "repo stays read-only");
       }
+      return snap;
     };
 
     const loadOne = async (org: string, repo: string): Promise<RepoSnapshot | undefined> => {
       try {
-        const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
-        fs.setRepo(snap);
-        await attachWrites(snap);
+        const snap = await open(org, repo);
         log.info(
           { org, repo, revision: snap.revision, commit: snap.commitOid, files: snap.sizes.size },
           "repo loaded",
@@ -336,6 +331,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
           return writes.newChange(req.org, req.repo, req.message);
         case "credential":
           return { credential: await session!.credential(req.org), serviceUrl: config.serviceUrl };
+        case "edit":
+          return writes.editChange(req.changeId, req.org, req.repo);
         case "repo-close":
           await writes.detach(req.org, req.repo);
           if (!fs.removeRepo(req.org, req.repo)) throw new Error(`${req.org}/${req.repo} is not mounted`);
@@ -346,10 +343,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       }
     };
     const loadSnapshotOrThrow = async (org: string, repo: string): Promise<RepoSnapshot> => {
-      const snap = await loadSnapshot(backend, org, repo, config.organizations[org]?.repos[repo]);
-      fs.setOrgs([org]);
-      fs.setRepo(snap);
-      await attachWrites(snap);
+      const snap = await open(org, repo);
       log.info({ org, repo, revision: snap.revision }, "repo opened");
       return snap;
     };

@@ -47,6 +47,8 @@ export interface WriterMeta {
   change?: { id: string; oid: Oid; tree: Oid; message: string };
   nextMessage?: string;
   conflicts?: string[];
+  /** Parents of the working change's commits when not `[base]` (an existing change checked out). */
+  parents?: Oid[];
   /** The commit being pushed (set before the push, cleared after it is recorded). */
   pushing?: { id: string; oid: Oid; tree: Oid; message: string };
   [key: string]: unknown;
@@ -181,7 +183,8 @@ function treeMode(mode: string | number): TreeMode {
   }
 }
 
-function author() {
+/** The author and committer of the commits this machine writes. */
+export function author() {
   let name = "mesa";
   try {
     name = userInfo().username || name;
@@ -484,7 +487,7 @@ export class RepoWriter {
     const sig = author();
     const data = serializeCommit({
       tree: built.root,
-      parents: [base.commitOid],
+      parents: meta.parents ?? [base.commitOid],
       author: sig,
       committer: sig,
       changeId: id,
@@ -736,6 +739,24 @@ export class RepoWriter {
         "sealed the working change",
       );
       return { sealed: meta.change.id, commit: meta.change.oid };
+    });
+  }
+
+  /**
+   * Makes another change the working change (`mesa edit`, the SDK's `changes.new/edit`): pushes
+   * what is pending first, then shows `snap` under the new `meta`. Ignored paths stay local.
+   */
+  async checkout(snap: RepoSnapshot, meta: WriterMeta): Promise<void> {
+    await this.persistNow();
+    await this.enqueue(async () => {
+      const keep: Array<[string, OverlayEntry]> = [];
+      for (const p of this.overlay.paths()) {
+        const e = this.overlay.entry(p) as OverlayEntry;
+        if (p !== "" && this.ignored(p, e.k === "d")) keep.push([p, e]);
+      }
+      await this.overlay.rebase(snap, keep, meta);
+      this.pushedSeq = this.overlay.seq;
+      this.onBase(snap);
     });
   }
 

@@ -88,9 +88,22 @@ function bookmarkRef(name: string): string {
   return name.startsWith("refs/") ? name : `refs/heads/${name}`;
 }
 
-export async function createSession(config: Config, log: Logger): Promise<Session> {
+export interface SessionOptions {
+  /**
+   * The credential of every org, instead of the secret store's (the SDK's mount passes the
+   * one token it minted). A JWT is used as it is, until it expires.
+   */
+  credential?: string;
+}
+
+export async function createSession(
+  config: Config,
+  log: Logger,
+  opts: SessionOptions = {},
+): Promise<Session> {
   // The daemon has no terminal: a vault passphrase must come from MESA_VAULT_PASSPHRASE.
-  const store = await openSecretStore(config, { nonInteractive: true });
+  const store =
+    opts.credential === undefined ? await openSecretStore(config, { nonInteractive: true }) : undefined;
   const problems: string[] = [];
   const creds = new Map<string, Promise<SessionToken>>();
   const tokens = new Map<string, SessionToken>();
@@ -100,7 +113,8 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     let c = creds.get(org);
     if (!c) {
       c = (async () => {
-        const key = await resolveCredential(config, store, org);
+        // The SDK passes the one token it minted; the daemon resolves a key from the store.
+        const key = opts.credential ?? (await resolveCredential(config, store!, org));
         const first = await sessionCredential(config, org, key);
         // Only a token this daemon minted can be minted again; a JWT given as the key cannot.
         const renewable = first.credential !== key;

@@ -3,16 +3,31 @@
  * one overlay + `RepoWriter` per writable repo. Read-only repos (config `read-only`, a
  * change-id pin, a read-scoped credential) stay with the core, which answers EROFS.
  */
+
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import type { SnapshotFileSystem } from "../fuse/core.js";
+import type { Change, ChangeListener, FileSystem } from "../fuse/filesystem.js";
 import { type IgnoreMatcher, loadMesaignore } from "../fuse/mesaignore.js";
 import { RepoOverlay } from "../fuse/overlay.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { changedPaths } from "../fuse/snapshot-diff.js";
 import { WritableFileSystem } from "../fuse/writable.js";
 import {
+  changeIdFromOid,
+  hashObject,
+  isChangeId,
+  newChangeId,
+  type Oid,
+  parseCommit,
+  serializeCommit,
+} from "../vcs/objects.js";
+import { isFileBlob } from "../vcs/pack-file.js";
+import {
+  author,
   DEFAULT_WRITER_OPTIONS,
   RepoWriter,
   snapshotAt,
@@ -20,6 +35,13 @@ import {
   type WriterStatus,
 } from "./persister.js";
 import type { Session } from "./wiring.js";
+
+/** What `checkout` makes the working change: a new one on top of something, or an existing one. */
+export type CheckoutTarget =
+  | { new: true; bookmark?: string; changeId?: string; message?: string }
+  | { new?: false; bookmark?: string; changeId?: string };
+
+const CHANGE_REF = "refs/mesa/changes/";
 
 /** How long unmount waits for pending pushes before giving up (data stays in the overlay). */
 const STOP_FLUSH_MS = 20_000;
@@ -29,6 +51,9 @@ export class WriteManager {
   private readonly writers = new Map<string, RepoWriter>();
   private readonly ignored: IgnoreMatcher;
   private readonly readOnly = new Map<string, string>();
+  private readonly listeners = new Set<ChangeListener>();
+  /** Per repo, the root tree whose content the mount shows apart from its overlay. */
+  private readonly shown = new Map<string, string>();
 
   constructor(
     private readonly config: Config,
@@ -45,16 +70,42 @@ export class WriteManager {
     this.ignored = loadMesaignore(config.mesaignorePath);
   }
 
+  /**
+   * Others' changes (polls, rebases, checkouts) once the mount shows them, without this mount's
+   * own pushes (for SDK subscribers; the kernel's caches follow the filesystem's own feed, which
+   * also covers repos opened, closed or switched). Returns the unsubscribe.
+   */
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(changes: Change[]): void {
+    if (changes.length === 0) return;
+    for (const l of this.listeners) {
+      try {
+        l(changes);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "a change listener failed");
+      }
+    }
+  }
+
   private remote(org: string, repo: string): WriterRemote {
     const backend = this.session.backend;
+    const key = `${org}/${repo}`;
     return {
       refOid: async (ref) => {
         const git = await this.session.gitRemote(org, repo);
         const { refs } = await git.lsRefs({ prefixes: [ref] });
         return refs.find((r) => r.name === ref)?.oid ?? null;
       },
-      push: async (updates, objects, spoolDir) =>
-        (await this.session.gitRemote(org, repo)).push(updates, objects, { spoolDir }),
+      push: async (updates, objects, spoolDir) => {
+        await (await this.session.gitRemote(org, repo)).push(updates, objects, { spoolDir });
+        // What we pushed is already on screen: a later base with this tree is no news.
+        const commit = objects.find((o) => o.type === "commit" && !isFileBlob(o));
+        if (commit && !isFileBlob(commit)) this.shown.set(key, parseCommit(commit.data).tree);
+      },
       snapshotAt: (commit, label) => snapshotAt(backend, org, repo, commit, label),
       blob: async (oid) => {
         const got = (await backend.fetchBlobs(org, repo, [oid])).get(oid);
@@ -80,6 +131,7 @@ export class WriteManager {
       return;
     }
     const overlay = await RepoOverlay.open(join(this.config.dataDir, "overlay", org, repo), snap);
+    this.shown.set(key, snap.rootTree);
     const writer = new RepoWriter(
       org,
       repo,
@@ -88,7 +140,14 @@ export class WriteManager {
       this.ignored,
       this.log,
       { ...DEFAULT_WRITER_OPTIONS, pollIntervalMs: this.config.daemon.pollIntervalMs },
-      (s) => this.core.setRepo({ ...s, revision: snap.revision, readOnly: false }),
+      (s) => {
+        this.core.setRepo({ ...s, revision: snap.revision, readOnly: false });
+        const before = this.shown.get(key) ?? s.rootTree;
+        this.shown.set(key, s.rootTree);
+        this.emit(
+          changedPaths(`/${key}`, before, s.rootTree, (oid) => s.trees.get(oid) ?? overlay.tree(oid)),
+        );
+      },
     );
     try {
       await writer.init(repoConfig?.branchedFrom);
@@ -133,8 +192,110 @@ export class WriteManager {
   /** `mesa new`: seal the working change of one repo. */
   async newChange(org?: string, repo?: string, message?: string): Promise<object> {
     const w = this.pick(org, repo);
+    if (w.meta.ref.startsWith(CHANGE_REF)) {
+      // A checked-out change has no bookmark to carry on: the next change gets its own ref.
+      const sealed = w.meta.change;
+      await this.checkout(w.org, w.repo, { new: true, message });
+      return { org: w.org, repo: w.repo, sealed: sealed?.id, commit: sealed?.oid };
+    }
     const r = await w.seal(message);
     return { org: w.org, repo: w.repo, ...r };
+  }
+
+  /** `mesa edit`: the repo is picked as for `mesa new`. */
+  async editChange(changeId: string, org?: string, repo?: string): Promise<object> {
+    const w = this.pick(org, repo);
+    const r = await this.checkout(w.org, w.repo, { changeId });
+    return { org: w.org, repo: w.repo, ...r };
+  }
+
+  /** The working change of a writable repo: its id and commit, once it has one. */
+  workingChange(org: string, repo: string): { changeId?: string; commit?: Oid; ref: string } {
+    const w = this.pick(org, repo);
+    return { changeId: w.meta.change?.id, commit: w.meta.change?.oid, ref: w.meta.ref };
+  }
+
+  /** Waits until everything written to the repo so far is on the server. */
+  async flush(org: string, repo: string): Promise<void> {
+    await this.pick(org, repo).persistNow();
+  }
+
+  /**
+   * `mesa edit` and the SDK's `changes.new/edit`: pending work is pushed first, then the mount
+   * shows the target. `new` pushes an empty change on top of the bookmark, the change or (with
+   * neither) the working change, and follows it; `edit` makes an existing change (or a
+   * bookmark's head) the working change, so later writes amend it.
+   */
+  async checkout(
+    org: string,
+    repo: string,
+    target: CheckoutTarget,
+  ): Promise<{ changeId: string; commit: Oid }> {
+    const w = this.pick(org, repo);
+    if (target.bookmark !== undefined && target.changeId !== undefined)
+      throw new MesaError("INVALID_ARGUMENT", "name a bookmark or a change id, not both");
+    if (target.changeId !== undefined && !isChangeId(target.changeId))
+      throw new MesaError("INVALID_ARGUMENT", `'${target.changeId}' is not a change id (32 letters k-z)`);
+    const badBookmark = target.bookmark === undefined ? undefined : bookmarkProblem(target.bookmark);
+    if (badBookmark) throw new MesaError("INVALID_ARGUMENT", `invalid bookmark name: ${badBookmark}`);
+    const remote = this.remote(org, repo);
+    await w.persistNow();
+    const at = async (ref: string, what: string): Promise<Oid> => {
+      const oid = await remote.refOid(ref);
+      if (!oid) throw new MesaError("NOT_FOUND", `${what} not found in ${org}/${repo}`);
+      return oid;
+    };
+    const label = this.core.repos().find((s) => s.org === org && s.repo === repo)?.revision ?? "";
+    if (target.new) {
+      const parent =
+        target.bookmark !== undefined
+          ? await at(`refs/heads/${target.bookmark}`, `bookmark '${target.bookmark}'`)
+          : target.changeId !== undefined
+            ? await at(`${CHANGE_REF}${target.changeId}`, `change ${target.changeId}`)
+            : (w.meta.change?.oid ?? w.meta.base);
+      const snap = await remote.snapshotAt(parent, label);
+      const id = newChangeId();
+      const sig = author();
+      const data = serializeCommit({
+        tree: snap.rootTree,
+        parents: [parent],
+        author: sig,
+        committer: sig,
+        changeId: id,
+        message: target.message ?? "",
+      });
+      const oid = hashObject("commit", data);
+      const ref = `${CHANGE_REF}${id}`;
+      await remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
+      await w.checkout(snap, {
+        ref,
+        base: parent,
+        known: oid,
+        change: { id, oid, tree: snap.rootTree, message: target.message ?? "" },
+      });
+      this.log.info({ org, repo, change: id, parent }, "started a new change");
+      return { changeId: id, commit: oid };
+    }
+    let ref: string;
+    if (target.changeId !== undefined) ref = `${CHANGE_REF}${target.changeId}`;
+    else if (target.bookmark !== undefined) ref = `refs/heads/${target.bookmark}`;
+    else throw new MesaError("INVALID_ARGUMENT", "name the change (or bookmark) to edit");
+    const oid = await at(
+      ref,
+      target.changeId !== undefined ? `change ${target.changeId}` : `bookmark '${target.bookmark}'`,
+    );
+    const { commit } = await (await this.session.gitRemote(org, repo)).fetchCommitTrees(oid);
+    const snap = await remote.snapshotAt(oid, label);
+    const id = commit.changeId ?? changeIdFromOid(oid);
+    await w.checkout(snap, {
+      ref,
+      base: oid,
+      known: oid,
+      change: { id, oid, tree: commit.tree, message: commit.message },
+      parents: commit.parents,
+    });
+    this.log.info({ org, repo, change: id, commit: oid }, "checked out a change");
+    return { changeId: id, commit: oid };
   }
 
   status(): Array<WriterStatus | { org: string; repo: string; readOnly: string }> {

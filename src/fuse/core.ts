@@ -12,14 +12,8 @@ import {
   type StatFs,
   wantsWrite,
 } from "./filesystem.js";
-import {
-  changedPaths,
-  type EntryKind,
-  entryIndex,
-  entryKind,
-  type RepoSnapshot,
-  type SnapshotEntry,
-} from "./snapshot.js";
+import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
+import { changedPaths } from "./snapshot-diff.js";
 
 export interface PrefetchFile {
   oid: string;
@@ -118,7 +112,14 @@ export class SnapshotFileSystem implements FileSystem {
     const root = `/${snap.org}/${snap.repo}`;
     if (!before) this.emitChanges([{ path: root, recursive: true }]);
     else if (before.rootTree !== snap.rootTree)
-      this.emitChanges(changedPaths(before, snap).map((c) => ({ ...c, path: `${root}/${c.path}` })));
+      this.emitChanges(
+        changedPaths(
+          root,
+          before.rootTree,
+          snap.rootTree,
+          (oid) => snap.trees.get(oid) ?? before.trees.get(oid),
+        ),
+      );
   }
 
   removeRepo(org: string, repo: string): boolean {

@@ -76,34 +76,3 @@ export function entryIndex(entries: SnapshotEntry[]): Map<string, SnapshotEntry>
   }
   return idx;
 }
-
-/**
- * Paths (relative to the repo root) whose entry differs between two snapshots, top-most only:
- * a directory that appeared, vanished or changed type is one path with `recursive` set.
- */
-export function changedPaths(a: RepoSnapshot, b: RepoSnapshot): Array<{ path: string; recursive: boolean }> {
-  const out: Array<{ path: string; recursive: boolean }> = [];
-  const walk = (ta: string, tb: string, prefix: string) => {
-    if (ta === tb) return;
-    const ea = entryIndex(a.trees.get(ta) ?? []);
-    const eb = entryIndex(b.trees.get(tb) ?? []);
-    for (const [name, x] of ea) {
-      const path = prefix ? `${prefix}/${name}` : name;
-      const y = eb.get(name);
-      if (!y) {
-        out.push({ path, recursive: entryKind(x.mode) === "dir" });
-        continue;
-      }
-      if (x.oid === y.oid && entryKind(x.mode) === entryKind(y.mode)) continue;
-      const xDir = entryKind(x.mode) === "dir";
-      const yDir = entryKind(y.mode) === "dir";
-      if (xDir && yDir) walk(x.oid, y.oid, path);
-      else out.push({ path, recursive: xDir || yDir });
-    }
-    for (const [name, y] of eb)
-      if (!ea.has(name))
-        out.push({ path: prefix ? `${prefix}/${name}` : name, recursive: entryKind(y.mode) === "dir" });
-  };
-  walk(a.rootTree, b.rootTree, "");
-  return out;
-}

@@ -25,6 +25,17 @@ export interface WhoAmI {
   repos?: string[] | null;
 }
 
+export interface ApiKey {
+  id: string;
+  name: string | null;
+  scopes: string[];
+  /** `org/repo` names the key is limited to, or null for every repo. */
+  repos: string[] | null;
+  created_at: string;
+  expires_at: string | null;
+  revoked: boolean;
+}
+
 export interface Bookmark {
   name: string;
   change_id: string;
@@ -242,6 +253,22 @@ export class RestClient {
 
   deleteRepo(org: string, repo: string): Promise<Repo> {
     return this.request("DELETE", `/${enc(org)}/${enc(repo)}`);
+  }
+
+  /** Creates an API key (admin); the secret `key` is in this answer only. */
+  createApiKey(
+    org: string,
+    body: { name?: string | null; scopes: string[]; repos?: string[] | null; expires_in_seconds?: number },
+  ): Promise<ApiKey & { key: string }> {
+    return this.request("POST", `/${enc(org)}/api-keys`, { body });
+  }
+
+  listApiKeys(org: string): AsyncGenerator<ApiKey> {
+    return this.paginate<ApiKey>(`/${enc(org)}/api-keys`, "api_keys");
+  }
+
+  revokeApiKey(org: string, id: string): Promise<ApiKey> {
+    return this.request("DELETE", `/${enc(org)}/api-keys/${enc(id)}`);
   }
 
   listBookmarks(org: string, repo: string, glob?: string): AsyncGenerator<Bookmark> {

@@ -1,0 +1,58 @@
+/**
+ * A session's filesystem over its repos, built the same way for the daemon (behind FUSE) and
+ * the SDK (in-process): the read-only core, the writable layer with one overlay and writer per
+ * writable repo, and loading a repo into both. Nothing here knows about FUSE.
+ */
+import type { Logger } from "pino";
+import type { Config } from "../config/types.js";
+import { SnapshotFileSystem } from "../fuse/core.js";
+import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { loadSnapshot } from "./loader.js";
+import type { Session } from "./wiring.js";
+import { WriteManager } from "./writes.js";
+
+export interface RepoFileSystem {
+  core: SnapshotFileSystem;
+  /** `writes.fs` is the filesystem to serve; `writes` also runs the working changes. */
+  writes: WriteManager;
+}
+
+export function createRepoFileSystem(
+  config: Config,
+  session: Session,
+  log: Logger,
+  orgs: string[],
+): RepoFileSystem {
+  const core = new SnapshotFileSystem(session.content, {
+    uid: config.uid,
+    gid: config.gid,
+    readTimeoutMs: session.readTimeoutMs,
+    prefetchDepth: config.prefetch.enabled ? config.prefetch.maxDepth : 0,
+    log,
+  });
+  core.setOrgs(orgs);
+  return { core, writes: new WriteManager(config, session, core, log) };
+}
+
+/**
+ * Loads `org/repo` at its configured revision and shows it, writable unless it must stay
+ * read-only. A failure to start its writer leaves it read-only and is returned, not thrown.
+ */
+export async function openRepo(
+  rfs: RepoFileSystem,
+  session: Session,
+  config: Config,
+  org: string,
+  repo: string,
+): Promise<{ snap: RepoSnapshot; writeError?: Error }> {
+  const repoConfig = config.organizations[org]?.repos[repo];
+  const snap = await loadSnapshot(session.backend, org, repo, repoConfig);
+  rfs.core.setOrgs([org]);
+  rfs.core.setRepo(snap);
+  try {
+    await rfs.writes.attach(snap, repoConfig);
+  } catch (err) {
+    return { snap, writeError: err as Error };
+  }
+  return { snap };
+}

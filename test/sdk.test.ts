@@ -520,7 +520,7 @@ test("the SDK runs where the FUSE binding cannot load, with options from the env
     `import { registerHooks } from "node:module";
 registerHooks({
   resolve(specifier, context, next) {
-    if (specifier === "fuse-native" || specifier.endsWith("/fuse/adapter.js"))
+    if (["/fuse/adapter.js", "/fuse/native.js", ".node"].some((end) => specifier.endsWith(end)))
       throw new Error("the FUSE binding is not loadable here: " + specifier);
     return next(specifier, context);
   },

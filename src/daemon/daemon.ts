@@ -15,7 +15,7 @@ import type { RepoSnapshot } from "../fuse/snapshot.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
-import { loadSnapshot, reposToMount } from "./loader.js";
+import { reposToMount } from "./loader.js";
 import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";

@@ -10,7 +10,7 @@ import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import type { SnapshotFileSystem } from "../fuse/core.js";
-import type { Change, ChangeListener, FileSystem } from "../fuse/filesystem.js";
+import type { Change, ChangeListener } from "../fuse/filesystem.js";
 import { type IgnoreMatcher, loadMesaignore } from "../fuse/mesaignore.js";
 import { RepoOverlay } from "../fuse/overlay.js";
 import type { RepoSnapshot } from "../fuse/snapshot.js";

@@ -24,7 +24,8 @@ usage() {
 Usage: install.sh [--yes] [--prefix DIR] [--help]
 
 Installs mesa and what it needs to mount repositories:
-  - on Debian/Ubuntu: fuse3, libfuse2 (libfuse2t64 where renamed), ca-certificates
+  - on Debian/Ubuntu: fuse3 (fusermount3, libfuse3), ca-certificates; from a checkout without a
+    built FUSE binding also libfuse3-dev, pkg-config, g++, make and python3 to build it
   - user_allow_other in /etc/fuse.conf (asks first unless --yes)
   - Node.js >= 22.19 (else a private Node.js 24 LTS from the npm registry)
   - mesa itself, from this checkout when run inside one, from the tarball in
@@ -118,21 +119,22 @@ apt_install() {
 
 install_system_packages() {
   if ! is_debian_like; then
-    say "not Debian/Ubuntu: install fuse3, libfuse2 and ca-certificates with your package manager"
+    say "not Debian/Ubuntu: install fuse3 (fusermount3 and libfuse3) and ca-certificates with your package manager"
     return 0
   fi
   need=""
-  have fusermount3 || have fusermount || need="$need fuse3"
-  if ! ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2'; then
-    if apt-cache show libfuse2t64 >/dev/null 2>&1; then need="$need libfuse2t64"; else need="$need libfuse2"; fi
+  # mesa's FUSE binding links libfuse3; fusermount3 mounts for it. Both come with fuse3.
+  if ! have fusermount3 || ! ldconfig -p 2>/dev/null | grep -q 'libfuse3\.so\.3'; then need="$need fuse3"; fi
+  # Installing from a checkout that has no built binding compiles it (native/, node-gyp).
+  if [ -n "$(script_dir)" ] && [ -f "$(script_dir)/binding.gyp" ] && [ ! -f "$(script_dir)/build/Release/mesa_fuse.node" ] &&
+    [ -z "${MESA_INSTALL_TARBALL:-}" ]; then
+    need="$need libfuse3-dev pkg-config g++ make python3"
   fi
   [ -e /etc/ssl/certs/ca-certificates.crt ] || need="$need ca-certificates"
   have curl || have wget || need="$need curl"
   [ -n "$need" ] || return 0
   say "installing system packages:$need"
   if [ "$IS_ROOT" = 1 ]; then apt-get update -qq; elif have sudo; then sudo apt-get update -qq; fi
-  # A package missing from the lists (libfuse2 renamed) retries the update-fresh lookup.
-  case "$need" in *libfuse2*) apt-cache show libfuse2 >/dev/null 2>&1 || need="$(printf '%s' "$need" | sed 's/libfuse2/libfuse2t64/')" ;; esac
   # shellcheck disable=SC2086
   apt_install $need
 }
@@ -236,7 +238,7 @@ mesa_source() {
   dir="$(script_dir)"
   if [ -n "$dir" ] && [ -f "$dir/package.json" ] && grep -q '"name": "mesa-fs"' "$dir/package.json"; then
     say "installing from the checkout at $dir" >&2
-    if [ ! -f "$dir/dist/src/cli/main.js" ]; then
+    if [ ! -f "$dir/dist/src/cli/main.js" ] || [ ! -f "$dir/build/Release/mesa_fuse.node" ]; then
       (cd "$dir" && "$node_bin" "$npm_cmd" ci --no-audit --no-fund >&2 && "$node_bin" "$npm_cmd" run build >&2)
     fi
     (cd "$dir" && "$node_bin" "$npm_cmd" pack --silent --pack-destination "$STAGE" >/dev/null)

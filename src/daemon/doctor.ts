@@ -9,7 +9,8 @@ import { delimiter, join, resolve } from "node:path";
 import { isPrivateKey } from "../auth/keys.js";
 import { looksLikeJwt, mintFromApiKey, mintFromPrivateKey } from "../auth/tokens.js";
 import type { Config } from "../config/types.js";
-import { fuseBindingProblem } from "../fuse/adapter.js";
+import { fuseBindingProblem, fuseVersion } from "../fuse/adapter.js";
+import { bindingPath } from "../fuse/native.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { configuredOrgs } from "./daemon.js";
 import { runningDaemon } from "./liveness.js";
@@ -36,33 +37,6 @@ export async function onPath(cmd: string): Promise<string | undefined> {
     }
   }
   return undefined;
-}
-
-const LIBFUSE_DIRS = [
-  "/usr/lib/x86_64-linux-gnu",
-  "/usr/lib/aarch64-linux-gnu",
-  "/usr/lib64",
-  "/usr/lib",
-  "/lib/x86_64-linux-gnu",
-  "/lib64",
-  "/lib",
-];
-
-async function findLibfuse2(): Promise<string | undefined> {
-  for (const d of LIBFUSE_DIRS) {
-    const p = join(d, "libfuse.so.2");
-    try {
-      await access(p, constants.R_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return new Promise((done) =>
-    execFile("ldconfig", ["-p"], { timeout: 5000 }, (err, out) =>
-      done(err ? undefined : /libfuse\.so\.2 .*=> (\S+)/.exec(String(out))?.[1]),
-    ),
-  );
 }
 
 export async function checkFuseDevice(): Promise<Check> {
@@ -99,41 +73,31 @@ export async function checkFuseDevice(): Promise<Check> {
 export async function runChecks(config: Config | undefined, configError?: string): Promise<Check[]> {
   const checks: Check[] = [await checkFuseDevice()];
 
-  const fusermount = (await onPath("fusermount")) ?? (await onPath("fusermount3"));
+  const fusermount = await onPath("fusermount3");
   checks.push(
     fusermount
-      ? { name: "fusermount", ok: true, detail: fusermount }
+      ? { name: "fusermount3", ok: true, detail: fusermount }
       : {
-          name: "fusermount",
+          name: "fusermount3",
           ok: false,
-          detail: "neither fusermount nor fusermount3 is installed",
+          detail: "fusermount3 is not installed (it mounts and unmounts for mesa)",
           fix: "apt-get install fuse3",
         },
   );
-  const lib = await findLibfuse2();
+  // The binding links libfuse3: loading it checks the library too.
+  const problem = fuseBindingProblem();
   checks.push(
-    lib
-      ? { name: "libfuse2", ok: true, detail: lib }
-      : {
-          name: "libfuse2",
+    problem
+      ? {
+          name: "FUSE binding",
           ok: false,
-          detail: "libfuse.so.2 is missing",
-          fix: "apt-get install libfuse2 (libfuse2t64 on newer Ubuntu)",
-        },
+          detail: problem,
+          fix: /libfuse3/.test(problem)
+            ? "apt-get install fuse3 (it brings libfuse3)"
+            : "reinstall mesa (install.sh), or run `npm run build` in a checkout",
+        }
+      : { name: "FUSE binding", ok: true, detail: `libfuse ${fuseVersion()} (${bindingPath()})` },
   );
-  if (lib) {
-    const problem = fuseBindingProblem();
-    checks.push(
-      problem
-        ? {
-            name: "FUSE binding",
-            ok: false,
-            detail: problem,
-            fix: "reinstall mesa (npm install -g mesa-fs) on linux-x64 or darwin-x64",
-          }
-        : { name: "FUSE binding", ok: true, detail: "fuse-native loads" },
-    );
-  }
 
   if (process.getuid?.() !== 0) {
     let conf = "";

@@ -1,7 +1,7 @@
 /**
  * The binding-independent filesystem contract. The FUSE adapter translates kernel requests
  * into these async calls; implementations return values or throw an `FsError` naming an
- * errno. Nothing here knows about fuse-native, so the binding can be replaced.
+ * errno. Nothing here knows about FUSE, so the same filesystem serves the FUSE adapter and the SDK.
  */
 
 export type ErrnoName =

@@ -108,10 +108,15 @@ export function bindingCandidates(): string[] {
 
 let loaded: Binding | undefined;
 
+/** The binary that loads (or would load) here. */
+export function bindingPath(): string | undefined {
+  return bindingCandidates().find((f) => existsSync(f));
+}
+
 /** The binding, loaded once; a `MesaError` (code FUSE) says why it cannot load here. */
 export function loadBinding(): Binding {
   if (loaded) return loaded;
-  const file = bindingCandidates().find((f) => existsSync(f));
+  const file = bindingPath();
   if (!file)
     throw new MesaError("FUSE", `the FUSE binding is missing for ${process.platform}-${process.arch}`, {
       hint: "in a checkout run `npm run build` (needs libfuse3-dev, pkg-config and a C compiler)",

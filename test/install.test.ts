@@ -14,6 +14,8 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
+import { generateRepo } from "./helpers/mount.js";
+import { type ServeHandle, startServe } from "./helpers/serve.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const INSTALL = join(ROOT, "install.sh");
@@ -89,13 +91,15 @@ const canChroot =
   process.getuid?.() === 0 &&
   spawnSync("sh", ["-c", "command -v debootstrap"], { encoding: "utf8" }).status === 0;
 
-test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release tarball), mesa --version, mesa doctor", {
+test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release tarball), mesa --version, mesa doctor, a mount", {
   skip: canChroot ? false : "needs root and debootstrap (CI installs it)",
   timeout: 600_000,
-}, (t) => {
+}, async (t) => {
   const work = mkdtempSync(join(tmpdir(), "mesa-fresh-"));
   const root = join(work, "root");
-  t.after(() => {
+  let serve: ServeHandle | undefined;
+  t.after(async () => {
+    await serve?.stop();
     // Unmount everything bound into the chroot before deleting it: /dev is a bind of the host's.
     for (const m of mountsBelow(root)) spawnSync("umount", ["-l", m]);
     if (mountsBelow(root).length === 0) rmSync(work, { recursive: true, force: true });
@@ -108,6 +112,13 @@ test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release t
   execFileSync("npm", ["pack", "--silent", "--pack-destination", context], { cwd: ROOT, stdio: "ignore" });
   const tarball = readdirSync(context).find((f) => f.endsWith(".tgz"));
   assert.ok(tarball, "npm pack made a tarball");
+  // The tarball carries the FUSE binding prebuilt and nothing that would make npm compile it.
+  const listed = execFileSync("tar", ["-tzf", join(context, tarball)], { encoding: "utf8" }).split("\n");
+  assert.ok(
+    listed.includes(`package/prebuilds/linux-${process.arch}/mesa_fuse.node`),
+    "the prebuilt binding is packed",
+  );
+  assert.ok(!listed.includes("package/binding.gyp"), "no binding.gyp: installing never compiles");
 
   execFileSync("debootstrap", ["--variant=minbase", "bookworm", root, "http://deb.debian.org/debian"], {
     stdio: "ignore",
@@ -169,8 +180,43 @@ test("fresh Debian 12: the Dockerfile's steps (install.sh --yes from a release t
   assert.match(inChroot("/usr/local/lib/mesa/node/bin/node", "--version").stdout.trim(), /^v24\.\d+\.\d+$/);
 
   const doctor = inChroot("mesa", "doctor");
-  assert.match(doctor.stdout, /\/dev\/fuse/);
-  assert.match(doctor.stdout, /libfuse/);
+  assert.match(
+    doctor.stdout,
+    /^ok {4}FUSE binding: libfuse 3\.\d+ \(\/usr\/local\/lib\/mesa\/pkg\/.*prebuilds\//m,
+  );
+  assert.match(doctor.stdout, /^ok {4}fusermount3: /m);
+
+  // It mounts: a repo served by `mesa serve` on this machine's loopback (the chroot shares it),
+  // read through the prebuilt binding with no compiler on the machine.
+  assert.notEqual(inChroot("sh", "-c", "command -v cc gcc").status, 0, "the fresh root has no compiler");
+  serve = await startServe();
+  const src = join(work, "src");
+  generateRepo(src, { files: 40 });
+  await serve.importRepo("local/app", src);
+  const up = inChroot(
+    "env",
+    "MESA_ORG=local",
+    `MESA_API_KEY=${serve.adminKey}`,
+    `MESA_SERVICE_URL=${serve.url}`,
+    "MESA_SECRETS_BACKEND=plaintext-file",
+    "mesa",
+    "mount",
+    "-d",
+    "-y",
+  );
+  assert.equal(up.status, 0, up.stderr + up.stdout);
+  const app = "/root/.local/share/mesa/mnt/local/app";
+  assert.equal(inChroot("cat", `${app}/README.md`).stdout, "# generated\n");
+  assert.equal(
+    inChroot("sh", "-c", `cd ${app} && find . | LC_ALL=C sort | sha1sum`).stdout,
+    spawnSync("sh", ["-c", "find . -path ./.git -prune -o -print | LC_ALL=C sort | sha1sum"], {
+      cwd: src,
+      encoding: "utf8",
+    }).stdout,
+    "the mounted tree lists what the repo holds",
+  );
+  const down = inChroot("mesa", "unmount");
+  assert.equal(down.status, 0, down.stderr);
 
   // Idempotent: a second run updates in place and leaves one working install.
   copyFileSync(INSTALL, join(root, "tmp/install.sh"));

@@ -2,7 +2,6 @@
  * Preflight and health checks for `mesa doctor`: each check says what is wrong and the
  * command that fixes it. Nothing here touches the mount point synchronously.
  */
-import { execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";

@@ -372,47 +372,51 @@ static void fill_stat(struct stat *st, const double *a) {
 
 /*
  * Answers one readdir chunk from a filled handle. Offsets: 1 ".", 2 "..", 3+i entry i.
- * Queues the entries whose lookup count the kernel now holds (plus only).
  * Called with d->lock held.
  */
 static void serve_dir(session *s, fuse_req_t req, dir_handle *d, size_t size, off_t off, int plus) {
   char *buf = malloc(size ? size : 1);
   size_t pos = 0;
-  size_t first = SIZE_MAX, last = 0;
   size_t total = d->count + 2;
+  /* Entries handed to the kernel with attributes: each one is a lookup it now holds. */
+  uint64_t *held = plus ? malloc((d->count ? d->count : 1) * sizeof(uint64_t)) : NULL;
+  size_t nheld = 0;
   for (size_t i = (size_t)off; i < total; i++) {
     const char *name;
     struct fuse_entry_param e;
     memset(&e, 0, sizeof(e));
+    int with_attr = 0;
     if (i < 2) {
       name = i == 0 ? "." : "..";
       e.ino = i == 0 ? d->ino : d->parent;
       e.attr.st_ino = e.ino;
       e.attr.st_mode = S_IFDIR;
     } else {
+      const double *a = d->attrs + (i - 2) * ATTR_FIELDS;
       name = d->names[i - 2];
-      fill_stat(&e.attr, d->attrs + (i - 2) * ATTR_FIELDS);
-      e.ino = e.attr.st_ino;
-      e.attr_timeout = d->attr_timeout;
-      e.entry_timeout = d->entry_timeout;
+      fill_stat(&e.attr, a);
+      /* nlink 0: attributes not known yet (a size still to load); the kernel gets the name and
+         type only (nodeid 0) and asks with a lookup when it needs more. */
+      with_attr = a[5] != 0;
+      e.ino = with_attr ? e.attr.st_ino : 0;
+      e.attr_timeout = with_attr ? d->attr_timeout : 0;
+      e.entry_timeout = with_attr ? d->entry_timeout : 0;
     }
     size_t need = plus ? fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, (off_t)(i + 1))
                        : fuse_add_direntry(req, buf + pos, size - pos, name, &e.attr, (off_t)(i + 1));
     if (need > size - pos) break;
     pos += need;
-    if (plus && i >= 2) {
-      if (first == SIZE_MAX) first = i - 2;
-      last = i - 2;
-    }
+    if (plus && with_attr) held[nheld++] = e.ino;
   }
-  if (plus && first != SIZE_MAX) {
+  if (nheld > 0) {
     /* Queued before the reply: the kernel cannot forget these entries before JavaScript counts them. */
     request *r = new_request(OP_LOOKUPS, NULL, 0);
-    r->ninos = last - first + 1;
-    r->inos = malloc(r->ninos * sizeof(uint64_t));
-    for (size_t k = 0; k < r->ninos; k++) r->inos[k] = (uint64_t)d->attrs[(first + k) * ATTR_FIELDS];
+    r->ninos = nheld;
+    r->inos = held;
+    held = NULL;
     to_js(s, r);
   }
+  free(held);
   fuse_reply_buf(req, buf, pos);
   free(buf);
 }

@@ -16,6 +16,7 @@ import { MesaError } from "../errors.js";
 import {
   type Caller,
   type Change,
+  type DirEntry,
   type FileSystem,
   FsError,
   S_IFDIR,
@@ -562,29 +563,37 @@ class FuseFace {
     this.replyEntry(req, parent, name, await this.fs.getattr(this.inodes.childPath(parent, name)));
   }
 
-  private async readdir(req: Req, dir: Node, a: number[]): Promise<void> {
-    const [dirHandle, size, off, plus] = a;
-    const path = this.inodes.pathOf(dir);
+  /** Entries with types, and attributes where they are known without waiting. */
+  private async listing(path: string): Promise<DirEntry[]> {
+    if (this.fs.readdirEntries) return this.fs.readdirEntries(path);
     const names = await this.fs.readdir(path);
-    const kept: string[] = [];
-    const attrs = new Float64Array(names.length * ATTR_FIELDS);
     const stats = await Promise.all(
       names.map((n) => this.fs.getattr(path === "/" ? `/${n}` : `${path}/${n}`).catch(() => undefined)),
     );
-    for (let i = 0; i < names.length; i++) {
-      const s = stats[i];
-      if (!s) continue; // gone between the listing and its stat
-      const node = this.inodes.child(dir, names[i], s.mode & S_IFMT);
-      attrs.set(attrOf(node.ino, s), kept.length * ATTR_FIELDS);
-      kept.push(names[i]);
-    }
-    const parentIno = dir.parent?.ino ?? ROOT_INO;
+    // An entry gone between the listing and its stat is left out.
+    return names.flatMap((name, i) => {
+      const stat = stats[i];
+      return stat ? [{ name, mode: stat.mode & S_IFMT, stat }] : [];
+    });
+  }
+
+  private async readdir(req: Req, dir: Node, a: number[]): Promise<void> {
+    const [dirHandle, size, off, plus] = a;
+    const entries = await this.listing(this.inodes.pathOf(dir));
+    const attrs = new Float64Array(entries.length * ATTR_FIELDS);
+    entries.forEach((e, i) => {
+      const node = this.inodes.child(dir, e.name, e.mode & S_IFMT);
+      // nlink 0 tells the binding the attributes are not known: name and type only.
+      const attr = e.stat ? attrOf(node.ino, e.stat) : [node.ino, e.mode & S_IFMT, 0, 0, 0, 0, 0, 0, 0];
+      attrs.set(attr, i * ATTR_FIELDS);
+    });
+    const names = entries.map((e) => e.name);
     this.b.dirFill(
       req,
       dirHandle,
-      parentIno,
-      kept,
-      attrs.subarray(0, kept.length * ATTR_FIELDS),
+      dir.parent?.ino ?? ROOT_INO,
+      names,
+      attrs,
       CACHE_SECONDS,
       CACHE_SECONDS,
       size,

@@ -371,10 +371,13 @@ static void fill_stat(struct stat *st, const double *a) {
 }
 
 /*
- * Answers one readdir chunk from a filled handle. Offsets: 1 ".", 2 "..", 3+i entry i.
- * Called with d->lock held.
+ * Builds one readdir chunk from a filled handle into *out (its length is returned). Offsets:
+ * 1 ".", 2 "..", 3+i entry i. Called with d->lock held; the caller replies only after
+ * unlocking: once the reply is out, the process may close the directory and RELEASEDIR may
+ * free the handle on another thread.
  */
-static void serve_dir(session *s, fuse_req_t req, dir_handle *d, size_t size, off_t off, int plus) {
+static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t size, off_t off, int plus,
+                              char **out) {
   char *buf = malloc(size ? size : 1);
   size_t pos = 0;
   size_t total = d->count + 2;
@@ -417,7 +420,12 @@ static void serve_dir(session *s, fuse_req_t req, dir_handle *d, size_t size, of
     to_js(s, r);
   }
   free(held);
-  fuse_reply_buf(req, buf, pos);
+  *out = buf;
+  return pos;
+}
+
+static void reply_chunk(fuse_req_t req, char *buf, size_t len) {
+  fuse_reply_buf(req, buf, len);
   free(buf);
 }
 
@@ -425,13 +433,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
                        int plus) {
   session *s = session_of(req);
   dir_handle *d = (dir_handle *)(uintptr_t)fi->fh;
+  char *chunk = NULL;
+  size_t len = 0;
   pthread_mutex_lock(&d->lock);
-  if (d->filled) {
-    serve_dir(s, req, d, size, off, plus);
-    pthread_mutex_unlock(&d->lock);
+  int filled = d->filled;
+  if (filled) len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
+  pthread_mutex_unlock(&d->lock);
+  if (filled) {
+    reply_chunk(req, chunk, len);
     return;
   }
-  pthread_mutex_unlock(&d->lock);
   if (from_self(req)) return;
   request *r = new_request(OP_READDIR, req, ino);
   r->fh = fi->fh;
@@ -1048,8 +1059,11 @@ static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
     d->attr_timeout = get_num(env, argv[6]);
     d->filled = 1;
   }
-  serve_dir(s, req, d, (size_t)get_num(env, argv[7]), (off_t)get_num(env, argv[8]), (int)get_num(env, argv[9]));
+  char *chunk = NULL;
+  size_t len = build_dir_chunk(s, req, d, (size_t)get_num(env, argv[7]), (off_t)get_num(env, argv[8]),
+                               (int)get_num(env, argv[9]), &chunk);
   pthread_mutex_unlock(&d->lock);
+  reply_chunk(req, chunk, len);
   answered(s);
   return NULL;
 }

@@ -15,6 +15,7 @@
 #define FUSE_USE_VERSION 314
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -75,6 +76,81 @@ typedef struct notify_item {
   off_t off, len;
 } notify_item;
 
+/*
+ * Inodes whose content is a committed blob that only changes through an explicit
+ * invalidation: a read-only open of one is answered here (handle 0, page cache kept) and its
+ * release too, so repeated reads of committed files never reach JavaScript. Open addressing,
+ * linear probing, tombstones; guarded by one mutex (lookups are short).
+ */
+typedef struct ino_set {
+  pthread_mutex_t lock;
+  uint64_t *slots; /* 0 empty, UINT64_MAX removed */
+  size_t cap, used, live;
+} ino_set;
+
+#define SLOT_EMPTY 0
+#define SLOT_GONE UINT64_MAX
+
+static size_t slot_of(uint64_t ino, size_t cap) { return (size_t)((ino * 0x9E3779B97F4A7C15ULL) >> 7) & (cap - 1); }
+
+static int set_find(const ino_set *t, uint64_t ino, size_t *at) {
+  if (!t->cap) return 0;
+  for (size_t i = slot_of(ino, t->cap), n = 0; n < t->cap; i = (i + 1) & (t->cap - 1), n++) {
+    if (t->slots[i] == SLOT_EMPTY) return 0;
+    if (t->slots[i] == ino) {
+      *at = i;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void set_grow(ino_set *t) {
+  size_t cap = t->cap ? t->cap * 2 : 1024;
+  if (t->live * 4 < t->cap) cap = t->cap; /* mostly tombstones: rehash in place */
+  uint64_t *old = t->slots;
+  size_t old_cap = t->cap;
+  t->slots = calloc(cap, sizeof(uint64_t));
+  t->cap = cap;
+  t->used = t->live = 0;
+  for (size_t i = 0; i < old_cap; i++) {
+    uint64_t v = old[i];
+    if (v == SLOT_EMPTY || v == SLOT_GONE) continue;
+    size_t j = slot_of(v, cap);
+    while (t->slots[j] != SLOT_EMPTY) j = (j + 1) & (cap - 1);
+    t->slots[j] = v;
+    t->used++;
+    t->live++;
+  }
+  free(old);
+}
+
+static void set_put(ino_set *t, uint64_t ino, int on) {
+  pthread_mutex_lock(&t->lock);
+  size_t at;
+  int found = set_find(t, ino, &at);
+  if (on && !found) {
+    if ((t->used + 1) * 4 >= t->cap * 3) set_grow(t);
+    size_t j = slot_of(ino, t->cap);
+    while (t->slots[j] != SLOT_EMPTY && t->slots[j] != SLOT_GONE) j = (j + 1) & (t->cap - 1);
+    if (t->slots[j] == SLOT_EMPTY) t->used++;
+    t->slots[j] = ino;
+    t->live++;
+  } else if (!on && found) {
+    t->slots[at] = SLOT_GONE;
+    t->live--;
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
+static int set_has(ino_set *t, uint64_t ino) {
+  pthread_mutex_lock(&t->lock);
+  size_t at;
+  int found = set_find(t, ino, &at);
+  pthread_mutex_unlock(&t->lock);
+  return found;
+}
+
 typedef struct session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
@@ -90,6 +166,7 @@ typedef struct session {
   pthread_cond_t ncond;
   notify_item *nhead, *ntail;
   int nstop;
+  ino_set committed;
 } session;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -283,6 +360,15 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   if (from_self(req)) return;
+  session *s = session_of(req);
+  if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC) && set_has(&s->committed, ino)) {
+    /* Handle 0: reads of pages the kernel lacks go to JavaScript, which reads the file by inode. */
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    fi->noflush = 1;
+    fuse_reply_open(req, fi);
+    return;
+  }
   request *r = new_request(OP_OPEN, req, ino);
   r->flags = fi->flags;
   to_js(session_of(req), r);
@@ -315,6 +401,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fi->fh == 0) { /* opened here: nothing to let go of */
+    fuse_reply_err(req, 0);
+    return;
+  }
   request *r = new_request(OP_RELEASE, req, ino);
   r->fh = fi->fh;
   to_js(session_of(req), r);
@@ -817,6 +907,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (s->max_threads < 2) s->max_threads = 2;
   pthread_mutex_init(&s->nlock, NULL);
   pthread_cond_init(&s->ncond, NULL);
+  pthread_mutex_init(&s->committed.lock, NULL);
 
   mount_log[0] = 0;
   fuse_set_log_func(log_to_buffer);
@@ -1118,6 +1209,17 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setCommitted(session, ino, on): whether read-only opens of `ino` are answered here. */
+static napi_value js_set_committed(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  set_put(&s->committed, (uint64_t)get_num(env, argv[1]), get_num(env, argv[2]) != 0);
+  return NULL;
+}
+
 static napi_value js_version(napi_env env, napi_callback_info info) {
   (void)info;
   return num(env, fuse_version());
@@ -1140,6 +1242,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dirFill", NULL, js_dir_fill, NULL, NULL, NULL, napi_default, NULL},
       {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
+      {"setCommitted", NULL, js_set_committed, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -83,6 +83,12 @@ export const HELP_EXTRAS: Record<string, HelpExtras> = {
       "mesa serve import acme/lib ./lib --quiet",
     ],
   },
+  "serve admin-key": {
+    examples: [
+      "mesa serve admin-key --org acme",
+      "mesa serve admin-key --org acme --name ops --data-dir /srv/mesa",
+    ],
+  },
   doctor: {
     examples: ["mesa doctor", "mesa doctor --json | jq '.checks[] | select(.ok | not)'"],
     env: { ...COMMON_ENV, MESA_MOUNT_POINT: "the mount point it checks" },

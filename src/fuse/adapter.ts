@@ -42,6 +42,8 @@ const CACHE_SECONDS = 86_400;
 const MAX_THREADS = 8;
 const NAME_MAX = 255;
 const ROOT_INO = 1;
+/** A shared read handle (see `SharedHandle`) is let go after this long without reads. */
+const SHARED_IDLE_MS = 5000;
 
 /** setattr's `to_set` bits (fuse_lowlevel.h). */
 const SET_MODE = 1 << 0;
@@ -79,6 +81,16 @@ interface Node {
   removedPath?: string;
   /** Open file handles: fstat of a removed file is answered through one of them. */
   handles?: Set<number>;
+  /** In the binding's set of committed files: its read-only opens never reach JavaScript. */
+  committed?: boolean;
+  /** The handle that serves reads through handle 0 (opens the binding answered). */
+  shared?: SharedHandle;
+}
+
+interface SharedHandle {
+  fh: Promise<number>;
+  reads: number;
+  idle?: NodeJS.Timeout;
 }
 
 /** The inode table: nodes stay while attached, so a path keeps its inode number. */
@@ -165,11 +177,14 @@ class Inodes {
     if (n) n.nlookup++;
   }
 
-  forget(ino: number, count: number): void {
+  /** Returns the node when the kernel no longer holds it and it is gone from the table. */
+  forget(ino: number, count: number): Node | undefined {
     const n = this.byIno.get(ino);
-    if (!n) return;
+    if (!n) return undefined;
     n.nlookup -= count;
-    if (n.nlookup <= 0 && n.removedPath !== undefined) this.byIno.delete(ino);
+    if (n.nlookup > 0 || n.removedPath === undefined) return undefined;
+    this.byIno.delete(ino);
+    return n;
   }
 
   /** The node at `path` and its parent, as far as the kernel may know them (for invalidation). */
@@ -351,13 +366,21 @@ class FuseFace {
         this.b.invalInode(session, parent.ino, 0, 0);
       }
       if (!node) continue;
+      this.forgetContent(node);
       this.b.invalInode(session, node.ino, 0, 0);
       if (c.recursive) this.invalidateBelow(session, node);
     }
   }
 
+  /** Its content changed elsewhere: opens go to the filesystem, shared reads reopen. */
+  private forgetContent(node: Node): void {
+    this.uncommit(node);
+    if (node.shared) this.dropShared(node, node.shared);
+  }
+
   private invalidateBelow(session: Session, node: Node): void {
     for (const child of node.children?.values() ?? []) {
+      this.forgetContent(child);
       this.b.invalEntry(session, node.ino, child.name);
       this.b.invalInode(session, child.ino, 0, 0);
       this.invalidateBelow(session, child);
@@ -377,7 +400,10 @@ class FuseFace {
           return;
         case Op.FORGET: {
           const pairs = args[0] as number[];
-          for (let i = 0; i < pairs.length; i += 2) this.inodes.forget(pairs[i], pairs[i + 1]);
+          for (let i = 0; i < pairs.length; i += 2) {
+            const gone = this.inodes.forget(pairs[i], pairs[i + 1]);
+            if (gone) this.uncommit(gone);
+          }
           return;
         }
         case Op.LOOKUPS:
@@ -422,6 +448,8 @@ class FuseFace {
       case Op.OPEN: {
         const flags = a[0] as number;
         const node = this.inodes.get(ino);
+        // A writer changes the content: read-only opens must reach the filesystem again.
+        if (wantsWrite(flags)) this.uncommit(node);
         const fh = await this.fs.open(this.inodes.pathOf(node), flags);
         this.opened(node, fh);
         // Content that changes behind the kernel's back is invalidated explicitly: keep the cache.
@@ -429,7 +457,9 @@ class FuseFace {
       }
       case Op.READ: {
         const [fh, size, off] = a as number[];
-        return b.replyBuf(req, await this.fs.read(this.path(ino), fh, size, off));
+        const node = this.inodes.get(ino);
+        if (fh !== 0) return b.replyBuf(req, await this.fs.read(this.inodes.pathOf(node), fh, size, off));
+        return b.replyBuf(req, await this.readShared(node, size, off));
       }
       case Op.WRITE: {
         const [fh, data, off] = a as [number, Buffer, number];
@@ -480,6 +510,7 @@ class FuseFace {
         const path = this.inodes.childPath(parent, name);
         const opName = op === Op.UNLINK ? "unlink" : "rmdir";
         if (!this.fs.writes) await this.fs.mutate(opName, path);
+        await this.beforeRemoval(this.inodes.peek(parent, name));
         await (op === Op.UNLINK ? this.writes().unlink(path) : this.writes().rmdir(path));
         const gone = this.inodes.peek(parent, name);
         if (gone) this.inodes.detach(gone);
@@ -536,7 +567,76 @@ class FuseFace {
   }
 
   private replyAttr(req: Req, node: Node, s: Stat): void {
+    this.noteCommitted(node, s);
     this.b.replyAttr(req, ...attrOf(node.ino, s), CACHE_SECONDS);
+  }
+
+  // ---- committed files: opens answered by the binding ------------------------------------
+
+  /** Keeps the binding's set of committed inodes in step with what the filesystem reports. */
+  private noteCommitted(node: Node, s: Stat): void {
+    const on = s.committed === true && (s.mode & S_IFMT) === S_IFREG && node.removedPath === undefined;
+    if (on === Boolean(node.committed) || !this.session) return;
+    node.committed = on;
+    this.b.setCommitted(this.session, node.ino, on ? 1 : 0);
+  }
+
+  /** Before a change to the file through the mount, or when the kernel lets go of it. */
+  private uncommit(node: Node): void {
+    if (node.committed && this.session) this.b.setCommitted(this.session, node.ino, 0);
+    node.committed = false;
+  }
+
+  /**
+   * Reads through handle 0 (an open the binding answered) share one handle per inode, opened
+   * at the first read and let go when reads stop.
+   */
+  private async readShared(node: Node, size: number, off: number): Promise<Buffer> {
+    if (!node.shared) {
+      const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
+      node.shared = shared;
+      shared.fh.catch(() => {
+        if (node.shared === shared) node.shared = undefined;
+      });
+    }
+    const shared = node.shared;
+    shared.reads++;
+    try {
+      return await this.fs.read(this.inodes.pathOf(node), await shared.fh, size, off);
+    } finally {
+      shared.reads--;
+      shared.idle ??= setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
+      shared.idle.refresh();
+      shared.idle.unref();
+    }
+  }
+
+  private dropShared(node: Node, shared: SharedHandle): void {
+    if (shared.reads > 0) {
+      shared.idle?.refresh();
+      return;
+    }
+    if (node.shared === shared) node.shared = undefined;
+    shared.fh.then(
+      (fh) => this.fs.release(this.inodes.pathOf(node), fh).catch(() => undefined),
+      () => undefined,
+    );
+  }
+
+  /**
+   * A committed file about to be unlinked or replaced: processes that opened it through the
+   * binding keep reading its content, so its shared handle is opened while the path exists.
+   */
+  private async beforeRemoval(node: Node | undefined): Promise<void> {
+    if (!node?.committed) return;
+    this.uncommit(node);
+    if (node.nlookup > 0 && !node.shared) {
+      const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
+      node.shared = shared;
+      await shared.fh.catch(() => undefined);
+      shared.idle = setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
+      shared.idle.unref();
+    }
   }
 
   private async lookup(req: Req, parent: Node, name: string): Promise<void> {
@@ -556,6 +656,7 @@ class FuseFace {
   private replyEntry(req: Req, parent: Node, name: string, s: Stat): void {
     const node = this.inodes.child(parent, name, s.mode & S_IFMT);
     node.nlookup++;
+    this.noteCommitted(node, s);
     this.b.replyEntry(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS);
   }
 
@@ -583,6 +684,7 @@ class FuseFace {
     const attrs = new Float64Array(entries.length * ATTR_FIELDS);
     entries.forEach((e, i) => {
       const node = this.inodes.child(dir, e.name, e.mode & S_IFMT);
+      if (e.stat) this.noteCommitted(node, e.stat);
       // nlink 0 tells the binding the attributes are not known: name and type only.
       const attr = e.stat ? attrOf(node.ino, e.stat) : [node.ino, e.mode & S_IFMT, 0, 0, 0, 0, 0, 0, 0];
       attrs.set(attr, i * ATTR_FIELDS);
@@ -606,6 +708,7 @@ class FuseFace {
     const [fh, toSet, mode, uid, gid, size, atime, mtime] = a;
     const path = this.inodes.pathOf(node);
     if (!this.fs.writes) await this.fs.mutate("setattr", path);
+    if (toSet & SET_SIZE) this.uncommit(node);
     const w = this.writes();
     if (toSet & SET_MODE) await w.chmod(path, mode & 0o7777);
     if (toSet & (SET_UID | SET_GID))
@@ -665,6 +768,7 @@ class FuseFace {
       );
       if (exists) throw new FsError("EEXIST");
     }
+    await this.beforeRemoval(this.inodes.peek(newParent, newName));
     await this.writes().rename(from, to);
     const moved = this.inodes.peek(parent, name);
     if (moved) this.inodes.move(moved, newParent, newName);

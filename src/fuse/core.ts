@@ -199,7 +199,7 @@ export class SnapshotFileSystem implements FileSystem {
         }
         const size = snap.sizes.get(entry.oid);
         if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
-        return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size };
+        return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size, committed: true };
       }
     }
   }

@@ -47,6 +47,11 @@ export interface Stat {
   /** Defaults to `mtime` when absent. */
   ctime?: Date;
   nlink: number;
+  /**
+   * A regular file whose content is a committed blob: it changes only by a write through this
+   * filesystem or by a change announced on `onChange`, so the kernel may open it without asking.
+   */
+  committed?: boolean;
 }
 
 /** Who asked: the requesting process's effective uid and gid (owner of what it creates). */

@@ -94,6 +94,8 @@ export interface Binding {
   ): void;
   invalEntry(session: Session, parentIno: number, name: string): void;
   invalInode(session: Session, ino: number, off: number, len: number): void;
+  /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */
+  setCommitted(session: Session, ino: number, on: number): void;
 }
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -149,7 +149,13 @@ export class WritableFileSystem implements FileSystem {
       case "symlink":
         return { ...base, mode: S_IFLNK | 0o777, size: Buffer.byteLength(n.target), nlink: 1 };
       case "file":
-        return { ...base, mode: S_IFREG | (n.perm & 0o7777), size: n.size, nlink: 1 };
+        return {
+          ...base,
+          mode: S_IFREG | (n.perm & 0o7777),
+          size: n.size,
+          nlink: 1,
+          committed: n.content === undefined,
+        };
       case "special":
         return { ...base, mode: (n.t === "p" ? S_IFIFO : S_IFSOCK) | (n.perm & 0o7777), size: 0, nlink: 1 };
     }

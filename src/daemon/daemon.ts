@@ -45,6 +45,8 @@ export interface DaemonStatus {
   repos: RepoStatus[];
   cache: object;
   errors: string[];
+  /** How the service is used when it lacks optional Git capabilities. */
+  notes?: string[];
   /** Working change of each writable repo, and why the others are read-only. */
   writes?: unknown[];
 }
@@ -213,6 +215,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       })),
       cache: session?.content.stats() ?? {},
       errors: [...errors, ...(session?.errors() ?? []), ...writes.errors()],
+      notes: session?.notes() ?? [],
       writes: writes.status(),
     });
 

@@ -14,7 +14,7 @@ import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
 import { isMesaError, MesaError } from "../errors.js";
 import type { ContentProvider } from "../fuse/core.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { GitRemote } from "../vcs/remote.js";
@@ -31,6 +31,8 @@ export interface Session {
   readTimeoutMs: number;
   /** Problems that `mesa status` should show (e.g. an expired token). */
   errors(): string[];
+  /** How the service is used when it lacks optional Git capabilities (for `mesa status`). */
+  notes(): string[];
   /** The Git client of one repo (the writer pushes through it). */
   gitRemote(org: string, repo: string): Promise<GitRemote>;
   /** Whether this session's credential may push to `org` (false for a read-scoped key or token). */
@@ -92,6 +94,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
   // The daemon has no terminal: a vault passphrase must come from MESA_VAULT_PASSPHRASE.
   const store = await openSecretStore(config, { nonInteractive: true });
   const problems: string[] = [];
+  const notes = new Set<string>();
   const expiryTimers: NodeJS.Timeout[] = [];
   const creds = new Map<string, Promise<OrgCredential>>();
   const remotes = new Map<string, GitRemote>();
@@ -226,7 +229,14 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
         return { commitTime: time, rootTree: cached.tree, trees: cached.trees };
       }
       const remote = await remoteFor(org, repo);
-      const { commit, trees } = await remote.fetchCommitTrees(commitOid);
+      if (!(await remote.hasFilter()))
+        notes.add(
+          `${org}/${repo}: the Git server lacks fetch filters; each new commit is fetched whole (like a shallow clone) before it is shown`,
+        );
+      // Without filters the whole commit arrives anyway: keep its content in the cache.
+      const { commit, trees } = await remote.fetchCommitTrees(commitOid, {
+        onBlob: (oid, data) => blobs.storePrefetched(oid, data).then(() => undefined),
+      });
       const commitTime = new Date(commit.committer.timestamp * 1000);
       await writeCommitTime(commitOid, commitTime);
       await metadata.putTrees(trees);
@@ -241,7 +251,15 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
       }
       const missing = oids.filter((o) => !out.has(o));
       if (missing.length > 0) {
-        const fetched = await (await remoteFor(org, repo)).objectSizes(missing);
+        const remote = await remoteFor(org, repo);
+        // Without object-info, sizes would cost the content: they load lazily (sizesOf) instead.
+        const fetched = (await remote.hasObjectInfo())
+          ? await remote.objectSizes(missing)
+          : remote.knownSizesOf(missing);
+        if (!(await remote.hasObjectInfo()))
+          notes.add(
+            `${org}/${repo}: the Git server lacks object-info; file sizes load per directory when first needed`,
+          );
         await metadata.putSizes(fetched);
         for (const [o, s] of fetched) out.set(o, s);
       }
@@ -270,9 +288,50 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     pressureLimit: config.prefetch.cachePressureLimit,
     logger: log,
   });
+  /** Sizes the snapshot lacks (a server without object-info): local ones, else their content. */
+  const sizesOf = async (snap: RepoSnapshot, oids: string[]): Promise<Map<string, number>> => {
+    const out = new Map<string, number>();
+    let missing: string[] = [];
+    for (const o of oids) {
+      const s = knownSizes.get(o) ?? blobs.localSize(o);
+      if (s === undefined) missing.push(o);
+      else out.set(o, s);
+    }
+    if (missing.length > 0) {
+      for (const [o, s] of await metadata.getSizes(missing)) out.set(o, s);
+      missing = missing.filter((o) => !out.has(o));
+    }
+    if (missing.length > 0) {
+      const remote = await remoteFor(snap.org, snap.repo);
+      const fetched = new Map<string, number>();
+      if (await remote.hasObjectInfo())
+        for (const [o, s] of await remote.objectSizes(missing)) fetched.set(o, s);
+      else {
+        // One request for the directory's files (the store coalesces them); their content is cached.
+        const data = await Promise.all(missing.map((o) => blobs.get(o, remote)));
+        missing.forEach((o, i) => fetched.set(o, data[i]!.length));
+      }
+      await metadata.putSizes(fetched);
+      for (const [o, s] of fetched) out.set(o, s);
+    }
+    for (const [o, s] of out) knownSizes.set(o, s);
+    return out;
+  };
+
   const content: SessionContent = {
     async read(snap: RepoSnapshot, oid, offset, length) {
       return blobs.readRange(oid, offset, length, await remoteFor(snap.org, snap.repo));
+    },
+    sizes: sizesOf,
+    onSnapshotReady(snap) {
+      if (!prefetcher.streams) return;
+      const files: Array<{ oid: string; size: number }> = [];
+      for (const [oid, kind] of listBlobs(snap))
+        if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) ?? 0 });
+      void remoteFor(snap.org, snap.repo).then(
+        (remote) => prefetcher.streamCommit(remote, snap.commitOid, files),
+        () => undefined,
+      );
     },
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
@@ -290,6 +349,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
     content,
     readTimeoutMs: READ_TIMEOUT_MS,
     errors: () => [...problems],
+    notes: () => [...notes],
     gitRemote: remoteFor,
     async canWrite(org) {
       const { credential } = await credentialFor(org);

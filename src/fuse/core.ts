@@ -22,6 +22,13 @@ export interface ContentProvider {
   unpin(oid: string): void;
   /** A directory was listed: its files may be fetched in the background. */
   onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
+  /** A snapshot is mounted (or replaced): its content may be fetched in the background. */
+  onSnapshotReady?(snap: RepoSnapshot): void;
+  /**
+   * Sizes of blobs the snapshot lacks (a Git server without object-info): one call per
+   * directory, which may fetch their content. Without it, missing sizes are EIO.
+   */
+  sizes?(snap: RepoSnapshot, oids: string[]): Promise<Map<string, number>>;
 }
 
 export interface CoreOptions {
@@ -51,7 +58,7 @@ type Resolved =
   | { kind: "root" }
   | { kind: "org"; org: string }
   | { kind: "tree"; snap: RepoSnapshot; tree: string; path: string }
-  | { kind: "blob"; snap: RepoSnapshot; entry: SnapshotEntry; entryKind: EntryKind };
+  | { kind: "blob"; snap: RepoSnapshot; entry: SnapshotEntry; entryKind: EntryKind; tree: string };
 
 interface Handle {
   snap: RepoSnapshot;
@@ -64,6 +71,8 @@ const DIR_MODE = 0o40755;
 export class SnapshotFileSystem implements FileSystem {
   private readonly orgs = new Map<string, Map<string, RepoSnapshot>>();
   private readonly prefetched = new WeakMap<RepoSnapshot, Set<string>>();
+  /** Size loads in progress, per snapshot sizes map and directory tree. */
+  private readonly sizeLoads = new WeakMap<Map<string, number>, Map<string, Promise<void>>>();
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private readonly started = new Date();
@@ -95,6 +104,48 @@ export class SnapshotFileSystem implements FileSystem {
       this.orgs.set(snap.org, repos);
     }
     repos.set(snap.repo, snap);
+    this.content.onSnapshotReady?.(snap);
+  }
+
+  /**
+   * The size of blob `oid` of `snap`, loading the sizes of every file of directory `tree` in
+   * one call when the snapshot lacks it (a server without object-info).
+   */
+  async sizeOf(snap: RepoSnapshot, oid: string, tree?: string): Promise<number> {
+    const known = snap.sizes.get(oid);
+    if (known !== undefined) return known;
+    if (!this.content.sizes) throw new FsError("EIO", `size of ${oid} missing from snapshot`);
+    let loads = this.sizeLoads.get(snap.sizes);
+    if (!loads) {
+      loads = new Map();
+      this.sizeLoads.set(snap.sizes, loads);
+    }
+    const key = tree ?? oid;
+    let p = loads.get(key);
+    if (!p) {
+      const oids = new Set<string>([oid]);
+      for (const e of tree ? (snap.trees.get(tree) ?? []) : []) {
+        const k = entryKind(e.mode);
+        if ((k === "file" || k === "exec") && !snap.sizes.has(e.oid)) oids.add(e.oid);
+      }
+      const all = loads;
+      p = this.content
+        .sizes(snap, [...oids])
+        .then((got) => {
+          for (const [o, n] of got) snap.sizes.set(o, n);
+        })
+        .finally(() => all.delete(key));
+      loads.set(key, p);
+    }
+    try {
+      await p;
+    } catch (err) {
+      this.counters.readErrors++;
+      throw new FsError("EIO", `size of ${oid}: ${(err as Error).message}`);
+    }
+    const size = snap.sizes.get(oid);
+    if (size === undefined) throw new FsError("EIO", `size of ${oid} missing from snapshot`);
+    return size;
   }
 
   removeRepo(org: string, repo: string): boolean {
@@ -133,7 +184,7 @@ export class SnapshotFileSystem implements FileSystem {
         return { kind: "tree", snap, tree: "", path: parts.slice(2, i + 1).join("/") };
       }
       if (i !== parts.length - 1) throw new FsError("ENOTDIR");
-      return { kind: "blob", snap, entry, entryKind: kind };
+      return { kind: "blob", snap, entry, entryKind: kind, tree };
     }
     return { kind: "tree", snap, tree, path: parts.slice(2).join("/") };
   }
@@ -159,8 +210,7 @@ export class SnapshotFileSystem implements FileSystem {
           const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
           return { ...base, mode: 0o120777, size };
         }
-        const size = snap.sizes.get(entry.oid);
-        if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
+        const size = await this.sizeOf(snap, entry.oid, r.tree);
         return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size };
       }
     }
@@ -234,7 +284,7 @@ export class SnapshotFileSystem implements FileSystem {
       this.counters.erofs++;
       throw new FsError("EROFS");
     }
-    const size = r.snap.sizes.get(r.entry.oid) ?? 0;
+    const size = await this.sizeOf(r.snap, r.entry.oid, r.tree);
     const fh = this.nextHandle++;
     if (this.nextHandle > 0xffff_fff0) this.nextHandle = 1;
     this.handles.set(fh, { snap: r.snap, oid: r.entry.oid, size });

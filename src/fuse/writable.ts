@@ -124,7 +124,18 @@ export class WritableFileSystem implements FileSystem {
     const loc = this.locate(path);
     if (!loc) return this.core.getattr(path);
     this.core.counters.getattr++;
-    return this.stat(this.node(loc));
+    return this.stat(await this.sized(loc, this.node(loc)));
+  }
+
+  /** A base file's node with its size loaded (lazily, per directory, without object-info). */
+  private async sized(loc: Located, n: Node): Promise<Node> {
+    if (n.type !== "file" || n.content !== undefined || n.blob === undefined) return n;
+    const overlay = loc.repo.overlay;
+    if (overlay.blobSize(n.blob) !== undefined) return n;
+    const parent = overlay.lookup(loc.rel.includes("/") ? loc.rel.slice(0, loc.rel.lastIndexOf("/")) : "");
+    const tree = typeof parent !== "string" && parent.type === "dir" ? parent.tree : undefined;
+    const size = await this.core.sizeOf(overlay.base, n.blob, tree);
+    return { ...n, size };
   }
 
   async readdir(path: string): Promise<string[]> {
@@ -163,7 +174,7 @@ export class WritableFileSystem implements FileSystem {
     const loc = this.locate(path);
     if (!loc) return this.addHandle({ kind: "core", fh: await this.core.open(path, flags) });
     this.core.counters.open++;
-    const n = this.node(loc);
+    const n = await this.sized(loc, this.node(loc));
     if (n.type === "dir") throw new FsError("EISDIR");
     if (n.type !== "file") throw new FsError("ELOOP");
     if (!wantsWrite(flags) && n.content === undefined) {
@@ -318,8 +329,9 @@ export class WritableFileSystem implements FileSystem {
   }
 
   /** Makes the file at `loc` an overlay file (fetching base content once); returns its content id. */
-  private async copyUp(loc: Located, n: Node & { type: "file" }): Promise<string> {
-    if (n.content !== undefined) return n.content;
+  private async copyUp(loc: Located, file: Node & { type: "file" }): Promise<string> {
+    if (file.content !== undefined) return file.content;
+    const n = (await this.sized(loc, file)) as Node & { type: "file" };
     let data: Buffer;
     try {
       data =

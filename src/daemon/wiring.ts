@@ -309,7 +309,7 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
       else {
         // One request for the directory's files (the store coalesces them); their content is cached.
         const data = await Promise.all(missing.map((o) => blobs.get(o, remote)));
-        missing.forEach((o, i) => fetched.set(o, data[i]!.length));
+        for (const [i, o] of missing.entries()) fetched.set(o, data[i]!.length);
       }
       await metadata.putSizes(fetched);
       for (const [o, s] of fetched) out.set(o, s);

@@ -255,6 +255,11 @@ export class BlobStore {
     return Math.max(0, Math.floor(pressureLimit * this.memory.maxBytes) - this.memory.size);
   }
 
+  /** What keeping a blob of `size` bytes costs of `prefetchRoom` (disk blocks, or bytes). */
+  storageCost(size: number): number {
+    return this.disk ? this.disk.costOf(size) : size;
+  }
+
   /**
    * Keeps one blob that arrived from a prefetch stream, already verified by its producer (its
    * oid was computed from its content). Stored only into free space: "full" when it does not
@@ -274,15 +279,16 @@ export class BlobStore {
       this.c.prefetchedBlobs++;
       return this.memory.set(oid, data) ? "stored" : "full";
     }
-    if (this.prefetchRoom() < data.length) return "full";
+    if (this.prefetchRoom() < this.disk.costOf(data.length)) return "full";
     this.c.fetchedBlobs++;
     this.c.fetchedBytes += data.length;
     this.c.prefetchedBlobs++;
-    this.transientBytes += data.length;
+    const cost = this.disk.costOf(data.length);
+    this.transientBytes += cost;
     try {
       return (await this.disk.put(oid, data, { prefetched: true })) ? "stored" : "full";
     } finally {
-      this.transientBytes -= data.length;
+      this.transientBytes -= cost;
     }
   }
 

@@ -325,13 +325,17 @@ export class DiskCache {
     }
   }
 
-  private async write(oid: string, data: Buffer, prefetched: boolean): Promise<boolean> {
+  /** Space a write of `size` bytes reserves under the cap. */
+  costOf(size: number): number {
     const blk = this.blockSize;
-    const dir = this.dirOf(oid);
     // Big files may need an extent/indirect block beyond their data blocks, and a directory
     // can grow by up to two blocks when an entry is added (ext4 htree split).
-    const fileEst = Math.ceil(data.length / blk) * blk + (data.length > 1 << 20 ? 2 * blk : 0);
-    const r = await this.reserve(fileEst + 2 * blk, dir, !prefetched);
+    return Math.ceil(size / blk) * blk + (size > 1 << 20 ? 2 * blk : 0) + 2 * blk;
+  }
+
+  private async write(oid: string, data: Buffer, prefetched: boolean): Promise<boolean> {
+    const dir = this.dirOf(oid);
+    const r = await this.reserve(this.costOf(data.length), dir, !prefetched);
     if (!r.ok) {
       this.skipped++;
       return false;

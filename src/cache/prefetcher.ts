@@ -18,7 +18,7 @@ export interface StreamSource extends BlobFetcher {
   streamCommit(
     commit: string,
     onObject: (oid: string, type: string, data: Buffer) => void | Promise<void>,
-    opts?: { types?: Array<"blob">; signal?: AbortSignal },
+    opts?: { types?: Array<"blob">; signal?: AbortSignal; maxQueuedBytes?: number },
   ): Promise<{ objects: number; unresolved: number; bytes: number }>;
 }
 
@@ -217,7 +217,8 @@ export class Prefetcher {
 
   private async runStream(source: StreamSource, commit: string, wanted: Map<string, number>): Promise<void> {
     if (this.stopped) return;
-    if (this.store.prefetchRoom(this.pressureLimit) <= 0) {
+    const room = this.store.prefetchRoom(this.pressureLimit);
+    if (room <= 0) {
       this.c.streamsFull++;
       this.c.skippedNoRoom += wanted.size;
       return;
@@ -239,7 +240,8 @@ export class Prefetcher {
             full.abort(new MesaError("ABORTED", "the cache is full"));
           }
         },
-        { types: ["blob"], signal },
+        // Little room left: read little ahead, so stopping at the cap wastes little.
+        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(4 << 20, room / 16)) },
       );
       this.c.streamsDone++;
       this.logger?.debug(
@@ -380,7 +382,7 @@ export class Prefetcher {
         const head = q.peek();
         if (!head) break;
         if (items.length > 0 && bytes + head.size > this.maxBatchBytes) break;
-        if (bytes + head.size > room) {
+        if (bytes + this.store.storageCost(head.size) > room) {
           if (items.length > 0) break;
           // Nothing more fits: drop this source's queue.
           this.c.skippedNoRoom += q.length;
@@ -394,7 +396,7 @@ export class Prefetcher {
           continue;
         }
         items.push(head);
-        bytes += head.size;
+        bytes += this.store.hasDisk ? this.store.storageCost(head.size) : head.size;
       }
       if (q.length > 0) this.queues.set(source, q);
       if (items.length > 0) return { source, items };

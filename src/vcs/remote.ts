@@ -299,7 +299,7 @@ export class GitRemote {
   async streamCommit(
     commit: Oid,
     onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>,
-    opts: { types?: ObjectType[]; signal?: AbortSignal } = {},
+    opts: { types?: ObjectType[]; signal?: AbortSignal; maxQueuedBytes?: number } = {},
   ): Promise<{ objects: number; unresolved: number; bytes: number }> {
     checkOids([commit]);
     if (!(await this.hasFeature("fetch", "shallow")))
@@ -309,7 +309,11 @@ export class GitRemote {
       "fetch",
       args,
       async (r) => {
-        const inflater = new PackInflater({ onObject, types: opts.types });
+        const inflater = new PackInflater({
+          onObject,
+          types: opts.types,
+          maxQueuedBytes: opts.maxQueuedBytes,
+        });
         let bytes = 0;
         try {
           await skipToPackfile(r);

@@ -167,6 +167,8 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
   const blobs = new BlobStore({
     disk: config.cache.enabled ? { path: config.cache.path, maxBytes: config.cache.maxSize } : undefined,
     maxMemoryBytes: config.cache.maxMemorySize,
+    // A directory's sizes on a server without object-info come in one request.
+    maxBatch: 1000,
     logger: log,
   });
   await blobs.open();

@@ -3,7 +3,17 @@
  * repos, `/<org>/<repo>/…` resolves through the snapshot's trees. Metadata is answered from
  * memory only; content goes through a `ContentProvider` (the cache layer in the daemon).
  */
-import { type FileSystem, FsError, type Stat, type StatFs, wantsWrite } from "./filesystem.js";
+import {
+  type DirEntry,
+  type FileSystem,
+  FsError,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFREG,
+  type Stat,
+  type StatFs,
+  wantsWrite,
+} from "./filesystem.js";
 import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
 export interface PrefetchFile {
@@ -202,18 +212,23 @@ export class SnapshotFileSystem implements FileSystem {
         return this.dirStat(this.started);
       case "tree":
         return this.dirStat(r.snap.commitTime);
-      case "blob": {
-        const { snap, entry, entryKind: kind } = r;
-        const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: snap.commitTime, nlink: 1 };
-        if (kind === "symlink") {
-          const target = snap.symlinks.get(entry.oid);
-          const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
-          return { ...base, mode: 0o120777, size };
-        }
-        const size = await this.sizeOf(snap, entry.oid, r.tree);
-        return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size };
-      }
+      case "blob":
+        if (r.entryKind !== "symlink") await this.sizeOf(r.snap, r.entry.oid, r.tree);
+        return this.blobStat(r.snap, r.entry, r.entryKind);
     }
+  }
+
+  /** Attributes of a file or symlink whose size is known. */
+  private blobStat(snap: RepoSnapshot, entry: SnapshotEntry, kind: EntryKind): Stat {
+    const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: snap.commitTime, nlink: 1 };
+    if (kind === "symlink") {
+      const target = snap.symlinks.get(entry.oid);
+      const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
+      return { ...base, mode: 0o120777, size };
+    }
+    const size = snap.sizes.get(entry.oid);
+    if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
+    return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size };
   }
 
   async readdir(path: string): Promise<string[]> {
@@ -234,6 +249,27 @@ export class SnapshotFileSystem implements FileSystem {
         return entries.map((e) => e.name);
       }
     }
+  }
+
+  async readdirEntries(path: string): Promise<DirEntry[]> {
+    const names = await this.readdir(path);
+    const r = this.resolve(path);
+    if (r.kind !== "tree") {
+      const stat = this.dirStat(this.started);
+      return names.map((name) => ({ name, mode: S_IFDIR, stat }));
+    }
+    const out: DirEntry[] = [];
+    for (const e of r.tree === "" ? [] : (r.snap.trees.get(r.tree) ?? [])) {
+      const kind = entryKind(e.mode);
+      if (kind === "dir" || kind === "submodule") {
+        out.push({ name: e.name, mode: S_IFDIR, stat: this.dirStat(r.snap.commitTime) });
+        continue;
+      }
+      const mode = kind === "symlink" ? S_IFLNK : S_IFREG;
+      const known = r.snap.sizes.has(e.oid) || (kind === "symlink" && r.snap.symlinks.has(e.oid));
+      out.push(known ? { name: e.name, mode, stat: this.blobStat(r.snap, e, kind) } : { name: e.name, mode });
+    }
+    return out;
   }
 
   /** Hands the files below a listed directory to the prefetcher, each subtree once. */

@@ -75,9 +75,24 @@ export interface StatFs {
   namemax: number;
 }
 
+/** A directory entry with its type, and its attributes when they are known without waiting. */
+export interface DirEntry {
+  name: string;
+  /** File type bits of st_mode (S_IFREG, S_IFDIR, S_IFLNK), for d_type. */
+  mode: number;
+  /**
+   * Present when known at once. Absent for a file whose size still has to be loaded (a Git
+   * server without object-info): a READDIRPLUS reply then leaves the entry's attributes out
+   * (nodeid 0), so `ls`, `find -name` and `rg --files` never wait for content.
+   */
+  stat?: Stat;
+}
+
 export interface FileSystem {
   getattr(path: string): Promise<Stat>;
   readdir(path: string): Promise<string[]>;
+  /** A listing with types (d_type, READDIRPLUS); the adapter should prefer it over `readdir`. */
+  readdirEntries?(path: string): Promise<DirEntry[]>;
   readlink(path: string): Promise<string>;
   /** Returns a file handle number passed to read/release. */
   open(path: string, flags: number): Promise<number>;

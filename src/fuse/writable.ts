@@ -7,6 +7,7 @@
 import { type FileHandle, open, statfs } from "node:fs/promises";
 import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 import {
+  type DirEntry,
   type ErrnoName,
   type FileSystem,
   FsError,
@@ -147,6 +148,26 @@ export class WritableFileSystem implements FileSystem {
     // The core's listing starts the prefetcher for unmodified directories.
     if (n.tree) this.core.readdir(path).catch(() => undefined);
     return loc.repo.overlay.list(loc.rel, n);
+  }
+
+  async readdirEntries(path: string): Promise<DirEntry[]> {
+    const loc = this.locate(path);
+    if (!loc) return this.core.readdirEntries(path);
+    const names = await this.readdir(path);
+    const out: DirEntry[] = [];
+    for (const name of names) {
+      const rel = loc.rel === "" ? name : `${loc.rel}/${name}`;
+      const n = loc.repo.overlay.lookup(rel);
+      if (typeof n === "string") continue;
+      const mode = n.type === "dir" ? S_IFDIR : n.type === "symlink" ? S_IFLNK : S_IFREG;
+      const unsized =
+        n.type === "file" &&
+        n.content === undefined &&
+        n.blob !== undefined &&
+        loc.repo.overlay.blobSize(n.blob) === undefined;
+      out.push(unsized ? { name, mode } : { name, mode, stat: this.stat(n) });
+    }
+    return out;
   }
 
   async readlink(path: string): Promise<string> {

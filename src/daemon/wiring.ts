@@ -17,12 +17,12 @@ import type { ContentProvider } from "../fuse/core.js";
 import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
-import { GitRemote } from "../vcs/remote.js";
+import { type FetchStats, GitRemote } from "../vcs/remote.js";
 import { RestClient, whoamiKeyId } from "../vcs/rest.js";
 import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
 
 export interface SessionContent extends ContentProvider {
-  stats(): BlobStoreStats & { prefetch: PrefetcherStats };
+  stats(): BlobStoreStats & { prefetch: PrefetcherStats; network: FetchStats };
 }
 
 export interface Session {
@@ -343,7 +343,16 @@ export async function createSession(config: Config, log: Logger): Promise<Sessio
         () => undefined,
       );
     },
-    stats: () => ({ ...blobs.stats(), prefetch: prefetcher.stats() }),
+    stats: () => {
+      // Git requests of every repo, and the pack bytes they brought (content and trees).
+      const network: FetchStats = { requests: 0, objects: 0, bytes: 0 };
+      for (const r of remotes.values()) {
+        network.requests += r.stats.requests;
+        network.objects += r.stats.objects;
+        network.bytes += r.stats.bytes;
+      }
+      return { ...blobs.stats(), prefetch: prefetcher.stats(), network };
+    },
   };
 
   return {

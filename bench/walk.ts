@@ -58,7 +58,7 @@ const WORDS =
 function prng(seed: number): () => number {
   let s = seed;
   return () => {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff;
     return s;
   };
 }
@@ -145,7 +145,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
 
 /** Runs a shell command in `cwd`; any exit code but 0 aborts the benchmark. */
 async function sh(cwd: string, script: string): Promise<string> {
-  const r = await run("sh", ["-c", script], { cwd, timeoutMs: 1_800_000 });
+  const r = await run("sh", ["-c", `${script} < /dev/null`], { cwd, timeoutMs: 1_800_000 });
   if (r.code !== 0) throw new Error(`\`${script}\` in ${cwd} exited ${r.code}: ${r.stderr.slice(0, 500)}`);
   return r.stdout;
 }
@@ -188,11 +188,12 @@ function sameOutput(cmd: string, mesaOut: string, diskOut: string): void {
 }
 
 const WALKS: Array<{ name: string; cmd: string }> = [
-  { name: "rg --files", cmd: "rg --files" },
+  // Paths are given explicitly: without one, rg searches its stdin when that is not a terminal.
+  { name: "rg --files", cmd: "rg --files ." },
   { name: "find . -name '*.md'", cmd: "find . -path ./.git -prune -o -name '*.md' -print" },
   { name: "ls -lR", cmd: "ls -lR --time-style=+" },
-  { name: `rg -c ${PATTERN}`, cmd: `rg -c ${PATTERN}` },
-  { name: `rg -c ${PATTERN} -j1`, cmd: `rg -c -j1 ${PATTERN}` },
+  { name: `rg -c ${PATTERN}`, cmd: `rg -c ${PATTERN} .` },
+  { name: `rg -c ${PATTERN} -j1`, cmd: `rg -c -j1 ${PATTERN} .` },
 ];
 
 // ---- mesa sandboxes ------------------------------------------------------------------------
@@ -303,7 +304,7 @@ async function benchRepo(
     // Cold content: ready, then the first search, against clone + search on a cold disk.
     process.stderr.write(`[${name}] cold content…\n`);
     const readyMs = await freshMount(s);
-    const rgCmd = `rg -c ${PATTERN}`;
+    const rgCmd = `rg -c ${PATTERN} .`;
     const first = await timed(() => sh(s.root, rgCmd));
     dropCaches();
     const disk = await timed(() => sh(clone, rgCmd));

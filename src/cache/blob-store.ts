@@ -501,8 +501,9 @@ export class BlobStore {
         const stored = await this.disk.put(oid, data, { prefetched: background });
         // Too big for the disk cap but open: keep it in memory while it is open.
         if (!stored && this.isPinned(oid)) this.keepInMemory(oid, data);
-        // On disk now: an open file no longer needs its forced memory copy.
-        else if (stored) this.memory.shrink();
+        // On disk now: reads take ranges from the disk file (and the kernel's page cache), so
+        // the memory copy would only double what the daemon holds.
+        else if (stored) this.memory.delete(oid);
       } finally {
         this.transientBytes -= data.length;
       }

@@ -11,7 +11,7 @@ import type { Config } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
 import { SnapshotFileSystem } from "../fuse/core.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
@@ -161,7 +161,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         fs.setRepo(snap);
         await attachWrites(snap);
         log.info(
-          { org, repo, revision: snap.revision, commit: snap.commitOid, files: snap.sizes.size },
+          { org, repo, revision: snap.revision, commit: snap.commitOid, files: listBlobs(snap).size },
           "repo loaded",
         );
         return snap;
@@ -210,7 +210,8 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         repo: s.repo,
         revision: s.revision,
         commit: s.commitOid,
-        files: s.sizes.size,
+        // Counted from the trees: sizes may load lazily (a server without object-info).
+        files: listBlobs(s).size,
         readOnly: s.readOnly,
       })),
       cache: session?.content.stats() ?? {},

@@ -3,7 +3,7 @@
  * generated repos (one shaped like a documentation repo, one like a C project), served by
  * `mesa serve` on loopback, all from one run.
  *
- *   npm run bench:walk -- [--scale 0.05] [--only docs|c] [--keep]
+ *   npm run bench:walk -- [--scale 0.05] [--only docs|c] [--rows walks,realtime,git] [--keep]
  *
  * `--scale` multiplies the file counts (1 = ≈40,000 and ≈5,000 files; 0.05 runs in about two
  * minutes). Rows, each mesa vs local disk:
@@ -47,6 +47,8 @@ function arg(name: string): string | undefined {
 
 const SCALE = Number(arg("--scale") ?? "1");
 const ONLY = arg("--only");
+/** Row groups to run besides the cold-content rows (default all): walks, realtime, git. */
+const GROUPS = new Set((arg("--rows") ?? "walks,realtime,git").split(","));
 if (!(SCALE > 0 && SCALE <= 4)) throw new Error("--scale must be in (0, 4]");
 
 // ---- generated repos ------------------------------------------------------------------------
@@ -335,7 +337,7 @@ async function benchRepo(
       target: "≤ 200 MB",
     });
 
-    for (const w of WALKS) {
+    for (const w of GROUPS.has("walks") ? WALKS : []) {
       process.stderr.write(`[${name}] ${w.name}…\n`);
       await freshMount(s);
       const cold = await timed(() => sh(s.root, w.cmd));
@@ -357,49 +359,59 @@ async function benchRepo(
     }
 
     // Realtime: a second mount writes, this one sees it.
-    process.stderr.write(`[${name}] realtime…\n`);
-    const b = sandbox(join(work, "mesa-b"), serve.org, name, {
-      MESA_API_KEY: serve.adminKey,
-      MESA_SERVICE_URL: serve.url,
-    });
-    try {
-      await freshMount(b);
-      const lat: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const file = `realtime-${i}.txt`;
-        const body = `written on mount B, round ${i}\n`;
-        writeFileSync(join(b.root, file), body);
-        const t0 = Date.now();
-        let seen = false;
-        while (Date.now() - t0 < 60_000) {
-          try {
-            if (readFileSync(join(s.root, file), "utf8") === body) {
-              seen = true;
-              break;
-            }
-          } catch {
-            // not there yet
-          }
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        if (!seen)
-          throw new Error(`realtime: ${file} written on mount B was not visible on mount A within 60 s`);
-        lat.push(Date.now() - t0);
-      }
-      rows.push({
-        metric: "realtime: write on B → visible on A (max of 3)",
-        mesa: Math.max(...lat),
-        target: "≤ 3 s",
-      });
-    } finally {
-      await stopSandbox(b.env);
-    }
+    if (GROUPS.has("realtime")) await realtimeRows(serve, name, s, work, rows);
   } finally {
     await stopSandbox(s.env);
   }
 
-  rows.push(...(await noObjectInfoRows(name, bare, clone, work)));
+  if (GROUPS.has("git")) rows.push(...(await noObjectInfoRows(name, bare, clone, work)));
   return { title, rows };
+}
+
+async function realtimeRows(
+  serve: ServeHandle,
+  name: string,
+  s: Sandbox,
+  work: string,
+  rows: Row[],
+): Promise<void> {
+  process.stderr.write(`[${name}] realtime…\n`);
+  const b = sandbox(join(work, "mesa-b"), serve.org, name, {
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
+  try {
+    await freshMount(b);
+    const lat: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const file = `realtime-${i}.txt`;
+      const body = `written on mount B, round ${i}\n`;
+      writeFileSync(join(b.root, file), body);
+      const t0 = Date.now();
+      let seen = false;
+      while (Date.now() - t0 < 60_000) {
+        try {
+          if (readFileSync(join(s.root, file), "utf8") === body) {
+            seen = true;
+            break;
+          }
+        } catch {
+          // not there yet
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      if (!seen)
+        throw new Error(`realtime: ${file} written on mount B was not visible on mount A within 60 s`);
+      lat.push(Date.now() - t0);
+    }
+    rows.push({
+      metric: "realtime: write on B → visible on A (max of 3)",
+      mesa: Math.max(...lat),
+      target: "≤ 3 s",
+    });
+  } finally {
+    await stopSandbox(b.env);
+  }
 }
 
 /** The same repo from plain `git http-backend`, with and without object-info advertised. */

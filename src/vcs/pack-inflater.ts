@@ -47,7 +47,12 @@ export class PackInflater {
     this.maxQueued = opts.maxQueuedBytes ?? 4 << 20;
     this.maxPending = opts.maxPendingBytes ?? 16 << 20;
     const data: WorkerOptions = { types: opts.types, baseCacheBytes: opts.baseCacheBytes };
-    this.worker = new Worker(WORKER_URL, { workerData: data });
+    // A small young generation: the worker allocates much short-lived garbage (inflate output),
+    // which a large one would let grow into tens of MB of resident memory.
+    this.worker = new Worker(WORKER_URL, {
+      workerData: data,
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 },
+    });
     this.worker.on("message", (m: FromWorker) => this.onMessage(m));
     this.worker.on("error", (err) => this.failWith(new MesaError("INTERNAL", `pack worker: ${err.message}`)));
     this.worker.on("exit", () => {

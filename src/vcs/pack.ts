@@ -192,7 +192,13 @@ export class PackParser {
     let data: Buffer;
     let used: number;
     try {
-      const r = inflateSync(b.subarray(p), { info: true, maxOutputLength: Math.max(size, 1) }) as unknown as {
+      // chunkSize = the object size: the result is then its own exact buffer, not a view into a
+      // 16 KiB zlib chunk (thousands of small objects would otherwise pin 16 KiB each).
+      const r = inflateSync(b.subarray(p), {
+        info: true,
+        maxOutputLength: Math.max(size, 1),
+        chunkSize: Math.min(Math.max(size + 1, 64), 1 << 24),
+      }) as unknown as {
         buffer: Buffer;
         engine: { bytesWritten: number };
       };

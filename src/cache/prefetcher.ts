@@ -241,7 +241,7 @@ export class Prefetcher {
           }
         },
         // Little room left: read little ahead, so stopping at the cap wastes little.
-        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(4 << 20, room / 16)) },
+        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)) },
       );
       this.c.streamsDone++;
       this.logger?.debug(

@@ -36,7 +36,9 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   const child = spawn(process.execPath, [...node, opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
     detached: true,
     stdio: ["ignore", errFd, errFd, "pipe"],
-    env: { ...process.env, [READY_FD_ENV]: "3" },
+    // Two malloc arenas instead of one per thread (libuv, FUSE, the pack worker): fewer
+    // half-used arenas, about 20 MB less resident memory while content streams in.
+    env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2", [READY_FD_ENV]: "3" },
   });
   closeSync(errFd);
   const pipe = child.stdio[3] as Readable;

@@ -13,9 +13,9 @@ import type { FromWorker, ToWorker, WorkerOptions } from "./pack-worker.js";
 export interface InflaterOptions extends WorkerOptions {
   /** Called for every object (of `types`); a returned promise counts against `maxPendingBytes`. */
   onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>;
-  /** Pack bytes handed to the worker and not parsed yet, at most (default 4 MiB). */
+  /** Pack bytes handed to the worker and not parsed yet, at most (default 2 MiB). */
   maxQueuedBytes?: number;
-  /** Object bytes the consumer is still working on (its promises), at most (default 16 MiB). */
+  /** Object bytes the consumer is still working on (its promises), at most (default 4 MiB). */
   maxPendingBytes?: number;
 }
 
@@ -44,8 +44,8 @@ export class PackInflater {
 
   constructor(opts: InflaterOptions) {
     this.onObject = opts.onObject;
-    this.maxQueued = opts.maxQueuedBytes ?? 4 << 20;
-    this.maxPending = opts.maxPendingBytes ?? 16 << 20;
+    this.maxQueued = opts.maxQueuedBytes ?? 2 << 20;
+    this.maxPending = opts.maxPendingBytes ?? 4 << 20;
     const data: WorkerOptions = { types: opts.types, baseCacheBytes: opts.baseCacheBytes };
     // A small young generation: the worker allocates much short-lived garbage (inflate output),
     // which a large one would let grow into tens of MB of resident memory.

@@ -40,7 +40,7 @@ export interface PackParserOptions {
    * `unresolved` and skipped instead of failing the pack.
    */
   onObject?: (oid: Oid, type: ObjectType, data: Buffer) => void;
-  /** Streaming mode: bytes of resolved objects kept as possible delta bases (default 32 MiB). */
+  /** Streaming mode: bytes of resolved objects kept as possible delta bases (default 8 MiB). */
   baseCacheBytes?: number;
 }
 
@@ -71,7 +71,7 @@ export class PackParser {
 
   constructor(opts: PackParserOptions = {}) {
     this.onObject = opts.onObject;
-    this.baseCacheBytes = opts.baseCacheBytes ?? 32 << 20;
+    this.baseCacheBytes = opts.baseCacheBytes ?? 8 << 20;
   }
 
   get objectsParsed(): number {

@@ -126,6 +126,8 @@ export class Prefetcher {
   private readonly abort = new AbortController();
   private inFlight = 0;
   private inFlightBytes = 0;
+  /** What the batches in flight will take of the cache's free room. */
+  private inFlightCost = 0;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private paused = false;
@@ -373,16 +375,17 @@ export class Prefetcher {
       this.queues.delete(source);
       const items: Item[] = [];
       let bytes = 0;
+      let cost = 0;
       // Never fetch what the disk cache could not keep without evicting (it would be fetched
       // twice). Without one, the memory pressure pause above bounds what is fetched.
       const room = this.store.hasDisk
-        ? this.store.prefetchRoom() - this.inFlightBytes
+        ? this.store.prefetchRoom() - this.inFlightCost
         : Number.POSITIVE_INFINITY;
       while (items.length < this.maxBatch) {
         const head = q.peek();
         if (!head) break;
         if (items.length > 0 && bytes + head.size > this.maxBatchBytes) break;
-        if (bytes + this.store.storageCost(head.size) > room) {
+        if (cost + this.store.storageCost(head.size) > room) {
           if (items.length > 0) break;
           // Nothing more fits: drop this source's queue.
           this.c.skippedNoRoom += q.length;
@@ -396,7 +399,8 @@ export class Prefetcher {
           continue;
         }
         items.push(head);
-        bytes += this.store.hasDisk ? this.store.storageCost(head.size) : head.size;
+        bytes += head.size;
+        cost += this.store.storageCost(head.size);
       }
       if (q.length > 0) this.queues.set(source, q);
       if (items.length > 0) return { source, items };
@@ -406,8 +410,10 @@ export class Prefetcher {
 
   private send(source: BlobFetcher, items: Item[]): void {
     const bytes = items.reduce((n, i) => n + i.size, 0);
+    const cost = items.reduce((n, i) => n + this.store.storageCost(i.size), 0);
     this.inFlight++;
     this.inFlightBytes += bytes;
+    this.inFlightCost += cost;
     this.c.requests++;
     this.c.blobs += items.length;
     this.store
@@ -434,6 +440,7 @@ export class Prefetcher {
       .finally(() => {
         this.inFlight--;
         this.inFlightBytes -= bytes;
+        this.inFlightCost -= cost;
         for (const i of items) this.pending.delete(i.oid);
         this.pump();
       });

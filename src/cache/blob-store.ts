@@ -246,6 +246,53 @@ export class BlobStore {
   }
 
   /**
+   * Bytes that prefetching may still add without evicting anything: free space under the disk
+   * cap (less data waiting for its disk write), or without a disk cache the memory budget left
+   * under `pressureLimit`.
+   */
+  prefetchRoom(pressureLimit = 1): number {
+    if (this.disk) return Math.max(0, this.disk.freeBytes - this.transientBytes);
+    return Math.max(0, Math.floor(pressureLimit * this.memory.maxBytes) - this.memory.size);
+  }
+
+  /** What keeping a blob of `size` bytes costs of `prefetchRoom` (disk blocks, or bytes). */
+  storageCost(size: number): number {
+    return this.disk ? this.disk.costOf(size) : size;
+  }
+
+  /**
+   * Keeps one blob that arrived from a prefetch stream, already verified by its producer (its
+   * oid was computed from its content). Stored only into free space: "full" when it does not
+   * fit, "skipped" when it is local already or a read is fetching it.
+   */
+  async storePrefetched(
+    oid: string,
+    data: Buffer,
+    pressureLimit = 1,
+  ): Promise<"stored" | "full" | "skipped"> {
+    if (this.closed) return "skipped";
+    if (this.hasLocal(oid) || this.flights.has(oid)) return "skipped";
+    if (!this.disk) {
+      if (this.memory.size + data.length > pressureLimit * this.memory.maxBytes) return "full";
+      this.c.fetchedBlobs++;
+      this.c.fetchedBytes += data.length;
+      this.c.prefetchedBlobs++;
+      return this.memory.set(oid, data) ? "stored" : "full";
+    }
+    if (this.prefetchRoom() < this.disk.costOf(data.length)) return "full";
+    this.c.fetchedBlobs++;
+    this.c.fetchedBytes += data.length;
+    this.c.prefetchedBlobs++;
+    const cost = this.disk.costOf(data.length);
+    this.transientBytes += cost;
+    try {
+      return (await this.disk.put(oid, data, { prefetched: true })) ? "stored" : "full";
+    } finally {
+      this.transientBytes -= cost;
+    }
+  }
+
+  /**
    * How many bytes the store holds that prefetching adds to: fetched data waiting for its
    * disk write, plus, without a disk cache, the memory cache itself (prefetch fills it).
    */
@@ -311,6 +358,7 @@ export class BlobStore {
       // A prefetch already asked for it: take its result, or load it ourselves if it fails.
       return flight.promise.then(
         (data) => {
+          this.disk?.markRead(oid);
           this.keepInMemory(oid, data);
           return data;
         },
@@ -450,11 +498,12 @@ export class BlobStore {
       // The flight stays registered until the write lands, so a read meanwhile joins it.
       this.transientBytes += data.length;
       try {
-        const stored = await this.disk.put(oid, data);
+        const stored = await this.disk.put(oid, data, { prefetched: background });
         // Too big for the disk cap but open: keep it in memory while it is open.
         if (!stored && this.isPinned(oid)) this.keepInMemory(oid, data);
-        // On disk now: an open file no longer needs its forced memory copy.
-        else if (stored) this.memory.shrink();
+        // On disk now: reads take ranges from the disk file (and the kernel's page cache), so
+        // the memory copy would only double what the daemon holds.
+        else if (stored) this.memory.delete(oid);
       } finally {
         this.transientBytes -= data.length;
       }

@@ -32,6 +32,11 @@ interface Entry {
   atime: number;
   /** Content hashed since this process indexed it (written by us, or checked once). */
   verified: boolean;
+  /**
+   * Prefetched and not read since: only restoring the cap evicts it, so making room for other
+   * content never throws away what was fetched ahead for a reader (that would be fetched twice).
+   */
+  unread?: boolean;
 }
 
 export interface DiskCacheOptions {
@@ -105,6 +110,11 @@ export class DiskCache {
     return Math.ceil(size / blk) * blk + 4 * blk <= this.maxBytes;
   }
 
+  /** Bytes that can be written without evicting anything. */
+  get freeBytes(): number {
+    return Math.max(0, this.maxBytes - this.used - this.reserved);
+  }
+
   /** Bytes on disk now (files and directories). */
   get usedBytes(): number {
     return this.used;
@@ -176,6 +186,12 @@ export class DiskCache {
 
   isVerified(oid: string): boolean {
     return this.index.get(oid)?.verified ?? false;
+  }
+
+  /** A reader took this entry's content: it is no longer an unread prefetch. */
+  markRead(oid: string): void {
+    const e = this.index.get(oid);
+    if (e) e.unread = undefined;
   }
 
   markVerified(oid: string): void {
@@ -262,13 +278,16 @@ export class DiskCache {
 
   /**
    * Stores a blob unless it is already there. Returns false (and stores nothing) when it
-   * cannot fit under the cap without evicting pinned entries, or when the write fails.
+   * cannot fit under the cap without evicting pinned or unread prefetched entries, or when
+   * the write fails. A `prefetched` blob evicts nothing: it is stored only into free space.
    */
-  put(oid: string, data: Buffer): Promise<boolean> {
+  put(oid: string, data: Buffer, opts: { prefetched?: boolean } = {}): Promise<boolean> {
     if (this.index.has(oid)) return Promise.resolve(true);
     const pending = this.writing.get(oid);
     if (pending) return pending;
-    const p = this.limited(() => this.write(oid, data)).finally(() => this.writing.delete(oid));
+    const p = this.limited(() => this.write(oid, data, opts.prefetched === true)).finally(() =>
+      this.writing.delete(oid),
+    );
     this.writing.set(oid, p);
     return p;
   }
@@ -306,13 +325,17 @@ export class DiskCache {
     }
   }
 
-  private async write(oid: string, data: Buffer): Promise<boolean> {
+  /** Space a write of `size` bytes reserves under the cap. */
+  costOf(size: number): number {
     const blk = this.blockSize;
-    const dir = this.dirOf(oid);
     // Big files may need an extent/indirect block beyond their data blocks, and a directory
     // can grow by up to two blocks when an entry is added (ext4 htree split).
-    const fileEst = Math.ceil(data.length / blk) * blk + (data.length > 1 << 20 ? 2 * blk : 0);
-    const r = await this.reserve(fileEst + 2 * blk, dir);
+    return Math.ceil(size / blk) * blk + (size > 1 << 20 ? 2 * blk : 0) + 2 * blk;
+  }
+
+  private async write(oid: string, data: Buffer, prefetched: boolean): Promise<boolean> {
+    const dir = this.dirOf(oid);
+    const r = await this.reserve(this.costOf(data.length), dir, !prefetched);
     if (!r.ok) {
       this.skipped++;
       return false;
@@ -325,7 +348,13 @@ export class DiskCache {
       const final = this.file(oid);
       await rename(tmp, final);
       const st = await stat(final);
-      this.index.set(oid, { size: data.length, bytes: onDisk(st), atime: Date.now(), verified: true });
+      this.index.set(oid, {
+        size: data.length,
+        bytes: onDisk(st),
+        atime: Date.now(),
+        verified: true,
+        ...(prefetched ? { unread: true } : {}),
+      });
       this.used += onDisk(st);
       stored = true;
       await this.accountDir(dir);
@@ -350,11 +379,18 @@ export class DiskCache {
    * Serialized so concurrent writers never count the same free space twice, and so a
    * directory is never removed while a write into it is pending.
    */
-  private reserve(need: number, dir?: string): Promise<{ ok: boolean; need: number; newDir: boolean }> {
+  private reserve(
+    need: number,
+    dir?: string,
+    evict = true,
+  ): Promise<{ ok: boolean; need: number; newDir: boolean }> {
     const run = async () => {
       const newDir = dir !== undefined && !this.dirBytes.has(dir);
       if (newDir) need += this.blockSize;
       const over = () => this.used + this.reserved + need - this.maxBytes;
+      if (!evict && over() > 0) return { ok: false, need, newDir };
+      // Restoring the cap (need = 0) may evict anything unpinned; making room spares unread prefetches.
+      const spare = (e: Entry) => need > 0 && e.unread === true;
       const victims: Array<[string, Entry]> = [];
       // Space held by other writes in progress comes back when they finish: wait for that
       // rather than give up (bounded by the number of writes in progress).
@@ -366,7 +402,7 @@ export class DiskCache {
         let freed = 0;
         for (const [oid, e] of this.index) {
           if (over() - freed <= 0) break;
-          if (this.isPinned(oid)) continue;
+          if (this.isPinned(oid) || spare(e)) continue;
           victims.push([oid, e]);
           freed += e.bytes;
           const d = this.dirOf(oid);
@@ -405,7 +441,7 @@ export class DiskCache {
     let evictable = 0;
     for (const [oid, e] of this.index) {
       if (this.used + this.reserved + need - evictable <= this.maxBytes) return true;
-      if (!this.isPinned(oid)) evictable += e.bytes;
+      if (!this.isPinned(oid) && !e.unread) evictable += e.bytes;
     }
     return this.used + this.reserved + need - evictable <= this.maxBytes;
   }
@@ -446,6 +482,7 @@ export class DiskCache {
   private touch(oid: string): void {
     const e = this.index.get(oid);
     if (e === undefined) return;
+    e.unread = undefined;
     this.index.delete(oid);
     this.index.set(oid, e);
     const now = Date.now();

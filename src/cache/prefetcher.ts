@@ -1,11 +1,26 @@
 /**
- * Background prefetch of file contents when a directory is listed. Shallow files first,
- * in batches bounded by count and bytes, at most `maxConcurrency` requests in flight, paused
- * while the store's memory pressure is above `pressureLimit` of its budget, backing off after
- * failures. Foreground reads use their own requests, so a queue here never delays them.
+ * Background prefetch of file contents. Whole-tree mode (no depth limit) streams a mounted
+ * commit's content as one pack, as `git clone --depth 1` would, right after the mount is ready;
+ * whatever the stream did not bring (it failed, or a delta's base had to be dropped) falls
+ * back to batches. Depth-limited mode fetches the files below a listed directory in batches:
+ * shallow files first, bounded by count and bytes, at most `maxConcurrency` requests in
+ * flight, paused while the store's memory pressure is above `pressureLimit` of its budget,
+ * backing off after failures. Nothing is fetched that the cache cannot keep without evicting
+ * (a stream stops when the cache is full). Foreground reads use their own requests, so
+ * nothing here delays them.
  */
+import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { BlobFetcher, BlobStore } from "./blob-store.js";
+
+/** A source that can send a whole commit as one pack stream (GitRemote.streamCommit). */
+export interface StreamSource extends BlobFetcher {
+  streamCommit(
+    commit: string,
+    onObject: (oid: string, type: string, data: Buffer) => void | Promise<void>,
+    opts?: { types?: Array<"blob">; signal?: AbortSignal; maxQueuedBytes?: number },
+  ): Promise<{ objects: number; unresolved: number; bytes: number }>;
+}
 
 export interface PrefetchFile {
   oid: string;
@@ -41,6 +56,18 @@ export interface PrefetcherStats {
   skippedTooBig: number;
   paused: boolean;
   pauses: number;
+  /** Whole-tree streams: started, finished, failed (then batches), stopped because the cache was full. */
+  streams: number;
+  streamsDone: number;
+  streamErrors: number;
+  streamsFull: number;
+  /** A stream is running now. */
+  streaming: boolean;
+  /** Blob bytes that arrived in streams, and how many of them were stored. */
+  streamedBytes: number;
+  streamedBlobs: number;
+  /** Files not prefetched because the cache had no free room for them. */
+  skippedNoRoom: number;
 }
 
 interface Item {
@@ -99,12 +126,33 @@ export class Prefetcher {
   private readonly abort = new AbortController();
   private inFlight = 0;
   private inFlightBytes = 0;
+  /** What the batches in flight will take of the cache's free room. */
+  private inFlightCost = 0;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private paused = false;
   private backoffMs = 0;
   private backoffUntil = 0;
-  private readonly c = { requests: 0, blobs: 0, errors: 0, skippedLocal: 0, skippedTooBig: 0, pauses: 0 };
+  private readonly c = {
+    requests: 0,
+    blobs: 0,
+    errors: 0,
+    skippedLocal: 0,
+    skippedTooBig: 0,
+    pauses: 0,
+    streams: 0,
+    streamsDone: 0,
+    streamErrors: 0,
+    streamsFull: 0,
+    streamedBytes: 0,
+    streamedBlobs: 0,
+    skippedNoRoom: 0,
+  };
+  /** Oids a stream brings (or tried to): listings do not queue them again. */
+  private readonly streamed = new Set<string>();
+  /** Streams run one after another. */
+  private streamChain: Promise<void> = Promise.resolve();
+  private activeStreams = 0;
 
   constructor(opts: PrefetcherOptions) {
     this.store = opts.store;
@@ -122,9 +170,122 @@ export class Prefetcher {
     this.logger = opts.logger;
   }
 
+  /** Whether whole-tree streams are used (enabled, no depth limit). */
+  get streams(): boolean {
+    return this.enabled && this.maxDepth === null;
+  }
+
+  /**
+   * Whole-tree mode: streams the content of `commit` (its files are `files`) in the
+   * background. Streams of several repos run one after another. Resolves when this one ended.
+   */
+  streamCommit(
+    source: StreamSource,
+    commit: string,
+    files: Array<{ oid: string; size: number }>,
+  ): Promise<void> {
+    if (!this.streams || this.stopped) return Promise.resolve();
+    const wanted = new Map<string, number>();
+    for (const f of files) {
+      if (this.streamed.has(f.oid) || this.pending.has(f.oid) || wanted.has(f.oid)) continue;
+      if (!this.store.canStore(f.size)) {
+        this.c.skippedTooBig++;
+        continue;
+      }
+      if (this.store.hasLocal(f.oid)) {
+        this.c.skippedLocal++;
+        continue;
+      }
+      wanted.set(f.oid, f.size);
+    }
+    if (wanted.size === 0) return Promise.resolve();
+    // A commit mostly cached already (a new commit of a mounted repo) costs less in batches.
+    if (wanted.size * 2 < files.length) {
+      this.queueFiles(
+        source,
+        [...wanted].map(([oid, size]) => ({ oid, size, depth: 1 })),
+      );
+      return Promise.resolve();
+    }
+    for (const oid of wanted.keys()) this.streamed.add(oid);
+    const run = () => this.runStream(source, commit, wanted);
+    this.activeStreams++;
+    const p = this.streamChain.then(run, run).finally(() => {
+      this.activeStreams--;
+    });
+    this.streamChain = p;
+    return p;
+  }
+
+  private async runStream(source: StreamSource, commit: string, wanted: Map<string, number>): Promise<void> {
+    if (this.stopped) return;
+    const room = this.store.prefetchRoom(this.pressureLimit);
+    if (room <= 0) {
+      this.c.streamsFull++;
+      this.c.skippedNoRoom += wanted.size;
+      return;
+    }
+    this.c.streams++;
+    const full = new AbortController();
+    const signal = AbortSignal.any([this.abort.signal, full.signal]);
+    const started = Date.now();
+    try {
+      const r = await source.streamCommit(
+        commit,
+        async (oid, _type, data) => {
+          this.c.streamedBytes += data.length;
+          if (!wanted.has(oid) || full.signal.aborted) return;
+          const stored = await this.store.storePrefetched(oid, data, this.pressureLimit);
+          if (stored === "stored") this.c.streamedBlobs++;
+          else if (stored === "full" && !full.signal.aborted) {
+            this.logger?.info({ commit }, "prefetch stream stopped: the cache is full");
+            full.abort(new MesaError("ABORTED", "the cache is full"));
+          }
+        },
+        // Little room left: read little ahead, so stopping at the cap wastes little.
+        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)) },
+      );
+      this.c.streamsDone++;
+      this.logger?.debug(
+        { commit, ms: Date.now() - started, objects: r.objects, bytes: r.bytes, unresolved: r.unresolved },
+        "prefetch stream done",
+      );
+      if (r.unresolved > 0) this.fallBack(source, wanted);
+    } catch (err) {
+      if (this.stopped) return;
+      if (full.signal.aborted) {
+        this.c.streamsFull++;
+        return;
+      }
+      this.c.streamErrors++;
+      this.logger?.warn(
+        { commit, err: err instanceof Error ? err.message : String(err) },
+        "prefetch stream failed; fetching the rest in batches",
+      );
+      this.fallBack(source, wanted);
+    }
+  }
+
+  /** What a stream did not bring goes to the batch queue. */
+  private fallBack(source: BlobFetcher, wanted: Map<string, number>): void {
+    const rest: PrefetchFile[] = [];
+    for (const [oid, size] of wanted) {
+      this.streamed.delete(oid);
+      if (!this.store.hasLocal(oid)) rest.push({ oid, size, depth: 1 });
+    }
+    this.queueFiles(source, rest);
+  }
+
   /** Queues the files of a listed directory (the caller walks the tree to maxDepth). */
   onDirectoryListed(source: BlobFetcher, files: PrefetchFile[]): void {
     if (!this.enabled || this.stopped) return;
+    this.queueFiles(
+      source,
+      files.filter((f) => !this.streamed.has(f.oid)),
+    );
+  }
+
+  private queueFiles(source: BlobFetcher, files: PrefetchFile[]): void {
     let q = this.queues.get(source);
     for (const f of files) {
       if (this.maxDepth !== null && f.depth > this.maxDepth) continue;
@@ -156,6 +317,7 @@ export class Prefetcher {
       inFlight: this.inFlight,
       ...this.c,
       paused: this.paused,
+      streaming: this.activeStreams > 0,
     };
   }
 
@@ -213,10 +375,23 @@ export class Prefetcher {
       this.queues.delete(source);
       const items: Item[] = [];
       let bytes = 0;
+      let cost = 0;
+      // Never fetch what the disk cache could not keep without evicting (it would be fetched
+      // twice). Without one, the memory pressure pause above bounds what is fetched.
+      const room = this.store.hasDisk
+        ? this.store.prefetchRoom() - this.inFlightCost
+        : Number.POSITIVE_INFINITY;
       while (items.length < this.maxBatch) {
         const head = q.peek();
         if (!head) break;
         if (items.length > 0 && bytes + head.size > this.maxBatchBytes) break;
+        if (cost + this.store.storageCost(head.size) > room) {
+          if (items.length > 0) break;
+          // Nothing more fits: drop this source's queue.
+          this.c.skippedNoRoom += q.length;
+          for (let it = q.shift(); it; it = q.shift()) this.pending.delete(it.oid);
+          break;
+        }
         q.shift();
         if (this.store.hasLocal(head.oid)) {
           this.c.skippedLocal++;
@@ -225,6 +400,7 @@ export class Prefetcher {
         }
         items.push(head);
         bytes += head.size;
+        cost += this.store.storageCost(head.size);
       }
       if (q.length > 0) this.queues.set(source, q);
       if (items.length > 0) return { source, items };
@@ -234,8 +410,10 @@ export class Prefetcher {
 
   private send(source: BlobFetcher, items: Item[]): void {
     const bytes = items.reduce((n, i) => n + i.size, 0);
+    const cost = items.reduce((n, i) => n + this.store.storageCost(i.size), 0);
     this.inFlight++;
     this.inFlightBytes += bytes;
+    this.inFlightCost += cost;
     this.c.requests++;
     this.c.blobs += items.length;
     this.store
@@ -262,6 +440,7 @@ export class Prefetcher {
       .finally(() => {
         this.inFlight--;
         this.inFlightBytes -= bytes;
+        this.inFlightCost -= cost;
         for (const i of items) this.pending.delete(i.oid);
         this.pump();
       });

@@ -50,6 +50,8 @@ function printStatus(s: DaemonStatus): void {
     lines.push(
       `cache: disk ${formatSize(c.diskBytes)} of ${formatSize(c.diskMaxBytes ?? 0)}, memory ${formatSize(c.memoryBytes ?? 0)} of ${formatSize(c.memoryMaxBytes ?? 0)}`,
     );
+  const notes = s.notes ?? [];
+  if (notes.length > 0) lines.push("notes:", ...notes.map((n) => `  ${n}`));
   lines.push(
     s.errors.length === 0 ? "errors: none" : `errors (${s.errors.length}):`,
     ...s.errors.map((e) => `  ${e}`),

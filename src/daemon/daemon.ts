@@ -11,7 +11,7 @@ import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
 import { formatError, MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
@@ -51,6 +51,8 @@ export interface DaemonStatus {
   logFile: string;
   /** Repos (or orgs, without `repo`) that failed to load; mounted anyway with allow-partial. */
   failed: FailedRepo[];
+  /** How the service is used when it lacks optional Git capabilities. */
+  notes?: string[];
   /** Working change of each writable repo, and why the others are read-only. */
   writes?: unknown[];
 }
@@ -212,7 +214,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       try {
         const snap = await open(org, repo);
         log.info(
-          { org, repo, revision: snap.revision, commit: snap.commitOid, files: snap.sizes.size },
+          { org, repo, revision: snap.revision, commit: snap.commitOid, files: listBlobs(snap).size },
           "repo loaded",
         );
         return snap;
@@ -271,11 +273,13 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
         repo: s.repo,
         revision: s.revision,
         commit: s.commitOid,
-        files: s.sizes.size,
+        // Counted from the trees: sizes may load lazily (a server without object-info).
+        files: listBlobs(s).size,
         readOnly: s.readOnly,
       })),
       cache: session?.content.stats() ?? {},
       errors: [...errors, ...(session?.errors() ?? []), ...writes.errors()],
+      notes: session?.notes() ?? [],
       writes: writes.status(),
       orgs: configuredOrgs(config),
       logFile: config.daemon.logFile,

@@ -40,11 +40,17 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   // The child's stray stderr (a crash before the logger exists) lands in the log file.
   const errFd = openSync(opts.logFile, "a", 0o600);
-  const child = spawn(process.execPath, [opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
+  // A small young generation: the daemon's garbage is short-lived (request and pack buffers),
+  // and V8's default lets it grow into tens of MB of resident memory.
+  const node = ["--max-semi-space-size=2"];
+  const child = spawn(process.execPath, [...node, opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
     detached: true,
     stdio: ["ignore", errFd, errFd, "pipe", ...(opts.secret === undefined ? [] : ["pipe" as const])],
+    // Two malloc arenas instead of one per thread (libuv, FUSE, the pack worker): fewer
+    // half-used arenas, about 20 MB less resident memory while content streams in.
     env: {
       ...process.env,
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2",
       ...opts.env,
       [READY_FD_ENV]: "3",
       ...(opts.secret === undefined ? {} : { [SECRET_FD_ENV]: "4" }),

@@ -16,16 +16,16 @@ import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
 import { isMesaError, MesaError } from "../errors.js";
 import type { ContentProvider } from "../fuse/core.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
+import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
-import { GitRemote } from "../vcs/remote.js";
+import { type FetchStats, GitRemote } from "../vcs/remote.js";
 import { RestClient, whoamiKeyId } from "../vcs/rest.js";
 import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
 import { type MintedCredential, SessionToken } from "./session-token.js";
 
 export interface SessionContent extends ContentProvider {
-  stats(): BlobStoreStats & { prefetch: PrefetcherStats };
+  stats(): BlobStoreStats & { prefetch: PrefetcherStats; network: FetchStats };
 }
 
 export interface Session {
@@ -34,6 +34,8 @@ export interface Session {
   readTimeoutMs: number;
   /** Problems that `mesa status` should show (e.g. an expired token). */
   errors(): string[];
+  /** How the service is used when it lacks optional Git capabilities (for `mesa status`). */
+  notes(): string[];
   /** The Git client of one repo (the writer pushes through it). */
   gitRemote(org: string, repo: string): Promise<GitRemote>;
   /** This session's credential for `org` (the access token it minted), for CLI commands to reuse. */
@@ -107,6 +109,7 @@ export async function createSession(
   const problems: string[] = [];
   const creds = new Map<string, Promise<SessionToken>>();
   const tokens = new Map<string, SessionToken>();
+  const notes = new Set<string>();
   const remotes = new Map<string, GitRemote>();
 
   const credentialFor = (org: string): Promise<SessionToken> => {
@@ -169,6 +172,8 @@ export async function createSession(
   const blobs = new BlobStore({
     disk: config.cache.enabled ? { path: config.cache.path, maxBytes: config.cache.maxSize } : undefined,
     maxMemoryBytes: config.cache.maxMemorySize,
+    // A directory's sizes on a server without object-info come in one request.
+    maxBatch: 1000,
     logger: log,
   });
   await blobs.open();
@@ -231,7 +236,14 @@ export async function createSession(
         return { commitTime: time, rootTree: cached.tree, trees: cached.trees };
       }
       const remote = await remoteFor(org, repo);
-      const { commit, trees } = await remote.fetchCommitTrees(commitOid);
+      if (!(await remote.hasFilter()))
+        notes.add(
+          `${org}/${repo}: the Git server lacks fetch filters; each new commit is fetched whole (like a shallow clone) before it is shown`,
+        );
+      // Without filters the whole commit arrives anyway: keep its content in the cache.
+      const { commit, trees } = await remote.fetchCommitTrees(commitOid, {
+        onBlob: (oid, data) => blobs.storePrefetched(oid, data).then(() => undefined),
+      });
       const commitTime = new Date(commit.committer.timestamp * 1000);
       await writeCommitTime(commitOid, commitTime);
       await metadata.putTrees(trees);
@@ -246,7 +258,15 @@ export async function createSession(
       }
       const missing = oids.filter((o) => !out.has(o));
       if (missing.length > 0) {
-        const fetched = await (await remoteFor(org, repo)).objectSizes(missing);
+        const remote = await remoteFor(org, repo);
+        // Without object-info, sizes would cost the content: they load lazily (sizesOf) instead.
+        const fetched = (await remote.hasObjectInfo())
+          ? await remote.objectSizes(missing)
+          : remote.knownSizesOf(missing);
+        if (!(await remote.hasObjectInfo()))
+          notes.add(
+            `${org}/${repo}: the Git server lacks object-info; file sizes load per directory when first needed`,
+          );
         await metadata.putSizes(fetched);
         for (const [o, s] of fetched) out.set(o, s);
       }
@@ -275,9 +295,50 @@ export async function createSession(
     pressureLimit: config.prefetch.cachePressureLimit,
     logger: log,
   });
+  /** Sizes the snapshot lacks (a server without object-info): local ones, else their content. */
+  const sizesOf = async (snap: RepoSnapshot, oids: string[]): Promise<Map<string, number>> => {
+    const out = new Map<string, number>();
+    let missing: string[] = [];
+    for (const o of oids) {
+      const s = knownSizes.get(o) ?? blobs.localSize(o);
+      if (s === undefined) missing.push(o);
+      else out.set(o, s);
+    }
+    if (missing.length > 0) {
+      for (const [o, s] of await metadata.getSizes(missing)) out.set(o, s);
+      missing = missing.filter((o) => !out.has(o));
+    }
+    if (missing.length > 0) {
+      const remote = await remoteFor(snap.org, snap.repo);
+      const fetched = new Map<string, number>();
+      if (await remote.hasObjectInfo())
+        for (const [o, s] of await remote.objectSizes(missing)) fetched.set(o, s);
+      else {
+        // One request for the directory's files (the store coalesces them); their content is cached.
+        const data = await Promise.all(missing.map((o) => blobs.get(o, remote)));
+        for (const [i, o] of missing.entries()) fetched.set(o, data[i]!.length);
+      }
+      await metadata.putSizes(fetched);
+      for (const [o, s] of fetched) out.set(o, s);
+    }
+    for (const [o, s] of out) knownSizes.set(o, s);
+    return out;
+  };
+
   const content: SessionContent = {
     async read(snap: RepoSnapshot, oid, offset, length) {
       return blobs.readRange(oid, offset, length, await remoteFor(snap.org, snap.repo));
+    },
+    sizes: sizesOf,
+    onSnapshotReady(snap) {
+      if (!prefetcher.streams) return;
+      const files: Array<{ oid: string; size: number }> = [];
+      for (const [oid, kind] of listBlobs(snap))
+        if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) ?? 0 });
+      void remoteFor(snap.org, snap.repo).then(
+        (remote) => prefetcher.streamCommit(remote, snap.commitOid, files),
+        () => undefined,
+      );
     },
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
@@ -287,7 +348,16 @@ export async function createSession(
         () => undefined,
       );
     },
-    stats: () => ({ ...blobs.stats(), prefetch: prefetcher.stats() }),
+    stats: () => {
+      // Git requests of every repo, and the pack bytes they brought (content and trees).
+      const network: FetchStats = { requests: 0, objects: 0, bytes: 0 };
+      for (const r of remotes.values()) {
+        network.requests += r.stats.requests;
+        network.objects += r.stats.objects;
+        network.bytes += r.stats.bytes;
+      }
+      return { ...blobs.stats(), prefetch: prefetcher.stats(), network };
+    },
   };
 
   return {
@@ -298,6 +368,7 @@ export async function createSession(
       ...problems,
       ...[...tokens.values()].map((t) => t.status()).filter((p): p is string => p !== undefined),
     ],
+    notes: () => [...notes],
     gitRemote: remoteFor,
     credential: async (org) => (await credentialFor(org)).current(),
     async canWrite(org) {

@@ -6,8 +6,12 @@
 import {
   type Change,
   type ChangeListener,
+  type DirEntry,
   type FileSystem,
   FsError,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFREG,
   type Stat,
   type StatFs,
   wantsWrite,
@@ -31,6 +35,13 @@ export interface ContentProvider {
   unpin(oid: string): void;
   /** A directory was listed: its files may be fetched in the background. */
   onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
+  /** A snapshot is mounted (or replaced): its content may be fetched in the background. */
+  onSnapshotReady?(snap: RepoSnapshot): void;
+  /**
+   * Sizes of blobs the snapshot lacks (a Git server without object-info): one call per
+   * directory, which may fetch their content. Without it, missing sizes are EIO.
+   */
+  sizes?(snap: RepoSnapshot, oids: string[]): Promise<Map<string, number>>;
 }
 
 export interface CoreOptions {
@@ -60,7 +71,7 @@ type Resolved =
   | { kind: "root" }
   | { kind: "org"; org: string }
   | { kind: "tree"; snap: RepoSnapshot; tree: string; path: string }
-  | { kind: "blob"; snap: RepoSnapshot; entry: SnapshotEntry; entryKind: EntryKind };
+  | { kind: "blob"; snap: RepoSnapshot; entry: SnapshotEntry; entryKind: EntryKind; tree: string };
 
 interface Handle {
   snap: RepoSnapshot;
@@ -73,6 +84,8 @@ const DIR_MODE = 0o40755;
 export class SnapshotFileSystem implements FileSystem {
   private readonly orgs = new Map<string, Map<string, RepoSnapshot>>();
   private readonly prefetched = new WeakMap<RepoSnapshot, Set<string>>();
+  /** Size loads in progress, per snapshot sizes map and directory tree. */
+  private readonly sizeLoads = new WeakMap<Map<string, number>, Map<string, Promise<void>>>();
   private readonly handles = new Map<number, Handle>();
   private readonly listeners = new Set<ChangeListener>();
   private nextHandle = 1;
@@ -120,6 +133,48 @@ export class SnapshotFileSystem implements FileSystem {
           (oid) => snap.trees.get(oid) ?? before.trees.get(oid),
         ),
       );
+    this.content.onSnapshotReady?.(snap);
+  }
+
+  /**
+   * The size of blob `oid` of `snap`, loading the sizes of every file of directory `tree` in
+   * one call when the snapshot lacks it (a server without object-info).
+   */
+  async sizeOf(snap: RepoSnapshot, oid: string, tree?: string): Promise<number> {
+    const known = snap.sizes.get(oid);
+    if (known !== undefined) return known;
+    if (!this.content.sizes) throw new FsError("EIO", `size of ${oid} missing from snapshot`);
+    let loads = this.sizeLoads.get(snap.sizes);
+    if (!loads) {
+      loads = new Map();
+      this.sizeLoads.set(snap.sizes, loads);
+    }
+    const key = tree ?? oid;
+    let p = loads.get(key);
+    if (!p) {
+      const oids = new Set<string>([oid]);
+      for (const e of tree ? (snap.trees.get(tree) ?? []) : []) {
+        const k = entryKind(e.mode);
+        if ((k === "file" || k === "exec") && !snap.sizes.has(e.oid)) oids.add(e.oid);
+      }
+      const all = loads;
+      p = this.content
+        .sizes(snap, [...oids])
+        .then((got) => {
+          for (const [o, n] of got) snap.sizes.set(o, n);
+        })
+        .finally(() => all.delete(key));
+      loads.set(key, p);
+    }
+    try {
+      await p;
+    } catch (err) {
+      this.counters.readErrors++;
+      throw new FsError("EIO", `size of ${oid}: ${(err as Error).message}`);
+    }
+    const size = snap.sizes.get(oid);
+    if (size === undefined) throw new FsError("EIO", `size of ${oid} missing from snapshot`);
+    return size;
   }
 
   removeRepo(org: string, repo: string): boolean {
@@ -171,7 +226,7 @@ export class SnapshotFileSystem implements FileSystem {
         return { kind: "tree", snap, tree: "", path: parts.slice(2, i + 1).join("/") };
       }
       if (i !== parts.length - 1) throw new FsError("ENOTDIR");
-      return { kind: "blob", snap, entry, entryKind: kind };
+      return { kind: "blob", snap, entry, entryKind: kind, tree };
     }
     return { kind: "tree", snap, tree, path: parts.slice(2).join("/") };
   }
@@ -189,19 +244,23 @@ export class SnapshotFileSystem implements FileSystem {
         return this.dirStat(this.started);
       case "tree":
         return this.dirStat(r.snap.commitTime);
-      case "blob": {
-        const { snap, entry, entryKind: kind } = r;
-        const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: snap.commitTime, nlink: 1 };
-        if (kind === "symlink") {
-          const target = snap.symlinks.get(entry.oid);
-          const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
-          return { ...base, mode: 0o120777, size };
-        }
-        const size = snap.sizes.get(entry.oid);
-        if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
-        return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size, committed: true };
-      }
+      case "blob":
+        if (r.entryKind !== "symlink") await this.sizeOf(r.snap, r.entry.oid, r.tree);
+        return this.blobStat(r.snap, r.entry, r.entryKind);
     }
+  }
+
+  /** Attributes of a file or symlink whose size is known. */
+  private blobStat(snap: RepoSnapshot, entry: SnapshotEntry, kind: EntryKind): Stat {
+    const base = { uid: this.opts.uid, gid: this.opts.gid, mtime: snap.commitTime, nlink: 1 };
+    if (kind === "symlink") {
+      const target = snap.symlinks.get(entry.oid);
+      const size = target === undefined ? (snap.sizes.get(entry.oid) ?? 0) : Buffer.byteLength(target);
+      return { ...base, mode: 0o120777, size };
+    }
+    const size = snap.sizes.get(entry.oid);
+    if (size === undefined) throw new FsError("EIO", `size of ${entry.oid} missing from snapshot`);
+    return { ...base, mode: kind === "exec" ? 0o100755 : 0o100644, size, committed: true };
   }
 
   async readdir(path: string): Promise<string[]> {
@@ -222,6 +281,27 @@ export class SnapshotFileSystem implements FileSystem {
         return entries.map((e) => e.name);
       }
     }
+  }
+
+  async readdirEntries(path: string): Promise<DirEntry[]> {
+    const names = await this.readdir(path);
+    const r = this.resolve(path);
+    if (r.kind !== "tree") {
+      const stat = this.dirStat(this.started);
+      return names.map((name) => ({ name, mode: S_IFDIR, stat }));
+    }
+    const out: DirEntry[] = [];
+    for (const e of r.tree === "" ? [] : (r.snap.trees.get(r.tree) ?? [])) {
+      const kind = entryKind(e.mode);
+      if (kind === "dir" || kind === "submodule") {
+        out.push({ name: e.name, mode: S_IFDIR, stat: this.dirStat(r.snap.commitTime) });
+        continue;
+      }
+      const mode = kind === "symlink" ? S_IFLNK : S_IFREG;
+      const known = r.snap.sizes.has(e.oid) || (kind === "symlink" && r.snap.symlinks.has(e.oid));
+      out.push(known ? { name: e.name, mode, stat: this.blobStat(r.snap, e, kind) } : { name: e.name, mode });
+    }
+    return out;
   }
 
   /** Hands the files below a listed directory to the prefetcher, each subtree once. */
@@ -272,7 +352,7 @@ export class SnapshotFileSystem implements FileSystem {
       this.counters.erofs++;
       throw new FsError("EROFS");
     }
-    const size = r.snap.sizes.get(r.entry.oid) ?? 0;
+    const size = await this.sizeOf(r.snap, r.entry.oid, r.tree);
     const fh = this.nextHandle++;
     if (this.nextHandle > 0xffff_fff0) this.nextHandle = 1;
     this.handles.set(fh, { snap: r.snap, oid: r.entry.oid, size });

@@ -139,6 +139,11 @@ export class RepoOverlay {
     for (const [k, v] of snap.symlinks) this.symlinkTargets.set(k, v);
   }
 
+  /** A base blob's size; undefined until known (sizes load lazily without object-info). */
+  blobSize(oid: string): number | undefined {
+    return this.blobSizes.get(oid) ?? this.base.sizes.get(oid);
+  }
+
   contentPath(id: string): string {
     return join(this.dir, "content", id);
   }
@@ -410,7 +415,7 @@ export class RepoOverlay {
       case "n":
         return { type: "special", t: e.t, perm: e.perm, mtime: e.mtime, ...attrsOf(e) };
       case "f": {
-        const size = e.c !== undefined ? (this.sizes.get(e.c) ?? 0) : (this.blobSizes.get(e.blob ?? "") ?? 0);
+        const size = e.c !== undefined ? (this.sizes.get(e.c) ?? 0) : (this.blobSize(e.blob ?? "") ?? 0);
         return {
           type: "file",
           perm: e.perm,
@@ -438,7 +443,7 @@ export class RepoOverlay {
         return {
           type: "file",
           perm: kind === "exec" ? 0o755 : 0o644,
-          size: this.blobSizes.get(be.oid) ?? 0,
+          size: this.blobSize(be.oid) ?? 0,
           mtime,
           blob: be.oid,
         };

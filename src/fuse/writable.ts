@@ -9,6 +9,7 @@ import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 import {
   type Caller,
   type ChangeListener,
+  type DirEntry,
   type ErrnoName,
   type FileSystem,
   FsError,
@@ -168,7 +169,7 @@ export class WritableFileSystem implements FileSystem {
     if (!loc) return this.core.getattr(path);
     this.core.counters.getattr++;
     checkNames(loc.rel);
-    return this.stat(loc, this.node(loc));
+    return this.stat(loc, await this.sized(loc, this.node(loc)));
   }
 
   async fgetattr(path: string, fh: number): Promise<Stat> {
@@ -176,6 +177,17 @@ export class WritableFileSystem implements FileSystem {
     if (h && h.kind !== "core" && h.orphan)
       return { ...h.orphan, size: h.kind === "overlay" ? h.repo.overlay.size(h.id) : h.size };
     return this.getattr(path);
+  }
+
+  /** A base file's node with its size loaded (lazily, per directory, without object-info). */
+  private async sized(loc: Located, n: Node): Promise<Node> {
+    if (n.type !== "file" || n.content !== undefined || n.blob === undefined) return n;
+    const overlay = loc.repo.overlay;
+    if (overlay.blobSize(n.blob) !== undefined) return n;
+    const parent = overlay.lookup(loc.rel.includes("/") ? loc.rel.slice(0, loc.rel.lastIndexOf("/")) : "");
+    const tree = typeof parent !== "string" && parent.type === "dir" ? parent.tree : undefined;
+    const size = await this.core.sizeOf(overlay.base, n.blob, tree);
+    return { ...n, size };
   }
 
   async readdir(path: string): Promise<string[]> {
@@ -187,6 +199,30 @@ export class WritableFileSystem implements FileSystem {
     // The core's listing starts the prefetcher for unmodified directories.
     if (n.tree) this.core.readdir(path).catch(() => undefined);
     return loc.repo.overlay.list(loc.rel, n);
+  }
+
+  async readdirEntries(path: string): Promise<DirEntry[]> {
+    const loc = this.locate(path);
+    if (!loc) return this.core.readdirEntries(path);
+    const names = await this.readdir(path);
+    const out: DirEntry[] = [];
+    for (const name of names) {
+      const rel = loc.rel === "" ? name : `${loc.rel}/${name}`;
+      const n = loc.repo.overlay.lookup(rel);
+      if (typeof n === "string") continue;
+      const unsized =
+        n.type === "file" &&
+        n.content === undefined &&
+        n.blob !== undefined &&
+        loc.repo.overlay.blobSize(n.blob) === undefined;
+      if (unsized) {
+        out.push({ name, mode: S_IFREG });
+        continue;
+      }
+      const stat = this.stat(loc, n, rel);
+      out.push({ name, mode: stat.mode & S_IFMT, stat });
+    }
+    return out;
   }
 
   async readlink(path: string): Promise<string> {
@@ -214,7 +250,7 @@ export class WritableFileSystem implements FileSystem {
     const loc = this.locate(path);
     if (!loc) return this.addHandle({ kind: "core", fh: await this.core.open(path, flags) });
     this.core.counters.open++;
-    const n = this.node(loc);
+    const n = await this.sized(loc, this.node(loc));
     if (n.type === "dir") throw new FsError("EISDIR");
     if (n.type !== "file") throw new FsError("ELOOP");
     if (!wantsWrite(flags) && n.content === undefined) {
@@ -421,8 +457,9 @@ export class WritableFileSystem implements FileSystem {
   }
 
   /** Makes the file at `loc` an overlay file (fetching base content once); returns its content id. */
-  private async copyUp(loc: Located, n: Node & { type: "file" }): Promise<string> {
-    if (n.content !== undefined) return n.content;
+  private async copyUp(loc: Located, unsized: Node & { type: "file" }): Promise<string> {
+    if (unsized.content !== undefined) return unsized.content;
+    const n = (await this.sized(loc, unsized)) as Node & { type: "file" };
     const id = await loc.repo.overlay.newContent().catch((err) => {
       throw fsErrorOf(err);
     });

@@ -33,10 +33,28 @@ interface Resolved extends GitObject {
 /** Thrown internally when the buffered bytes end before the current item does. */
 const NEED_MORE = Symbol("need-more");
 
+export interface PackParserOptions {
+  /**
+   * Streaming mode: every resolved object is handed over here as soon as it is complete and
+   * not collected in `objects`. A delta whose base is no longer held is counted in
+   * `unresolved` and skipped instead of failing the pack.
+   */
+  onObject?: (oid: Oid, type: ObjectType, data: Buffer) => void;
+  /** Streaming mode: bytes of resolved objects kept as possible delta bases (default 8 MiB). */
+  baseCacheBytes?: number;
+}
+
 export class PackParser {
-  /** Objects resolved so far, by their computed oid. */
+  /** Objects resolved so far, by their computed oid (not filled in streaming mode). */
   readonly objects = new Map<Oid, GitObject>();
+  /** Streaming mode: deltas skipped because their base was no longer held. */
+  unresolved = 0;
   private readonly byOffset = new Map<number, Resolved>();
+  private readonly onObject?: PackParserOptions["onObject"];
+  private readonly baseCacheBytes: number;
+  private baseBytes = 0;
+  /** Streaming mode: where each object resolved so far sits in the pack (REF_DELTA bases). */
+  private readonly offsetByOid = new Map<Oid, number>();
   private readonly pendingRef: Array<{ base: Oid; delta: Buffer; size: number }> = [];
   private readonly hash: Hash = createHash("sha1");
   private buf: Buffer = Buffer.alloc(0);
@@ -51,8 +69,18 @@ export class PackParser {
   private count = 0;
   private seen = 0;
 
+  constructor(opts: PackParserOptions = {}) {
+    this.onObject = opts.onObject;
+    this.baseCacheBytes = opts.baseCacheBytes ?? 8 << 20;
+  }
+
   get objectsParsed(): number {
     return this.seen;
+  }
+
+  /** Objects the pack header announced (0 until the header arrived). */
+  get objectCount(): number {
+    return this.count;
   }
 
   push(chunk: Uint8Array): void {
@@ -164,7 +192,13 @@ export class PackParser {
     let data: Buffer;
     let used: number;
     try {
-      const r = inflateSync(b.subarray(p), { info: true, maxOutputLength: Math.max(size, 1) }) as unknown as {
+      // chunkSize = the object size: the result is then its own exact buffer, not a view into a
+      // 16 KiB zlib chunk (thousands of small objects would otherwise pin 16 KiB each).
+      const r = inflateSync(b.subarray(p), {
+        info: true,
+        maxOutputLength: Math.max(size, 1),
+        chunkSize: Math.min(Math.max(size + 1, 64), 1 << 24),
+      }) as unknown as {
         buffer: Buffer;
         engine: { bytesWritten: number };
       };
@@ -179,11 +213,15 @@ export class PackParser {
     const absolute = this.base + start;
     this.seen++;
     if (code === OFS_DELTA) {
-      const baseObj = this.byOffset.get(baseOffset);
-      if (!baseObj) throw corrupt("OFS_DELTA base is not an object of this pack");
+      const baseObj = this.baseAt(baseOffset);
+      if (!baseObj) {
+        if (!this.onObject) throw corrupt("OFS_DELTA base is not an object of this pack");
+        this.unresolved++;
+        return;
+      }
       this.store(absolute, baseObj.type, applyDelta(baseObj.data, data));
     } else if (code === REF_DELTA) {
-      const baseObj = this.objects.get(baseOid);
+      const baseObj = this.baseByOid(baseOid);
       if (baseObj) this.store(absolute, baseObj.type, applyDelta(baseObj.data, data));
       else this.pendingRef.push({ base: baseOid, delta: data, size });
     } else {
@@ -191,11 +229,38 @@ export class PackParser {
     }
   }
 
+  private baseAt(offset: number): Resolved | undefined {
+    const obj = this.byOffset.get(offset);
+    if (obj && this.onObject) {
+      // Most recently used last: the cache drops the front first.
+      this.byOffset.delete(offset);
+      this.byOffset.set(offset, obj);
+    }
+    return obj;
+  }
+
+  private baseByOid(oid: Oid): GitObject | undefined {
+    if (!this.onObject) return this.objects.get(oid);
+    const offset = this.offsetByOid.get(oid);
+    return offset === undefined ? undefined : this.baseAt(offset);
+  }
+
   private store(offset: number, type: ObjectType, data: Buffer): void {
     const oid = hashObject(type, data);
     const obj: Resolved = { type, data, oid };
     this.byOffset.set(offset, obj);
-    this.objects.set(oid, { type, data });
+    if (!this.onObject) {
+      this.objects.set(oid, { type, data });
+      return;
+    }
+    this.offsetByOid.set(oid, offset);
+    this.baseBytes += data.length;
+    for (const [off, o] of this.byOffset) {
+      if (this.baseBytes <= this.baseCacheBytes || off === offset) break;
+      this.byOffset.delete(off);
+      this.baseBytes -= o.data.length;
+    }
+    this.onObject(oid, type, data);
   }
 
   /** REF_DELTA bases may come later in the pack; resolve until nothing changes. */
@@ -204,14 +269,19 @@ export class PackParser {
     while (pending.length > 0) {
       const next: typeof pending = [];
       for (const d of pending) {
-        const baseObj = this.objects.get(d.base);
+        const baseObj = this.baseByOid(d.base);
         if (!baseObj) next.push(d);
         else {
           const data = applyDelta(baseObj.data, d.delta);
-          this.objects.set(hashObject(baseObj.type, data), { type: baseObj.type, data });
+          if (this.onObject) this.onObject(hashObject(baseObj.type, data), baseObj.type, data);
+          else this.objects.set(hashObject(baseObj.type, data), { type: baseObj.type, data });
         }
       }
-      if (next.length === pending.length) throw corrupt(`REF_DELTA base ${next[0]!.base} is not in the pack`);
+      if (next.length === pending.length) {
+        if (!this.onObject) throw corrupt(`REF_DELTA base ${next[0]!.base} is not in the pack`);
+        this.unresolved += next.length;
+        return;
+      }
       pending = next;
     }
   }

@@ -24,6 +24,7 @@ import {
   type Commit,
   entryType,
   isOid,
+  type ObjectType,
   type Oid,
   parseCommit,
   parseTree,
@@ -31,6 +32,7 @@ import {
 } from "./objects.js";
 import { type GitObject, PackParser, writePack } from "./pack.js";
 import { isFileBlob, type PackObject, writePackFile } from "./pack-file.js";
+import { PackInflater } from "./pack-inflater.js";
 import { DELIM, FLUSH, PktReader, pkt, serverError } from "./pktline.js";
 import { GitHttp, type HttpResponse, type StreamBody, type TransportOptions } from "./transport.js";
 
@@ -267,14 +269,7 @@ export class GitRemote {
   }
 
   private async readFetchResponse(r: PktReader): Promise<Map<Oid, GitObject>> {
-    // Sections before "packfile" (acknowledgments, shallow-info, wanted-refs) carry nothing we need.
-    for (;;) {
-      const line = await r.readLine();
-      if (line === "packfile") break;
-      if (typeof line !== "string" && (line.kind === "flush" || line.kind === "eof")) {
-        throw new MesaError("CORRUPT_DATA", "truncated fetch response (no packfile section)");
-      }
-    }
+    await skipToPackfile(r);
     const parser = new PackParser();
     for (;;) {
       const p = await r.read();
@@ -291,17 +286,103 @@ export class GitRemote {
     return parser.end();
   }
 
-  /** The commit and every tree reachable from it, in one fetch (filter blob:none, depth 1). */
+  /** Whether the server advertises `object-info` (blob sizes without their content). */
+  async hasObjectInfo(): Promise<boolean> {
+    return (await this.capabilities()).has("object-info");
+  }
+
+  /** Whether the server's fetch accepts `filter` (trees without blobs). */
+  async hasFilter(): Promise<boolean> {
+    return this.hasFeature("fetch", "filter");
+  }
+
+  /**
+   * The whole commit (depth 1) as one pack stream, as `git clone --depth 1` fetches it. The
+   * pack is parsed and every object hashed in a worker thread; `onObject` gets the objects of
+   * `types` as they arrive (a returned promise slows the stream down while it is pending).
+   * Objects handed over are whole and verified even when the stream then fails. `unresolved`
+   * counts deltas whose base had to be dropped to bound memory: fetch those another way.
+   */
+  async streamCommit(
+    commit: Oid,
+    onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>,
+    opts: { types?: ObjectType[]; signal?: AbortSignal; maxQueuedBytes?: number } = {},
+  ): Promise<{ objects: number; unresolved: number; bytes: number }> {
+    checkOids([commit]);
+    if (!(await this.hasFeature("fetch", "shallow")))
+      throw new MesaError("PROTOCOL", `Git server at ${this.url} does not support shallow fetches`);
+    const args = [`want ${commit}`, "deepen 1", "no-progress", "ofs-delta", "done"];
+    return this.command(
+      "fetch",
+      args,
+      async (r) => {
+        const inflater = new PackInflater({
+          onObject,
+          types: opts.types,
+          maxQueuedBytes: opts.maxQueuedBytes,
+        });
+        let bytes = 0;
+        try {
+          await skipToPackfile(r);
+          for (;;) {
+            const p = await r.read();
+            if (p.kind === "flush") break;
+            if (p.kind !== "data")
+              throw new MesaError("CORRUPT_DATA", "truncated fetch response: pack stream ended early");
+            const band = p.data[0];
+            if (band === 1) {
+              bytes += p.data.length - 1;
+              this.stats.bytes += p.data.length - 1;
+              await inflater.push(p.data.subarray(1));
+            } else if (band === 3) throw serverError(p.data.subarray(1).toString("utf8"));
+            else if (band !== 2) throw new MesaError("PROTOCOL", `unknown side-band channel ${band}`);
+          }
+          const result = await inflater.end();
+          this.stats.objects += result.objects;
+          return { ...result, bytes };
+        } finally {
+          await inflater.close();
+        }
+      },
+      opts.signal,
+    );
+  }
+
+  /**
+   * The commit and every tree reachable from it, in one fetch (filter blob:none, depth 1).
+   * Without `filter` the whole commit is streamed instead; its blobs then go to `onBlob`
+   * (and their sizes are remembered) rather than being thrown away.
+   */
   async fetchCommitTrees(
     commit: Oid,
-    opts: { signal?: AbortSignal } = {},
+    opts: { signal?: AbortSignal; onBlob?: (oid: Oid, data: Buffer) => void | Promise<void> } = {},
   ): Promise<{ commit: Commit; trees: Map<Oid, TreeEntry[]> }> {
     checkOids([commit]);
     const filtered = await this.hasFeature("fetch", "filter");
-    const objects = await this.fetchObjects(
-      [commit],
-      filtered ? { filter: "blob:none", depth: 1, signal: opts.signal } : { depth: 1, signal: opts.signal },
-    );
+    let objects: Map<Oid, GitObject>;
+    if (filtered)
+      objects = await this.fetchObjects([commit], { filter: "blob:none", depth: 1, signal: opts.signal });
+    else {
+      this.logger?.info(
+        { url: this.url },
+        "server lacks fetch filters; fetching the whole commit to list it",
+      );
+      objects = new Map();
+      await this.streamCommit(
+        commit,
+        (oid, type, data) => {
+          if (type !== "blob") {
+            objects.set(oid, { type, data });
+            return;
+          }
+          this.knownSizes.set(oid, data.length);
+          return opts.onBlob?.(oid, data);
+        },
+        { signal: opts.signal },
+      );
+      if (!objects.has(commit))
+        throw new MesaError("CORRUPT_DATA", `server's pack lacks the requested object ${commit}`);
+    }
     const c = objects.get(commit)!;
     if (c.type !== "commit")
       throw new MesaError("INVALID_ARGUMENT", `${commit} is a ${c.type}, not a commit`);
@@ -319,13 +400,19 @@ export class GitRemote {
       for (const e of entries) {
         const kind = entryType(e.mode);
         if (kind === "tree") stack.push(e.oid);
-        else if (kind === "blob" && !filtered) {
-          const b = objects.get(e.oid);
-          if (b) this.knownSizes.set(e.oid, b.data.length);
-        }
       }
     }
     return { commit: parsed, trees };
+  }
+
+  /** Sizes this client already knows without asking (from a whole-commit fetch). */
+  knownSizesOf(oids: Oid[]): Map<Oid, number> {
+    const out = new Map<Oid, number>();
+    for (const o of oids) {
+      const s = this.knownSizes.get(o);
+      if (s !== undefined) out.set(o, s);
+    }
+    return out;
   }
 
   /** Sizes of many objects: `object-info` in large batches; without it, fetch and measure. */
@@ -568,6 +655,17 @@ export class GitRemote {
 
   async close(): Promise<void> {
     await this.http.close();
+  }
+}
+
+/** Sections before "packfile" (acknowledgments, shallow-info, wanted-refs) carry nothing we need. */
+async function skipToPackfile(r: PktReader): Promise<void> {
+  for (;;) {
+    const line = await r.readLine();
+    if (line === "packfile") return;
+    if (typeof line !== "string" && (line.kind === "flush" || line.kind === "eof")) {
+      throw new MesaError("CORRUPT_DATA", "truncated fetch response (no packfile section)");
+    }
   }
 }
 

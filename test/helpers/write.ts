@@ -39,8 +39,8 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** `status --json` prints snake_case keys; the write tests read them in camelCase. */
-function camelKeys(v: unknown): unknown {
+/** `status --json` prints snake_case keys; the tests read them in camelCase. */
+export function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v && typeof v === "object")
     return Object.fromEntries(

@@ -33,7 +33,7 @@ enum {
   OP_INIT = 1, OP_ENDED, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD,
   OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
   OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR, OP_STATFS, OP_CREATE, OP_SETXATTR, OP_REMOVEXATTR,
-  OP_LOOKUPS /* entries a readdirplus chunk handed to the kernel */, OP_LOG
+  OP_LOOKUPS /* entries a readdirplus chunk handed to the kernel */
 };
 
 #define ATTR_FIELDS 9 /* ino, mode, size, uid, gid, nlink, atime ms, mtime ms, ctime ms */
@@ -641,6 +641,18 @@ static const struct fuse_lowlevel_ops ops = {
     }                                                                                        \
   } while (0)
 
+/* The first `n` arguments of a call from JavaScript, as `argv`. */
+#define JS_ARGS(n)                                                                           \
+  size_t argc = (n);                                                                         \
+  napi_value argv[(n)];                                                                      \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
+/* A reply function's request (argument 0) and its session, read before the reply frees it. */
+#define JS_REPLY_ARGS(n)                                                                     \
+  JS_ARGS(n);                                                                                \
+  fuse_req_t req = get_req(env, argv[0]);                                                    \
+  session *s = session_of(req)
+
 static napi_value num(napi_env env, double v) {
   napi_value out;
   napi_create_double(env, v, &out);
@@ -671,7 +683,10 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   session *s = context;
   request *r = data;
   if (!env) { /* the function is being torn down */
-    if (r->req) fuse_reply_err(r->req, EIO);
+    if (r->req) {
+      atomic_fetch_sub(&s->outstanding, 1);
+      fuse_reply_err(r->req, EIO);
+    }
     free_request(r);
     return;
   }
@@ -764,9 +779,6 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     argv[argc++] = num(env, (double)r->size);
     argv[argc++] = num(env, (double)r->off);
     argv[argc++] = num(env, r->flags);
-    break;
-  case OP_LOG:
-    argv[argc++] = str(env, r->name);
     break;
   default:
     break;
@@ -881,9 +893,7 @@ static void finalize_tsfn(napi_env env, void *data, void *hint) {
 
 /* mount(mountPoint, args: string[], dispatch, maxThreads) -> session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  JS_ARGS(4);
   char mnt[4096];
   size_t len;
   CHECK(napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len));
@@ -943,20 +953,14 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 /* exit(session): ends the loop (after an unmount the kernel already ended it). */
 static napi_value js_exit(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  JS_ARGS(1);
   session *s = get_session(env, argv[0]);
   if (s && !s->destroyed && !atomic_load(&s->ended)) fuse_session_exit(s->se);
   return NULL;
 }
 
 static napi_value js_reply_err(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(2);
   fuse_reply_err(req, (int)get_num(env, argv[1]));
   answered(s);
   return NULL;
@@ -971,11 +975,7 @@ static void stat_from_args(napi_env env, napi_value *argv, struct stat *st) {
 
 /* replyEntry(req, ino, mode, size, uid, gid, nlink, atime, mtime, ctime, entryTimeout, attrTimeout) */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
-  napi_value argv[12];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(12);
   struct fuse_entry_param e;
   memset(&e, 0, sizeof(e));
   stat_from_args(env, argv + 1, &e.attr);
@@ -989,11 +989,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
 
 /* replyAttr(req, ino, mode, size, uid, gid, nlink, atime, mtime, ctime, attrTimeout) */
 static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(11);
   struct stat st;
   stat_from_args(env, argv + 1, &st);
   fuse_reply_attr(req, &st, get_num(env, argv[10]));
@@ -1009,11 +1005,7 @@ static void open_flags(struct fuse_file_info *fi, int bits) {
 
 /* replyCreate(req, ino, ...attr, entryTimeout, attrTimeout, fh, openBits) */
 static napi_value js_reply_create(napi_env env, napi_callback_info info) {
-  size_t argc = 14;
-  napi_value argv[14];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(14);
   struct fuse_entry_param e;
   memset(&e, 0, sizeof(e));
   stat_from_args(env, argv + 1, &e.attr);
@@ -1031,11 +1023,7 @@ static napi_value js_reply_create(napi_env env, napi_callback_info info) {
 
 /* replyOpen(req, fh, openBits) */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(3);
   struct fuse_file_info fi;
   memset(&fi, 0, sizeof(fi));
   fi.fh = (uint64_t)get_num(env, argv[1]);
@@ -1047,11 +1035,7 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
 
 /* replyBuf(req, buffer) */
 static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(2);
   void *data = NULL;
   size_t len = 0;
   napi_get_buffer_info(env, argv[1], &data, &len);
@@ -1062,11 +1046,7 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
 
 /* replyWrite(req, count) */
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(2);
   fuse_reply_write(req, (size_t)get_num(env, argv[1]));
   answered(s);
   return NULL;
@@ -1074,11 +1054,7 @@ static napi_value js_reply_write(napi_env env, napi_callback_info info) {
 
 /* replyReadlink(req, target) */
 static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(2);
   size_t len = 0;
   napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
   char *target = malloc(len + 1);
@@ -1091,11 +1067,7 @@ static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
 
 /* replyStatfs(req, bsize, blocks, bfree, bavail, files, ffree, namemax) */
 static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(8);
   struct statvfs sv;
   memset(&sv, 0, sizeof(sv));
   sv.f_bsize = sv.f_frsize = (unsigned long)get_num(env, argv[1]);
@@ -1117,11 +1089,7 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
  * offset and kind as the dispatcher received them).
  */
 static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fuse_req_t req = get_req(env, argv[0]);
-  session *s = session_of(req);
+  JS_REPLY_ARGS(10);
   dir_handle *d = (dir_handle *)(uintptr_t)get_num(env, argv[1]);
   pthread_mutex_lock(&d->lock);
   if (!d->filled) {
@@ -1178,9 +1146,7 @@ static void enqueue_notify(session *s, notify_item *it) {
 
 /* invalEntry(session, parentIno, name) */
 static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  JS_ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s || s->destroyed) return NULL;
   notify_item *it = calloc(1, sizeof(notify_item));
@@ -1196,9 +1162,7 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
 
 /* invalInode(session, ino, off, len): off -1 drops only the attributes. */
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  JS_ARGS(4);
   session *s = get_session(env, argv[0]);
   if (!s || s->destroyed) return NULL;
   notify_item *it = calloc(1, sizeof(notify_item));
@@ -1211,9 +1175,7 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
 
 /* setCommitted(session, ino, on): whether read-only opens of `ino` are answered here. */
 static napi_value js_set_committed(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  JS_ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   set_put(&s->committed, (uint64_t)get_num(env, argv[1]), get_num(env, argv[2]) != 0);

@@ -418,11 +418,14 @@ class FuseFace {
   };
 
   private fail(op: number, req: Req, ino: number, err: unknown): void {
-    if (!(err instanceof FsError)) {
-      const node = this.inodes.find(ino);
-      this.opts.onUnexpectedError?.(opName(op), node ? this.inodes.pathOf(node) : `inode ${ino}`, err);
-    }
     this.b.replyErr(req, errnoOf(err));
+    if (err instanceof FsError) return;
+    const node = this.inodes.find(ino);
+    try {
+      this.opts.onUnexpectedError?.(opName(op), node ? this.inodes.pathOf(node) : `inode ${ino}`, err);
+    } catch {
+      // Reporting must not take the daemon down; the request is answered already.
+    }
   }
 
   private onEnded(): void {

@@ -27,6 +27,7 @@ import { type CapsProxy, capsProxy } from "../test/helpers/caps-proxy.js";
 import { type GitServer, serveGit } from "../test/helpers/git-http.js";
 import { mesa, mesaEnv, run, stopSandbox, tempDir } from "../test/helpers/mount.js";
 import { type ServeHandle, startServe } from "../test/helpers/serve.js";
+import { camelKeys } from "../test/helpers/write.js";
 
 const PATTERN = "zephyr";
 
@@ -252,7 +253,7 @@ interface Status {
 async function status(s: Sandbox): Promise<Status> {
   const r = await cli(s, ["status", "--json"]);
   if (r.code !== 0) throw new Error(`mesa status failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Status;
+  return camelKeys(JSON.parse(r.stdout)) as Status;
 }
 
 /** Waits until the prefetcher has nothing running or queued (warm rows must not compete with it). */

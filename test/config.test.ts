@@ -46,7 +46,7 @@ test("config: defaults under the given home", (t) => {
   assert.deepEqual(c.prefetch, { enabled: true, maxDepth: null, maxConcurrency: 8, cachePressureLimit: 0.8 });
   assert.equal(c.daemon.logFile, `${home}/.local/share/mesa/logs/mesa.log`);
   assert.equal(c.daemon.runtimeDir, `${home}/.local/share/mesa/run`);
-  assert.equal(c.daemon.pollIntervalMs, 2000);
+  assert.equal(c.daemon.pollIntervalMs, 1000);
   assert.equal(c.daemon.tokenTtlSeconds, 3600);
   assert.equal(c.daemon.logColor, "auto");
   assert.equal(c.serviceUrl, "http://127.0.0.1:7878");

@@ -252,7 +252,8 @@ export const SETTINGS: Setting[] = [
     kind: "int",
     schema: int(100, 3_600_000, " ms"),
     target: ["daemon", "pollIntervalMs"],
-    default: () => 2000,
+    // Others' edits show within about debounce + push + this (the realtime target is 3 s).
+    default: () => 1000,
     doc: "how often mounted bookmarks are polled for others' changes, in milliseconds",
   },
   {

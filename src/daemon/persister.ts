@@ -79,7 +79,7 @@ export interface WriterStatus {
 export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
   debounceMs: 500,
   maxDelayMs: 3000,
-  pollIntervalMs: 2000,
+  pollIntervalMs: 1000,
 };
 
 type State = { kind: string; oid: string } | undefined;

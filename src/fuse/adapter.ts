@@ -200,10 +200,6 @@ class Inodes {
     const name = parts[parts.length - 1];
     return { parent, node: parent.children?.get(name), name };
   }
-
-  size(): number {
-    return this.byIno.size;
-  }
 }
 
 function ms(d: Date | undefined, fallback: Date): number {
@@ -234,8 +230,6 @@ export interface MountOptions {
 export interface FuseMount {
   readonly mountPoint: string;
   unmount(): Promise<void>;
-  /** Inodes the kernel may currently hold (for `mesa stats`). */
-  inodes(): number;
 }
 
 /** Why the FUSE binding cannot load here, or undefined when it can (for `mesa doctor`). */
@@ -309,7 +303,6 @@ class FuseFace {
           resolve({
             mountPoint,
             unmount: () => this.unmount(mountPoint),
-            inodes: () => this.inodes.size(),
           });
         },
         reject,

@@ -90,6 +90,7 @@ interface Node {
 interface SharedHandle {
   fh: Promise<number>;
   reads: number;
+  /** Let go after SHARED_IDLE_MS without reads (re-armed by each read). */
   idle?: NodeJS.Timeout;
 }
 
@@ -588,23 +589,27 @@ class FuseFace {
    * at the first read and let go when reads stop.
    */
   private async readShared(node: Node, size: number, off: number): Promise<Buffer> {
-    if (!node.shared) {
-      const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
-      node.shared = shared;
-      shared.fh.catch(() => {
-        if (node.shared === shared) node.shared = undefined;
-      });
-    }
-    const shared = node.shared;
+    const shared = this.openShared(node);
     shared.reads++;
     try {
       return await this.fs.read(this.inodes.pathOf(node), await shared.fh, size, off);
     } finally {
       shared.reads--;
-      shared.idle ??= setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
-      shared.idle.refresh();
-      shared.idle.unref();
+      shared.idle?.refresh();
     }
+  }
+
+  /** The node's shared read handle, opened by its current path if it has none (one open at a time). */
+  private openShared(node: Node): SharedHandle {
+    if (node.shared) return node.shared;
+    const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
+    node.shared = shared;
+    shared.fh.catch(() => {
+      if (node.shared === shared) node.shared = undefined;
+    });
+    shared.idle = setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
+    shared.idle.unref();
+    return shared;
   }
 
   private dropShared(node: Node, shared: SharedHandle): void {
@@ -626,13 +631,7 @@ class FuseFace {
   private async beforeRemoval(node: Node | undefined): Promise<void> {
     if (!node?.committed) return;
     this.uncommit(node);
-    if (node.nlookup > 0 && !node.shared) {
-      const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
-      node.shared = shared;
-      await shared.fh.catch(() => undefined);
-      shared.idle = setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
-      shared.idle.unref();
-    }
+    if (node.nlookup > 0) await this.openShared(node).fh.catch(() => undefined);
   }
 
   private async lookup(req: Req, parent: Node, name: string): Promise<void> {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { SnapshotEntry } from "../src/fuse/snapshot.js";
-import { changedPaths } from "../src/fuse/snapshot-diff.js";
+import type { SnapshotEntry } from "../src/workspace/snapshot.js";
+import { changedPaths } from "../src/workspace/snapshot-diff.js";
 
 const f = (name: string, oid: string): SnapshotEntry => ({ mode: "100644", name, oid });
 const x = (name: string, oid: string): SnapshotEntry => ({ mode: "100755", name, oid });

@@ -8,14 +8,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { conflictMarkers } from "../src/fuse/conflict.js";
 import { type ContentProvider, SnapshotFileSystem } from "../src/fuse/core.js";
-import { FsError } from "../src/fuse/filesystem.js";
-import { compileMesaignore, DEFAULT_MESAIGNORE } from "../src/fuse/mesaignore.js";
-import { RepoOverlay } from "../src/fuse/overlay.js";
-import type { RepoSnapshot } from "../src/fuse/snapshot.js";
 import { WritableFileSystem } from "../src/fuse/writable.js";
 import { hashObject } from "../src/vcs/objects.js";
+import { conflictMarkers } from "../src/workspace/conflict.js";
+import { FsError } from "../src/workspace/fs-api.js";
+import { compileMesaignore, DEFAULT_MESAIGNORE } from "../src/workspace/mesaignore.js";
+import { RepoOverlay } from "../src/workspace/overlay.js";
+import type { RepoSnapshot } from "../src/workspace/snapshot.js";
 
 const blobs = new Map<string, Buffer>();
 function blob(text: string): string {

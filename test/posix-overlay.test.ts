@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { type ContentProvider, SnapshotFileSystem } from "../src/fuse/core.js";
-import { FsError, type Stat } from "../src/fuse/filesystem.js";
-import { RepoOverlay } from "../src/fuse/overlay.js";
-import type { RepoSnapshot } from "../src/fuse/snapshot.js";
 import { WritableFileSystem } from "../src/fuse/writable.js";
 import { hashObject } from "../src/vcs/objects.js";
+import { FsError, type Stat } from "../src/workspace/fs-api.js";
+import { RepoOverlay } from "../src/workspace/overlay.js";
+import type { RepoSnapshot } from "../src/workspace/snapshot.js";
 
 const OWNER = { uid: 1000, gid: 1000 };
 const COMMIT_TIME = 1_700_000_000_000;

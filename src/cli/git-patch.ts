@@ -3,8 +3,9 @@
  * lines, `index` lines, `\ No newline at end of file` (symlink targets never end in one),
  * and three lines of context.
  */
-import { isText, lineDiff } from "../fuse/conflict.js";
+
 import type { Oid } from "../vcs/objects.js";
+import { isText, lineDiff } from "../workspace/conflict.js";
 
 export interface FileSide {
   mode: string;

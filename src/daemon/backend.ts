@@ -3,7 +3,7 @@
  * Git smart-HTTP client and the REST client; tests may implement it over anything real.
  */
 import type { RevSpec } from "../config/types.js";
-import type { RepoSnapshot, SnapshotEntry } from "../fuse/snapshot.js";
+import type { RepoSnapshot, SnapshotEntry } from "../workspace/snapshot.js";
 
 export interface ResolvedRevision {
   commitOid: string;

@@ -11,16 +11,16 @@ import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
 import { formatError, MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
-import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
+import { reposToMount } from "../workspace/loader.js";
+import { createRepoFileSystem, openRepo } from "../workspace/repos.js";
+import { listBlobs, type RepoSnapshot } from "../workspace/snapshot.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
-import { reposToMount } from "./loader.js";
 import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
 import { livePid, removePid, writePid } from "./pidfile.js";
-import { createRepoFileSystem, openRepo } from "./repos.js";
 import { createSession, type Session } from "./wiring.js";
 
 export interface DaemonOptions {

@@ -16,11 +16,11 @@ import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
 import { isMesaError, MesaError } from "../errors.js";
 import type { ContentProvider } from "../fuse/core.js";
-import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
 import { type FetchStats, GitRemote } from "../vcs/remote.js";
 import { RestClient, whoamiKeyId } from "../vcs/rest.js";
+import { listBlobs, type RepoSnapshot } from "../workspace/snapshot.js";
 import type { CommitTrees, RepoBackend, ResolvedRevision } from "./backend.js";
 import { type MintedCredential, SessionToken } from "./session-token.js";
 

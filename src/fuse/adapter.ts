@@ -24,7 +24,7 @@ import {
   S_IFREG,
   type Stat,
   wantsWrite,
-} from "./filesystem.js";
+} from "../workspace/fs-api.js";
 import {
   ATTR_FIELDS,
   type Binding,

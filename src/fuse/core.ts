@@ -15,9 +15,15 @@ import {
   type Stat,
   type StatFs,
   wantsWrite,
-} from "./filesystem.js";
-import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
-import { changedPaths } from "./snapshot-diff.js";
+} from "../workspace/fs-api.js";
+import {
+  type EntryKind,
+  entryIndex,
+  entryKind,
+  type RepoSnapshot,
+  type SnapshotEntry,
+} from "../workspace/snapshot.js";
+import { changedPaths } from "../workspace/snapshot-diff.js";
 
 export interface PrefetchFile {
   oid: string;

@@ -5,7 +5,6 @@
  * POSIX semantics and errnos live here; persisting lives in the daemon's persister.
  */
 import { type FileHandle, open, statfs, utimes } from "node:fs/promises";
-import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 import {
   type Caller,
   type ChangeListener,
@@ -21,8 +20,9 @@ import {
   type StatFs,
   type WriteOps,
   wantsWrite,
-} from "./filesystem.js";
-import { type AttrChange, attrsOf, type Node, parentOf, type RepoOverlay } from "./overlay.js";
+} from "../workspace/fs-api.js";
+import { type AttrChange, attrsOf, type Node, parentOf, type RepoOverlay } from "../workspace/overlay.js";
+import type { ContentProvider, SnapshotFileSystem } from "./core.js";
 
 const O_TRUNC = 0o1000;
 const NAME_MAX = 255;

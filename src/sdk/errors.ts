@@ -6,7 +6,7 @@
  */
 import { constants } from "node:os";
 import { isMesaError } from "../errors.js";
-import type { ErrnoName } from "../fuse/filesystem.js";
+import type { ErrnoName } from "../workspace/fs-api.js";
 
 /** Options the SDK cannot work with: an empty repo list, a ttl out of range, a bad mode, … */
 export class InvalidOptionsError extends Error {

@@ -6,7 +6,6 @@
  */
 import { rm } from "node:fs/promises";
 import { posix } from "node:path";
-import type { RepoFileSystem } from "../daemon/repos.js";
 import type { Session } from "../daemon/wiring.js";
 import { isMesaError } from "../errors.js";
 import {
@@ -18,7 +17,8 @@ import {
   S_IFMT,
   type Stat,
   type WriteOps,
-} from "../fuse/filesystem.js";
+} from "../workspace/fs-api.js";
+import type { RepoFileSystem } from "../workspace/repos.js";
 import { MesaBash, type MesaBashOptions } from "./bash.js";
 import type { Client } from "./client.js";
 import { MesaFsError } from "./errors.js";

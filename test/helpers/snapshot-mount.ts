@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { mountFileSystem } from "../../src/fuse/adapter.js";
 import { SnapshotFileSystem } from "../../src/fuse/core.js";
-import type { RepoSnapshot, SnapshotEntry } from "../../src/fuse/snapshot.js";
+import type { RepoSnapshot, SnapshotEntry } from "../../src/workspace/snapshot.js";
 
 function git(repo: string, args: string[]): Buffer {
   return execFileSync("git", ["-C", repo, ...args], { maxBuffer: 1 << 30 });

@@ -2,7 +2,7 @@
  * What changed between two root trees of one repo, as absolute mount paths: for the change
  * feeds (kernel cache invalidation, SDK subscribers).
  */
-import type { Change } from "./filesystem.js";
+import type { Change } from "./fs-api.js";
 import { entryKind, type SnapshotEntry } from "./snapshot.js";
 
 /**

@@ -11,11 +11,8 @@
 import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import type { Logger } from "pino";
+import type { RepoBackend } from "../daemon/backend.js";
 import { isMesaError, MesaError } from "../errors.js";
-import { conflictMarkers, isText } from "../fuse/conflict.js";
-import type { IgnoreMatcher } from "../fuse/mesaignore.js";
-import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "../fuse/overlay.js";
-import { entryKind, listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
 import {
   hashObject,
   newChangeId,
@@ -29,7 +26,10 @@ import {
 import type { PackObject } from "../vcs/pack-file.js";
 import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
-import type { RepoBackend } from "./backend.js";
+import { conflictMarkers, isText } from "./conflict.js";
+import type { IgnoreMatcher } from "./mesaignore.js";
+import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "./overlay.js";
+import { entryKind, listBlobs, type RepoSnapshot } from "./snapshot.js";
 
 /** What the writer needs from the server for one repo. */
 export interface WriterRemote {

@@ -8,13 +8,9 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
+import type { Session } from "../daemon/wiring.js";
 import { MesaError } from "../errors.js";
 import type { SnapshotFileSystem } from "../fuse/core.js";
-import type { Change, ChangeListener } from "../fuse/filesystem.js";
-import { type IgnoreMatcher, loadMesaignore } from "../fuse/mesaignore.js";
-import { RepoOverlay } from "../fuse/overlay.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
-import { changedPaths } from "../fuse/snapshot-diff.js";
 import { WritableFileSystem } from "../fuse/writable.js";
 import {
   changeIdFromOid,
@@ -26,6 +22,11 @@ import {
   serializeCommit,
 } from "../vcs/objects.js";
 import { isFileBlob } from "../vcs/pack-file.js";
+import type { Change, ChangeListener } from "./fs-api.js";
+import { type IgnoreMatcher, loadMesaignore } from "./mesaignore.js";
+import { RepoOverlay } from "./overlay.js";
+import type { RepoSnapshot } from "./snapshot.js";
+import { changedPaths } from "./snapshot-diff.js";
 import {
   author,
   DEFAULT_WRITER_OPTIONS,
@@ -33,8 +34,7 @@ import {
   snapshotAt,
   type WriterRemote,
   type WriterStatus,
-} from "./persister.js";
-import type { Session } from "./wiring.js";
+} from "./writer.js";
 
 /** What `checkout` makes the working change: a new one on top of something, or an existing one. */
 export type CheckoutTarget =

@@ -4,8 +4,8 @@
  * filesystem never waits on the network for metadata (SPEC §8).
  */
 import type { Config, RepoConfig } from "../config/types.js";
-import { listBlobs, type RepoSnapshot } from "../fuse/snapshot.js";
-import type { RepoBackend } from "./backend.js";
+import type { RepoBackend } from "../daemon/backend.js";
+import { listBlobs, type RepoSnapshot } from "./snapshot.js";
 
 export async function loadSnapshot(
   backend: RepoBackend,

@@ -5,11 +5,11 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/types.js";
+import type { Session } from "../daemon/wiring.js";
 import { SnapshotFileSystem } from "../fuse/core.js";
-import type { RepoSnapshot } from "../fuse/snapshot.js";
 import { loadSnapshot } from "./loader.js";
-import type { Session } from "./wiring.js";
-import { WriteManager } from "./writes.js";
+import { WriteManager } from "./manager.js";
+import type { RepoSnapshot } from "./snapshot.js";
 
 export interface RepoFileSystem {
   core: SnapshotFileSystem;

@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { type ContentProvider, SnapshotFileSystem } from "../src/fuse/core.js";
-import { WritableFileSystem } from "../src/fuse/writable.js";
 import { hashObject } from "../src/vcs/objects.js";
 import { conflictMarkers } from "../src/workspace/conflict.js";
+import type { ContentProvider } from "../src/workspace/content.js";
+import { WorkspaceFileSystem } from "../src/workspace/filesystem.js";
 import { FsError } from "../src/workspace/fs-api.js";
 import { compileMesaignore, DEFAULT_MESAIGNORE } from "../src/workspace/mesaignore.js";
 import { RepoOverlay } from "../src/workspace/overlay.js";
@@ -68,15 +68,20 @@ const content: ContentProvider = {
 };
 
 async function setup(dir: string, snap = snapshot()) {
-  const core = new SnapshotFileSystem(content, { uid: 1, gid: 1, readTimeoutMs: 1000, prefetchDepth: 0 });
-  core.setRepo(snap);
+  const fs = new WorkspaceFileSystem(content, {
+    uid: 1,
+    gid: 1,
+    dataDir: dir,
+    readTimeoutMs: 1000,
+    prefetchDepth: 0,
+  });
+  fs.setRepo(snap);
   const overlay = await RepoOverlay.open(join(dir, "ov"), snap);
-  const fs = new WritableFileSystem(core, content, { uid: 1, gid: 1, dataDir: dir });
   fs.attach("o", "r", { overlay, persistNow: async () => undefined });
   return { fs, overlay, w: fs.writes };
 }
 
-async function readAll(fs: WritableFileSystem, path: string): Promise<string> {
+async function readAll(fs: WorkspaceFileSystem, path: string): Promise<string> {
   const fh = await fs.open(path, 0);
   try {
     return (await fs.read(path, fh, 1 << 20, 0)).toString();

@@ -10,9 +10,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { type ContentProvider, SnapshotFileSystem } from "../src/fuse/core.js";
-import { WritableFileSystem } from "../src/fuse/writable.js";
 import { hashObject } from "../src/vcs/objects.js";
+import type { ContentProvider } from "../src/workspace/content.js";
+import { WorkspaceFileSystem } from "../src/workspace/filesystem.js";
 import { FsError, type Stat } from "../src/workspace/fs-api.js";
 import { RepoOverlay } from "../src/workspace/overlay.js";
 import type { RepoSnapshot } from "../src/workspace/snapshot.js";
@@ -77,12 +77,16 @@ const content: ContentProvider = {
 };
 
 async function setup(dir: string) {
-  const core = new SnapshotFileSystem(content, { ...OWNER, readTimeoutMs: 1000, prefetchDepth: 0 });
-  core.setRepo(snapshot());
-  core.setRepo(snapshot("o", "r2"));
+  const fs = new WorkspaceFileSystem(content, {
+    ...OWNER,
+    dataDir: dir,
+    readTimeoutMs: 1000,
+    prefetchDepth: 0,
+  });
+  fs.setRepo(snapshot());
+  fs.setRepo(snapshot("o", "r2"));
   const overlay = await RepoOverlay.open(join(dir, "ov"), snapshot());
   const other = await RepoOverlay.open(join(dir, "ov2"), snapshot("o", "r2"));
-  const fs = new WritableFileSystem(core, content, { ...OWNER, dataDir: dir });
   fs.attach("o", "r", { overlay, persistNow: async () => undefined });
   fs.attach("o", "r2", { overlay: other, persistNow: async () => undefined });
   return { fs, overlay, w: fs.writes };
@@ -160,9 +164,13 @@ test("committed bytes are shown as committed: no .gitattributes eol conversion, 
   };
   snap.sizes = new Map([...blobs].map(([o, b]) => [o, b.length]));
   const dir = tempDir(t);
-  const core = new SnapshotFileSystem(content, { ...OWNER, readTimeoutMs: 1000, prefetchDepth: 0 });
-  core.setRepo(snap);
-  const fs = new WritableFileSystem(core, content, { ...OWNER, dataDir: dir });
+  const fs = new WorkspaceFileSystem(content, {
+    ...OWNER,
+    dataDir: dir,
+    readTimeoutMs: 1000,
+    prefetchDepth: 0,
+  });
+  fs.setRepo(snap);
   fs.attach("o", "r", {
     overlay: await RepoOverlay.open(join(dir, "ov"), snap),
     persistNow: async () => undefined,
@@ -212,7 +220,7 @@ test("chown sets owner and group; -1 keeps one; new entries belong to the caller
   assert.deepEqual(await ids(fs, "/o/r/e"), [OWNER.uid, OWNER.gid]);
 });
 
-async function ids(fs: WritableFileSystem, path: string): Promise<[number, number]> {
+async function ids(fs: WorkspaceFileSystem, path: string): Promise<[number, number]> {
   const s = await fs.getattr(path);
   return [s.uid, s.gid];
 }

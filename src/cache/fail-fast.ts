@@ -5,8 +5,9 @@
  * as a probe, and the first probe that succeeds ends the outage. Locally stored content is
  * always served.
  */
-import type { ContentProvider } from "../fuse/core.js";
+
 import { isRetryable } from "../vcs/errors.js";
+import type { ContentProvider } from "../workspace/content.js";
 
 const PROBE_INTERVAL_MS = 1000;
 

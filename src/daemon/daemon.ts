@@ -194,15 +194,10 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       throw new MesaError("CONFIG_INVALID", "no organization is configured", {
         hint: "set MESA_ORG and MESA_API_KEY, MESA_ORGS=org:key, or add [organizations.<org>] to config.toml",
       });
-    const { core: fs, writes } = createRepoFileSystem(config, session, log, orgs);
+    const rfs = createRepoFileSystem(config, session, log, orgs);
+    const { fs, writes } = rfs;
     const open = async (org: string, repo: string): Promise<RepoSnapshot> => {
-      const { snap, writeError } = await openRepo(
-        { core: fs, writes },
-        session as Session,
-        config,
-        org,
-        repo,
-      );
+      const { snap, writeError } = await openRepo(rfs, session as Session, config, org, repo);
       if (writeError) {
         errors.push(`${org}/${repo}: writes disabled: ${writeError.message}`);
         log.error({ org, repo, err: writeError.message }, "repo stays read-only");
@@ -255,7 +250,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     const nothing = loaded.every((s) => s === undefined);
     if (failures.length > 0 && (nothing || !config.daemon.allowPartial)) throw loadFailure(failures, nothing);
 
-    fuse = await mountFileSystem(mountPoint, writes.fs, {
+    fuse = await mountFileSystem(mountPoint, fs, {
       onUnexpectedError: (op, path, err) =>
         log.error({ op, path, err: (err as Error).message }, "filesystem error"),
     });

@@ -25,7 +25,7 @@ type Usable = (syscall: string, path: string) => void;
 /** The repo's name in this mount ("app" or "org/app"); EROFS-style errors name its path. */
 async function mountedRepo(parts: MountParts, repo: string): Promise<string> {
   const name = await parts.client.repoName(repo);
-  if (!parts.rfs.core.repos().some((s) => s.org === parts.org && s.repo === name))
+  if (!parts.rfs.fs.repos().some((s) => s.org === parts.org && s.repo === name))
     throw new InvalidOptionsError(`repo '${name}' is not mounted here`);
   return name;
 }
@@ -49,7 +49,7 @@ async function currentChangeId(parts: MountParts, name: string): Promise<string>
     const w = parts.rfs.writes.workingChange(parts.org, name);
     if (w.changeId) return w.changeId;
   }
-  const snap = parts.rfs.core.repos().find((s) => s.org === parts.org && s.repo === name);
+  const snap = parts.rfs.fs.repos().find((s) => s.org === parts.org && s.repo === name);
   const label = snap?.revision ?? "";
   const pinned = /^change-id:(.+)$/.exec(label)?.[1];
   if (pinned) return pinned;
@@ -109,7 +109,7 @@ export class FsChanges {
       throw new InvalidOptionsError("limit must be a positive whole number");
     const name = await mountedRepo(this.parts, repo);
     const current = await currentChangeId(this.parts, name);
-    const snap = this.parts.rfs.core.repos().find((s) => s.org === this.parts.org && s.repo === name);
+    const snap = this.parts.rfs.fs.repos().find((s) => s.org === this.parts.org && s.repo === name);
     const bookmark = /^bookmark:(.+)$/.exec(snap?.revision ?? "")?.[1];
     return this.parts.client.withRest(async (rest, org) => {
       const out: ChangeInfo[] = [];

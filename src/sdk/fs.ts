@@ -115,8 +115,8 @@ export class MesaFileSystem {
   constructor(private readonly parts: MountParts) {
     this.org = parts.org;
     this.expiresAt = parts.expiresAt;
-    this.fs = parts.rfs.writes.fs;
-    this.ops = parts.rfs.writes.fs.writes;
+    this.fs = parts.rfs.fs;
+    this.ops = parts.rfs.fs.writes;
     this.changes = new FsChanges(parts, (syscall, path) => this.usable(syscall, path));
     this.bookmarks = new FsBookmarks(parts, (syscall, path) => this.usable(syscall, path));
   }

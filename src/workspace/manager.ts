@@ -1,7 +1,7 @@
 /**
- * Makes the daemon's mount writable: the `WritableFileSystem` over the read-only core, and
- * one overlay + `RepoWriter` per writable repo. Read-only repos (config `read-only`, a
- * change-id pin, a read-scoped credential) stay with the core, which answers EROFS.
+ * Makes mounted repos writable: one overlay + `RepoWriter` per writable repo, attached to the
+ * workspace filesystem. Read-only repos (config `read-only`, a change-id pin, a read-scoped
+ * credential) keep showing their snapshot, and writes to them get EROFS.
  */
 
 import { join } from "node:path";
@@ -10,8 +10,6 @@ import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
 import type { Session } from "../daemon/wiring.js";
 import { MesaError } from "../errors.js";
-import type { SnapshotFileSystem } from "../fuse/core.js";
-import { WritableFileSystem } from "../fuse/writable.js";
 import {
   changeIdFromOid,
   hashObject,
@@ -22,6 +20,7 @@ import {
   serializeCommit,
 } from "../vcs/objects.js";
 import { isFileBlob } from "../vcs/pack-file.js";
+import type { WorkspaceFileSystem } from "./filesystem.js";
 import type { Change, ChangeListener } from "./fs-api.js";
 import { type IgnoreMatcher, loadMesaignore } from "./mesaignore.js";
 import { RepoOverlay } from "./overlay.js";
@@ -47,7 +46,6 @@ const CHANGE_REF = "refs/mesa/changes/";
 const STOP_FLUSH_MS = 20_000;
 
 export class WriteManager {
-  readonly fs: WritableFileSystem;
   private readonly writers = new Map<string, RepoWriter>();
   private readonly ignored: IgnoreMatcher;
   private readonly readOnly = new Map<string, string>();
@@ -58,15 +56,9 @@ export class WriteManager {
   constructor(
     private readonly config: Config,
     private readonly session: Session,
-    private readonly core: SnapshotFileSystem,
+    private readonly fs: WorkspaceFileSystem,
     private readonly log: Logger,
   ) {
-    this.fs = new WritableFileSystem(core, session.content, {
-      uid: config.uid,
-      gid: config.gid,
-      dataDir: config.dataDir,
-      readTimeoutMs: session.readTimeoutMs,
-    });
     this.ignored = loadMesaignore(config.mesaignorePath);
   }
 
@@ -141,7 +133,7 @@ export class WriteManager {
       this.log,
       { ...DEFAULT_WRITER_OPTIONS, pollIntervalMs: this.config.daemon.pollIntervalMs },
       (s) => {
-        this.core.setRepo({ ...s, revision: snap.revision, readOnly: false });
+        this.fs.baseMoved(org, repo);
         const before = this.shown.get(key) ?? s.rootTree;
         this.shown.set(key, s.rootTree);
         this.emit(
@@ -245,7 +237,7 @@ export class WriteManager {
       if (!oid) throw new MesaError("NOT_FOUND", `${what} not found in ${org}/${repo}`);
       return oid;
     };
-    const label = this.core.repos().find((s) => s.org === org && s.repo === repo)?.revision ?? "";
+    const label = this.fs.repos().find((s) => s.org === org && s.repo === repo)?.revision ?? "";
     if (target.new) {
       const parent =
         target.bookmark !== undefined

@@ -12,21 +12,18 @@ import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:f
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { hashBlobFile } from "../vcs/pack-file.js";
-import { type EntryKind, entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
-
-/**
- * POSIX metadata kept for the session and never pushed. Optional: journals written before it
- * existed lack it, and then the defaults apply (the mount's owner, ctime and atime = mtime).
- */
-export interface Attrs {
-  uid?: number;
-  gid?: number;
-  atime?: number;
-  ctime?: number;
-}
-
-/** A fifo ("p") or a unix socket ("s"). */
-export type SpecialType = "p" | "s";
+import { BaseLayer } from "./base-layer.js";
+import {
+  type Attrs,
+  attrsOf,
+  baseName,
+  type Lookup,
+  type Node,
+  parentOf,
+  type RepoView,
+  type SpecialType,
+} from "./node.js";
+import { entryIndex, entryKind, type RepoSnapshot, type SnapshotEntry } from "./snapshot.js";
 
 /** A path's state in the overlay; it hides whatever the base has at that path. */
 export type OverlayEntry =
@@ -43,12 +40,6 @@ export type OverlayEntry =
   /** Deleted (whiteout). */
   | { k: "x" };
 
-export type Node =
-  | ({ type: "dir"; tree?: string; perm: number; mtime: number } & Attrs)
-  | ({ type: "file"; perm: number; size: number; mtime: number; content?: string; blob?: string } & Attrs)
-  | ({ type: "symlink"; target: string; mtime: number } & Attrs)
-  | ({ type: "special"; t: SpecialType; perm: number; mtime: number } & Attrs);
-
 /** A metadata-only change (chmod, chown, utimens, a directory's entries changing). */
 export type AttrChange = Attrs & { perm?: number; mtime?: number };
 
@@ -56,17 +47,6 @@ export type AttrChange = Attrs & { perm?: number; mtime?: number };
 export function isLocalOnly(e: OverlayEntry): boolean {
   return e.k === "n";
 }
-
-export function attrsOf(x: Attrs): Attrs {
-  const out: Attrs = {};
-  if (x.uid !== undefined) out.uid = x.uid;
-  if (x.gid !== undefined) out.gid = x.gid;
-  if (x.atime !== undefined) out.atime = x.atime;
-  if (x.ctime !== undefined) out.ctime = x.ctime;
-  return out;
-}
-
-export type Lookup = Node | "ENOENT" | "ENOTDIR";
 
 export interface OverlayMeta {
   [key: string]: unknown;
@@ -83,20 +63,11 @@ type JournalLine =
   | { op: "mv"; from: string; to: string }
   | { op: "meta"; m: OverlayMeta };
 
-export function parentOf(rel: string): string {
-  const i = rel.lastIndexOf("/");
-  return i < 0 ? "" : rel.slice(0, i);
-}
-
-export function baseName(rel: string): string {
-  return rel.slice(rel.lastIndexOf("/") + 1);
-}
-
 function under(rel: string, dir: string): boolean {
   return dir === "" ? rel !== "" : rel.startsWith(`${dir}/`);
 }
 
-export class RepoOverlay {
+export class RepoOverlay implements RepoView {
   private entries = new Map<string, OverlayEntry>();
   /** Overlay entries by parent directory, for listings and subtree moves. */
   private kids = new Map<string, Set<string>>();
@@ -110,19 +81,21 @@ export class RepoOverlay {
   /** Seq of the last change per path (rebase keeps paths changed while it computed). */
   private pathSeq = new Map<string, number>();
   meta: OverlayMeta = {};
-  /** Base trees from every snapshot seen, so renamed directories of older bases resolve. */
-  private readonly trees = new Map<string, SnapshotEntry[]>();
-  private readonly blobSizes = new Map<string, number>();
-  private readonly symlinkTargets = new Map<string, string>();
+  /** The committed layer below (it keeps the trees of earlier bases too). */
+  readonly layer: BaseLayer;
   onChange?: () => void;
   /** After a rebase: the repo-relative paths whose view may have changed. */
   onRebased?: (paths: string[]) => void;
 
   private constructor(
     readonly dir: string,
-    public base: RepoSnapshot,
+    base: RepoSnapshot,
   ) {
-    this.absorb(base);
+    this.layer = new BaseLayer(base);
+  }
+
+  get base(): RepoSnapshot {
+    return this.layer.base;
   }
 
   /** Opens (replaying checkpoint and journal) or creates the overlay in `dir`. */
@@ -133,15 +106,8 @@ export class RepoOverlay {
     return o;
   }
 
-  private absorb(snap: RepoSnapshot): void {
-    for (const [k, v] of snap.trees) this.trees.set(k, v);
-    for (const [k, v] of snap.sizes) this.blobSizes.set(k, v);
-    for (const [k, v] of snap.symlinks) this.symlinkTargets.set(k, v);
-  }
-
-  /** A base blob's size; undefined until known (sizes load lazily without object-info). */
   blobSize(oid: string): number | undefined {
-    return this.blobSizes.get(oid) ?? this.base.sizes.get(oid);
+    return this.layer.blobSize(oid);
   }
 
   contentPath(id: string): string {
@@ -429,27 +395,6 @@ export class RepoOverlay {
     }
   }
 
-  private fromBase(be: SnapshotEntry): Node | undefined {
-    const kind: EntryKind = entryKind(be.mode);
-    const mtime = this.base.commitTime.getTime();
-    switch (kind) {
-      case "dir":
-        return { type: "dir", tree: be.oid, perm: 0o755, mtime };
-      case "submodule":
-        return { type: "dir", perm: 0o755, mtime };
-      case "symlink":
-        return { type: "symlink", target: this.symlinkTargets.get(be.oid) ?? "", mtime };
-      default:
-        return {
-          type: "file",
-          perm: kind === "exec" ? 0o755 : 0o644,
-          size: this.blobSize(be.oid) ?? 0,
-          mtime,
-          blob: be.oid,
-        };
-    }
-  }
-
   /** The effective node at repo-relative `rel` ("" = the repo root). */
   lookup(rel: string): Lookup {
     const e = this.entries.get(rel);
@@ -465,33 +410,28 @@ export class RepoOverlay {
 
   /** The node at `rel` as the layers below `rel`'s own entry give it. */
   private lower(rel: string): Lookup {
-    if (rel === "")
-      return { type: "dir", tree: this.base.rootTree, perm: 0o755, mtime: this.base.commitTime.getTime() };
+    if (rel === "") return this.layer.root();
     const parent = this.lookup(parentOf(rel));
     if (typeof parent === "string") return parent;
     if (parent.type !== "dir") return "ENOTDIR";
-    if (!parent.tree) return "ENOENT";
-    const entries = this.trees.get(parent.tree);
-    if (!entries) return "ENOENT";
-    const be = entryIndex(entries).get(baseName(rel));
-    return (be && this.fromBase(be)) ?? "ENOENT";
+    return this.layer.child(parent.tree, baseName(rel)) ?? "ENOENT";
   }
 
   /** Names in directory `rel` (which must be a directory). */
   list(rel: string, dir: Node & { type: "dir" }): string[] {
     const names = new Set<string>();
-    if (dir.tree) for (const e of this.trees.get(dir.tree) ?? []) names.add(e.name);
+    for (const name of this.layer.names(dir.tree)) names.add(name);
     for (const n of this.kids.get(rel) ?? []) names.add(n);
     return [...names].filter((n) => typeof this.lookup(rel === "" ? n : `${rel}/${n}`) !== "string");
   }
 
   /** Subdirectories of directory `rel` (for its link count). */
   subdirCount(rel: string, dir: Node & { type: "dir" }): number {
-    let n = dir.tree ? this.treeSubdirs(dir.tree) : 0;
+    let n = dir.tree ? this.layer.treeSubdirs(dir.tree) : 0;
     const kids = this.kids.get(rel);
     if (!kids || kids.size === 0) return n;
     // The base's count, corrected for the names the overlay holds (cheap: no lookups).
-    const base = dir.tree ? entryIndex(this.trees.get(dir.tree) ?? []) : undefined;
+    const base = dir.tree ? entryIndex(this.layer.tree(dir.tree) ?? []) : undefined;
     for (const name of kids) {
       const be = base?.get(name);
       const kind = be && entryKind(be.mode);
@@ -499,21 +439,6 @@ export class RepoOverlay {
       const e = this.entries.get(rel === "" ? name : `${rel}/${name}`);
       const isDir = e === undefined ? wasDir : e.k === "d";
       n += (isDir ? 1 : 0) - (wasDir ? 1 : 0);
-    }
-    return n;
-  }
-
-  private readonly subdirsOfTree = new Map<string, number>();
-
-  private treeSubdirs(oid: string): number {
-    let n = this.subdirsOfTree.get(oid);
-    if (n === undefined) {
-      n = 0;
-      for (const e of this.trees.get(oid) ?? []) {
-        const kind = entryKind(e.mode);
-        if (kind === "dir" || kind === "submodule") n++;
-      }
-      this.subdirsOfTree.set(oid, n);
     }
     return n;
   }
@@ -627,8 +552,7 @@ export class RepoOverlay {
     // Paths the overlay showed before or shows after may look different now (rebased content,
     // conflict markers); what changed in the base itself is announced by whoever shows the base.
     const touched = new Set([...this.entries.keys(), ...entries.map(([p]) => p)]);
-    this.base = base;
-    this.absorb(base);
+    this.layer.moveTo(base);
     this.entries = new Map();
     this.kids = new Map();
     this.pathSeq = new Map();
@@ -642,11 +566,11 @@ export class RepoOverlay {
 
   /** Trees known to the overlay (for building a new tree from the base). */
   tree(oid: string): SnapshotEntry[] | undefined {
-    return this.trees.get(oid);
+    return this.layer.tree(oid);
   }
 
   addTrees(trees: Map<string, SnapshotEntry[]>): void {
-    for (const [k, v] of trees) this.trees.set(k, v);
+    this.layer.addTrees(trees);
   }
 
   isUnder(rel: string, dir: string): boolean {

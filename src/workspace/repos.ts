@@ -1,19 +1,20 @@
 /**
  * A session's filesystem over its repos, built the same way for the daemon (behind FUSE) and
- * the SDK (in-process): the read-only core, the writable layer with one overlay and writer per
- * writable repo, and loading a repo into both. Nothing here knows about FUSE.
+ * the SDK (in-process): the workspace filesystem, the manager of one overlay and writer per
+ * writable repo, and loading a repo into them. Nothing here knows about FUSE.
  */
 import type { Logger } from "pino";
 import type { Config } from "../config/types.js";
 import type { Session } from "../daemon/wiring.js";
-import { SnapshotFileSystem } from "../fuse/core.js";
+import { WorkspaceFileSystem } from "./filesystem.js";
 import { loadSnapshot } from "./loader.js";
 import { WriteManager } from "./manager.js";
 import type { RepoSnapshot } from "./snapshot.js";
 
 export interface RepoFileSystem {
-  core: SnapshotFileSystem;
-  /** `writes.fs` is the filesystem to serve; `writes` also runs the working changes. */
+  /** The filesystem to serve (FUSE) or call (SDK). */
+  fs: WorkspaceFileSystem;
+  /** The working changes of the writable repos. */
   writes: WriteManager;
 }
 
@@ -23,15 +24,16 @@ export function createRepoFileSystem(
   log: Logger,
   orgs: string[],
 ): RepoFileSystem {
-  const core = new SnapshotFileSystem(session.content, {
+  const fs = new WorkspaceFileSystem(session.content, {
     uid: config.uid,
     gid: config.gid,
+    dataDir: config.dataDir,
     readTimeoutMs: session.readTimeoutMs,
     prefetchDepth: config.prefetch.enabled ? config.prefetch.maxDepth : 0,
     log,
   });
-  core.setOrgs(orgs);
-  return { core, writes: new WriteManager(config, session, core, log) };
+  fs.setOrgs(orgs);
+  return { fs, writes: new WriteManager(config, session, fs, log) };
 }
 
 /**
@@ -47,8 +49,8 @@ export async function openRepo(
 ): Promise<{ snap: RepoSnapshot; writeError?: Error }> {
   const repoConfig = config.organizations[org]?.repos[repo];
   const snap = await loadSnapshot(session.backend, org, repo, repoConfig);
-  rfs.core.setOrgs([org]);
-  rfs.core.setRepo(snap);
+  rfs.fs.setOrgs([org]);
+  rfs.fs.setRepo(snap);
   try {
     await rfs.writes.attach(snap, repoConfig);
   } catch (err) {

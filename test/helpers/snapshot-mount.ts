@@ -1,12 +1,12 @@
 /**
  * Test fixture process: mounts one snapshot built from a local Git repo with the real `git`
- * CLI (no server), so the FUSE adapter and filesystem core are tested on their own.
+ * CLI (no server), so the FUSE adapter and workspace filesystem are tested on their own.
  * Usage: node snapshot-mount.js <repoDir> <mountPoint> <org> <repo>; prints "ready" then
  * serves until SIGTERM. It runs as its own process: the test never touches a mount it serves.
  */
 import { execFileSync } from "node:child_process";
 import { mountFileSystem } from "../../src/fuse/adapter.js";
-import { SnapshotFileSystem } from "../../src/fuse/core.js";
+import { WorkspaceFileSystem } from "../../src/workspace/filesystem.js";
 import type { RepoSnapshot, SnapshotEntry } from "../../src/workspace/snapshot.js";
 
 function git(repo: string, args: string[]): Buffer {
@@ -60,7 +60,7 @@ export function snapshotFromGit(repoDir: string, org: string, repo: string): Rep
 async function main(): Promise<void> {
   const [repoDir, mountPoint, org, repo] = process.argv.slice(2);
   const snap = snapshotFromGit(repoDir, org, repo);
-  const fs = new SnapshotFileSystem(
+  const fs = new WorkspaceFileSystem(
     {
       read: async (_s, oid, offset, length) =>
         git(repoDir, ["cat-file", "blob", oid]).subarray(offset, offset + length),

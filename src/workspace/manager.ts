@@ -22,6 +22,7 @@ import {
   serializeCommit,
 } from "../vcs/objects.js";
 import { isFileBlob } from "../vcs/pack-file.js";
+import { refOid } from "../vcs/refs.js";
 import type { Change, ChangeListener } from "./fs-api.js";
 import { type IgnoreMatcher, loadMesaignore } from "./mesaignore.js";
 import { RepoOverlay } from "./overlay.js";
@@ -95,11 +96,7 @@ export class WriteManager {
     const backend = this.session.backend;
     const key = `${org}/${repo}`;
     return {
-      refOid: async (ref) => {
-        const git = await this.session.gitRemote(org, repo);
-        const { refs } = await git.lsRefs({ prefixes: [ref] });
-        return refs.find((r) => r.name === ref)?.oid ?? null;
-      },
+      refOid: async (ref) => refOid(await this.session.gitRemote(org, repo), ref),
       push: async (updates, objects, spoolDir) => {
         await (await this.session.gitRemote(org, repo)).push(updates, objects, { spoolDir });
         // What we pushed is already on screen: a later base with this tree is no news.

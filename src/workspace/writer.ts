@@ -24,6 +24,7 @@ import {
   type TreeMode,
 } from "../vcs/objects.js";
 import type { PackObject } from "../vcs/pack-file.js";
+import { bookmarkRef, changeRef, isBookmarkRef, labelBookmark } from "../vcs/refs.js";
 import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
 import { conflictMarkers, isText } from "./conflict.js";
@@ -248,21 +249,16 @@ export class RepoWriter {
         );
         this.onBase(snap);
       }
-      const wanted = /^bookmark:(.+)$/.exec(base.revision)?.[1];
-      if (
-        !branchedFrom &&
-        wanted &&
-        this.meta.ref.startsWith("refs/heads/") &&
-        this.meta.ref !== `refs/heads/${wanted}`
-      )
-        await this.switchRef(`refs/heads/${wanted}`, base);
+      const wanted = labelBookmark(base.revision);
+      if (!branchedFrom && wanted && isBookmarkRef(this.meta.ref) && this.meta.ref !== bookmarkRef(wanted))
+        await this.switchRef(bookmarkRef(wanted), base);
     } else if (branchedFrom) {
       await this.fork(branchedFrom);
     } else {
-      const m = /^bookmark:(.+)$/.exec(base.revision);
-      if (!m)
+      const bookmark = labelBookmark(base.revision);
+      if (!bookmark)
         throw new MesaError("INVALID_ARGUMENT", `${this.org}/${this.repo} is not mounted on a bookmark`);
-      this.overlay.setMeta({ ref: `refs/heads/${m[1]}`, base: base.commitOid, known: base.commitOid });
+      this.overlay.setMeta({ ref: bookmarkRef(bookmark), base: base.commitOid, known: base.commitOid });
     }
     this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs);
     this.pollTimer.unref();
@@ -294,12 +290,12 @@ export class RepoWriter {
   private async fork(from: { bookmark: string; as?: string }): Promise<void> {
     const label = `bookmark:${from.as ?? from.bookmark}`;
     if (from.as) {
-      const existing = await this.remote.refOid(`refs/heads/${from.as}`);
+      const existing = await this.remote.refOid(bookmarkRef(from.as));
       if (existing) {
         // A previous session already forked it: follow it.
         const snap = await this.remote.snapshotAt(existing, label);
         await this.overlay.rebase(snap, [], {
-          ref: `refs/heads/${from.as}`,
+          ref: bookmarkRef(from.as),
           base: existing,
           known: existing,
         });
@@ -307,7 +303,7 @@ export class RepoWriter {
         return;
       }
     }
-    const start = await this.remote.refOid(`refs/heads/${from.bookmark}`);
+    const start = await this.remote.refOid(bookmarkRef(from.bookmark));
     if (!start)
       throw new MesaError(
         "NOT_FOUND",
@@ -325,7 +321,7 @@ export class RepoWriter {
       message: "",
     });
     const oid = hashObject("commit", data);
-    const ref = from.as ? `refs/heads/${from.as}` : `refs/mesa/changes/${id}`;
+    const ref = from.as ? bookmarkRef(from.as) : changeRef(id);
     await this.remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
     this.log.info(
       { org: this.org, repo: this.repo, ref, change: id, from: from.bookmark },

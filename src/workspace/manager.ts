@@ -24,6 +24,7 @@ import {
 import { isFileBlob } from "../vcs/pack-file.js";
 import { refOid } from "../vcs/refs.js";
 import type { Change, ChangeListener } from "./fs-api.js";
+import { snapshotAt } from "./loader.js";
 import { type IgnoreMatcher, loadMesaignore } from "./mesaignore.js";
 import { RepoOverlay } from "./overlay.js";
 import type { RepoSnapshot } from "./snapshot.js";
@@ -32,7 +33,6 @@ import {
   author,
   DEFAULT_WRITER_OPTIONS,
   RepoWriter,
-  snapshotAt,
   type WriterRemote,
   type WriterStatus,
 } from "./writer.js";

@@ -11,7 +11,6 @@
 import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import type { Logger } from "pino";
-import type { RepoBackend } from "../daemon/backend.js";
 import { isMesaError, MesaError } from "../errors.js";
 import {
   hashObject,
@@ -30,7 +29,7 @@ import { buildTree, type TreeChange } from "../vcs/tree-build.js";
 import { conflictMarkers, isText } from "./conflict.js";
 import type { IgnoreMatcher } from "./mesaignore.js";
 import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "./overlay.js";
-import { entryKind, listBlobs, type RepoSnapshot } from "./snapshot.js";
+import { entryKind, type RepoSnapshot } from "./snapshot.js";
 
 /** What the writer needs from the server for one repo. */
 export interface WriterRemote {
@@ -84,36 +83,6 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
 };
 
 type State = { kind: string; oid: string } | undefined;
-
-/** The snapshot of any commit: trees, blob sizes and symlink targets (as the loader does). */
-export async function snapshotAt(
-  backend: RepoBackend,
-  org: string,
-  repo: string,
-  commit: Oid,
-  label: string,
-): Promise<RepoSnapshot> {
-  const { commitTime, rootTree, trees } = await backend.commitTrees(org, repo, commit);
-  const blobs = listBlobs({ trees, rootTree });
-  const sizes =
-    blobs.size > 0 ? await backend.objectSizes(org, repo, [...blobs.keys()]) : new Map<string, number>();
-  const links = [...blobs].filter(([, k]) => k === "symlink").map(([o]) => o);
-  const symlinks = new Map<string, string>();
-  if (links.length > 0)
-    for (const [o, b] of await backend.fetchBlobs(org, repo, links)) symlinks.set(o, b.toString("utf8"));
-  return {
-    org,
-    repo,
-    revision: label,
-    commitOid: commit,
-    commitTime,
-    rootTree,
-    trees,
-    sizes,
-    symlinks,
-    readOnly: false,
-  };
-}
 
 function stateAt(snap: RepoSnapshot, rel: string): State {
   let tree = snap.rootTree;

@@ -8,7 +8,6 @@
  * Every push builds P's tree + the overlay and commits it with parent P and W's change id,
  * so later pushes amend W. Design notes: docs/writing.md.
  */
-import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import type { Logger } from "pino";
 import { isMesaError, MesaError } from "../errors.js";
@@ -26,9 +25,9 @@ import type { PackObject } from "../vcs/pack-file.js";
 import { bookmarkRef, changeRef, isBookmarkRef, labelBookmark } from "../vcs/refs.js";
 import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
-import { conflictMarkers, isText } from "./conflict.js";
 import type { IgnoreMatcher } from "./mesaignore.js";
-import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "./overlay.js";
+import type { OverlayEntry, RepoOverlay } from "./overlay.js";
+import { entriesAfterSeal, entriesOntoBookmark, entriesOntoCheckout, entriesOntoCommit } from "./rebase.js";
 import { entryKind, type RepoSnapshot } from "./snapshot.js";
 
 /** What the writer needs from the server for one repo. */
@@ -81,62 +80,6 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
   maxDelayMs: 3000,
   pollIntervalMs: 1000,
 };
-
-type State = { kind: string; oid: string } | undefined;
-
-function stateAt(snap: RepoSnapshot, rel: string): State {
-  let tree = snap.rootTree;
-  const parts = rel.split("/");
-  for (let i = 0; i < parts.length; i++) {
-    const e = snap.trees.get(tree)?.find((x) => x.name === parts[i]);
-    if (!e) return undefined;
-    const kind = entryKind(e.mode);
-    if (i === parts.length - 1) return { kind, oid: e.oid };
-    if (kind !== "dir") return undefined;
-    tree = e.oid;
-  }
-  return undefined;
-}
-
-/**
- * A directory entry moved onto a new base: where the base has a directory at `p` its contents
- * show through and only the entry's metadata stays; elsewhere it stays a local (empty) directory.
- */
-function directoryOn(snap: RepoSnapshot, p: string, e: OverlayEntry & { k: "d" }): OverlayEntry {
-  const { tree: _tree, inherit: _inherit, ...rest } = e;
-  return stateAt(snap, p)?.kind === "dir" ? { ...rest, inherit: true } : rest;
-}
-
-/**
- * What stays of a file entry once a new base has that path as a file with the same executable
- * bit: its mode bits and owner, and its times when the bytes are still `localOid`'s, as a
- * reference to the base's blob (which pushes nothing). Undefined when nothing is left to keep.
- */
-function fileMetadataOn(
-  snap: RepoSnapshot,
-  p: string,
-  e: OverlayEntry,
-  localOid: string | undefined,
-): OverlayEntry | undefined {
-  const s = stateAt(snap, p);
-  if (e.k !== "f" || (s?.kind !== "file" && s?.kind !== "exec")) return undefined;
-  if ((s.kind === "exec") !== ((e.perm & 0o100) !== 0)) return undefined;
-  const owner = { ...(e.uid !== undefined && { uid: e.uid }), ...(e.gid !== undefined && { gid: e.gid }) };
-  const usual = e.perm === (s.kind === "exec" ? 0o755 : 0o644) && Object.keys(owner).length === 0;
-  if (s.oid !== localOid) {
-    if (usual) return undefined;
-    return { k: "f", blob: s.oid, perm: e.perm, mtime: snap.commitTime.getTime(), ...owner };
-  }
-  const times = {
-    ...(e.atime !== undefined && { atime: e.atime }),
-    ...(e.ctime !== undefined && { ctime: e.ctime }),
-  };
-  return { k: "f", blob: s.oid, perm: e.perm, mtime: e.mtime, ...owner, ...times };
-}
-
-function same(a: State, b: State): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.kind === b.kind && a.oid === b.oid);
-}
 
 function treeMode(mode: string | number): TreeMode {
   switch (entryKind(mode)) {
@@ -241,13 +184,7 @@ export class RepoWriter {
   private async switchRef(ref: string, snap: RepoSnapshot): Promise<void> {
     const old = this.meta.ref;
     await this.enqueue(() => this.persist());
-    const keep: Array<[string, OverlayEntry]> = [];
-    for (const p of this.overlay.paths()) {
-      const e = this.overlay.entry(p) as OverlayEntry;
-      if (p === "") continue;
-      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) keep.push([p, e]);
-      else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
-    }
+    const keep = entriesOntoBookmark(this.overlay, this.ignored, snap);
     await this.overlay.rebase(snap, keep, { ref, base: snap.commitOid, known: snap.commitOid });
     this.onBase(snap);
     this.log.info(
@@ -545,29 +482,6 @@ export class RepoWriter {
     await this.rebaseOnto(cur);
   }
 
-  private async localState(e: OverlayEntry): Promise<State> {
-    switch (e.k) {
-      case "x":
-      case "n":
-        return undefined;
-      case "d":
-        return { kind: "dir", oid: e.tree ?? "" };
-      case "l":
-        return { kind: "symlink", oid: hashObject("blob", Buffer.from(e.target, "utf8")) };
-      case "f": {
-        const kind = (e.perm & 0o100) !== 0 ? "exec" : "file";
-        const oid = e.c !== undefined ? (await this.overlay.contentOid(e.c)).oid : (e.blob as string);
-        return { kind, oid };
-      }
-    }
-  }
-
-  private async localBytes(e: OverlayEntry): Promise<Buffer> {
-    if (e.k !== "f") return Buffer.alloc(0);
-    if (e.c === undefined) return this.remote.blob(e.blob as string);
-    return readFile(this.overlay.contentPath(e.c));
-  }
-
   /**
    * Moves the overlay onto commit `x` (someone else's): paths unchanged locally since the last
    * known ref value take the server's version, paths changed only locally stay, paths changed
@@ -581,68 +495,9 @@ export class RepoWriter {
     const last = meta.known ?? base.commitOid;
     const snapL = last === base.commitOid ? base : await this.remote.snapshotAt(last, label);
     this.overlay.addTrees(snapX.trees);
-    const seq = this.overlay.seq;
-    const keep = new Map<string, OverlayEntry>();
-    const conflicts: string[] = [];
-    for (const p of this.overlay.paths()) {
-      const e = this.overlay.entry(p);
-      if (!e || p === "") continue;
-      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) {
-        keep.set(p, e);
-        continue;
-      }
-      const sb = stateAt(snapL, p);
-      const sr = stateAt(snapX, p);
-      if (e.k === "d") {
-        // Directories are containers: the new base's directory shows through (with our
-        // metadata); ours stays only where the new base has none and it was ours.
-        if (sr?.kind === "dir") keep.set(p, directoryOn(snapX, p, e));
-        else if (sb?.kind !== "dir" && !e.inherit) keep.set(p, e);
-        continue;
-      }
-      const sl = await this.localState(e);
-      if (same(sl, sb) || same(sl, sr)) {
-        // The server's version wins (or is ours already); local mode bits and owner stay.
-        const m = fileMetadataOn(snapX, p, e, sl?.oid);
-        if (m) keep.set(p, m);
-        continue;
-      }
-      if (same(sr, sb)) {
-        keep.set(p, e);
-        continue;
-      }
-      conflicts.push(p);
-      if (e.k === "f" && sr && (sr.kind === "file" || sr.kind === "exec")) {
-        const [bBytes, lBytes, rBytes] = await Promise.all([
-          sb && (sb.kind === "file" || sb.kind === "exec") ? this.remote.blob(sb.oid) : Buffer.alloc(0),
-          this.localBytes(e),
-          this.remote.blob(sr.oid),
-        ]);
-        if (isText(lBytes) && isText(rBytes) && isText(bBytes)) {
-          const id = await this.overlay.newContent(conflictMarkers(bBytes, lBytes, rBytes));
-          keep.set(p, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
-        } else {
-          // Binary: ours stays at the path, theirs beside it.
-          keep.set(p, e);
-          const id = await this.overlay.newContent(rBytes);
-          keep.set(`${p}.mesa-conflict-theirs`, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
-        }
-      } else keep.set(p, e);
-    }
-    // Writes that landed while this ran are kept as they are now.
-    for (const p of this.overlay.paths())
-      if (this.overlay.changedSince(p, seq)) keep.set(p, this.overlay.entry(p) as OverlayEntry);
-    // Every kept path needs directories above it in the new base.
-    for (const p of [...keep.keys()]) {
-      const parts = p.split("/");
-      for (let i = 1; i < parts.length; i++) {
-        const a = parts.slice(0, i).join("/");
-        const k = keep.get(a);
-        if (k?.k === "d") continue;
-        if (!k && stateAt(snapX, a)?.kind === "dir") continue;
-        keep.set(a, { k: "d", perm: 0o755, mtime: Date.now() });
-      }
-    }
+    const { keep, conflicts } = await entriesOntoCommit(this.overlay, this.ignored, snapL, snapX, (oid) =>
+      this.remote.blob(oid),
+    );
     const all = [...new Set([...(meta.conflicts ?? []), ...conflicts])];
     await this.overlay.rebase(snapX, [...keep], {
       ref: meta.ref,
@@ -676,19 +531,7 @@ export class RepoWriter {
       }
       const seq = this.pushedSeq;
       const snap = await this.remote.snapshotAt(meta.change.oid, this.overlay.base.revision);
-      const keep: Array<[string, OverlayEntry]> = [];
-      for (const p of this.overlay.paths()) {
-        const e = this.overlay.entry(p) as OverlayEntry;
-        if (p === "") continue;
-        if (this.ignored(p, e.k === "d") || isLocalOnly(e) || this.overlay.changedSince(p, seq))
-          keep.push([p, e]);
-        else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
-        else {
-          // Pushed as it is: the sealed commit has these bytes; the local metadata stays.
-          const m = fileMetadataOn(snap, p, e, stateAt(snap, p)?.oid);
-          if (m) keep.push([p, m]);
-        }
-      }
+      const keep = entriesAfterSeal(this.overlay, this.ignored, snap, seq);
       await this.overlay.rebase(snap, keep, {
         ref: meta.ref,
         base: meta.change.oid,
@@ -714,12 +557,7 @@ export class RepoWriter {
   async checkout(snap: RepoSnapshot, meta: WriterMeta): Promise<void> {
     await this.persistNow();
     await this.enqueue(async () => {
-      const keep: Array<[string, OverlayEntry]> = [];
-      for (const p of this.overlay.paths()) {
-        const e = this.overlay.entry(p) as OverlayEntry;
-        if (p !== "" && this.ignored(p, e.k === "d")) keep.push([p, e]);
-      }
-      await this.overlay.rebase(snap, keep, meta);
+      await this.overlay.rebase(snap, entriesOntoCheckout(this.overlay, this.ignored), meta);
       this.pushedSeq = this.overlay.seq;
       this.onBase(snap);
     });

@@ -1,7 +1,8 @@
 /**
  * The working change of one writable repo (SPEC §9): turns the overlay into commits and
- * pushes them with compare-and-swap, follows the bookmark when others move it (rebasing
- * pending edits, with conflict markers), and seals the change on `mesa new`.
+ * pushes them with compare-and-swap (debounced after writes), seals the change on `mesa new`
+ * and checks out others. Following the bookmark when others move it is `poller.ts`'s job;
+ * what stays of pending edits on a new base (conflict markers included) is `rebase.ts`'s.
  *
  * State kept in the overlay's journaled meta: the ref followed, the base commit P the overlay
  * is layered on, the ref value last seen, and the working change W (id, last pushed commit).
@@ -27,6 +28,7 @@ import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
 import type { IgnoreMatcher } from "./mesaignore.js";
 import type { OverlayEntry, RepoOverlay } from "./overlay.js";
+import { BookmarkPoller } from "./poller.js";
 import { entriesAfterSeal, entriesOntoBookmark, entriesOntoCheckout, entriesOntoCommit } from "./rebase.js";
 import { entryKind, type RepoSnapshot } from "./snapshot.js";
 
@@ -113,7 +115,7 @@ export class RepoWriter {
   private readonly sent = new Set<Oid>();
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
-  private pollTimer?: NodeJS.Timeout;
+  private readonly poller: BookmarkPoller;
   private firstDirty?: number;
   private failures = 0;
   private pushes = 0;
@@ -123,8 +125,6 @@ export class RepoWriter {
   private lastError?: string;
   private lastPushAt?: Date;
   private stopped = false;
-  private polling = false;
-  private pollFailing = false;
 
   constructor(
     readonly org: string,
@@ -138,6 +138,13 @@ export class RepoWriter {
     private readonly onBase: (snap: RepoSnapshot) => void,
   ) {
     overlay.onChange = () => this.touch();
+    this.poller = new BookmarkPoller(org, repo, overlay, remote, log, {
+      enqueue: (fn) => this.enqueue(fn),
+      moved: (to) => this.rebaseOnto(to),
+      deleted: (problem) => {
+        this.lastError = problem;
+      },
+    });
   }
 
   get meta(): WriterMeta {
@@ -172,8 +179,7 @@ export class RepoWriter {
         throw new MesaError("INVALID_ARGUMENT", `${this.org}/${this.repo} is not mounted on a bookmark`);
       this.overlay.setMeta({ ref: bookmarkRef(bookmark), base: base.commitOid, known: base.commitOid });
     }
-    this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs);
-    this.pollTimer.unref();
+    this.poller.start(this.opts.pollIntervalMs);
     if (this.overlay.seq > 0) this.touch();
   }
 
@@ -363,7 +369,7 @@ export class RepoWriter {
         }
         if (isMesaError(err, "CONFLICT") && attempt < 4) {
           this.log.info({ org: this.org, repo: this.repo }, "the bookmark moved while pushing; rebasing");
-          await this.sync();
+          await this.poller.sync();
           continue;
         }
         this.failures++;
@@ -427,59 +433,6 @@ export class RepoWriter {
       },
       "pushed the working change",
     );
-  }
-
-  /** One poll of the followed ref (skipped while a push or another poll runs). */
-  async poll(): Promise<void> {
-    if (this.polling || this.stopped) return;
-    this.polling = true;
-    try {
-      await this.enqueue(() => this.sync());
-      if (this.pollFailing)
-        this.log.info({ org: this.org, repo: this.repo }, "polling the bookmark works again");
-      this.pollFailing = false;
-    } catch (err) {
-      // One line per outage, not one per poll.
-      if (!this.pollFailing)
-        this.log.warn(
-          { org: this.org, repo: this.repo, err: (err as Error).message },
-          "polling the bookmark failed",
-        );
-      this.pollFailing = true;
-    } finally {
-      this.polling = false;
-    }
-  }
-
-  /** Follows the ref if someone else moved it. */
-  private async sync(): Promise<void> {
-    const meta = this.meta;
-    const cur = await this.remote.refOid(meta.ref);
-    if (cur === meta.known) return;
-    if (meta.pushing && cur === meta.pushing.oid) {
-      // Our own push landed but we died (or lost the reply) before recording it.
-      this.overlay.setMeta({
-        ...meta,
-        known: cur,
-        change: meta.pushing,
-        nextMessage: undefined,
-        pushing: undefined,
-      });
-      this.log.info(
-        { org: this.org, repo: this.repo, commit: cur },
-        "adopted our own push found on the server",
-      );
-      return;
-    }
-    if (cur === null) {
-      this.lastError = `${this.org}/${this.repo}: ${meta.ref} was deleted on the server`;
-      this.log.error(
-        { org: this.org, repo: this.repo, ref: meta.ref },
-        "the followed ref was deleted on the server",
-      );
-      return;
-    }
-    await this.rebaseOnto(cur);
   }
 
   /**
@@ -584,7 +537,7 @@ export class RepoWriter {
 
   /** Stops timers and pushes what is pending, waiting at most `timeoutMs`. */
   async stop(timeoutMs: number): Promise<boolean> {
-    clearInterval(this.pollTimer);
+    this.poller.stop();
     clearTimeout(this.timer);
     let ok = !this.pending();
     if (!ok) {

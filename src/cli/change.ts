@@ -9,7 +9,7 @@ import type { DaemonStatus } from "../daemon/daemon.js";
 import { runningDaemon } from "../daemon/liveness.js";
 import { isMesaError, MesaError } from "../errors.js";
 import { type Commit, changeIdFromOid, isChangeId, type Oid, type TreeEntry } from "../vcs/objects.js";
-import { resolveRef } from "../vcs/refs.js";
+import { BOOKMARK_REF_PREFIX, refOid, resolveRef } from "../vcs/refs.js";
 import type { GitRemote } from "../vcs/remote.js";
 import type { RestClient } from "../vcs/rest.js";
 import { DEFAULT_MESAIGNORE } from "../workspace/mesaignore.js";
@@ -42,12 +42,9 @@ async function resolveRev(
   if (rev === "@") {
     const w = await daemonWriter(t, c.org, c.repo);
     if (w?.commit) return w.commit;
-    if (w) {
-      const { refs } = await c.git.lsRefs({ prefixes: [w.ref] });
-      const hit = refs.find((r) => r.name === w.ref);
-      if (hit) return hit.oid;
-    }
-    const { head } = await c.git.lsRefs({ prefixes: ["refs/heads/"] });
+    const known = w ? await refOid(c.git, w.ref) : null;
+    if (known) return known;
+    const { head } = await c.git.lsRefs({ prefixes: [BOOKMARK_REF_PREFIX] });
     if (head?.oid) return head.oid;
     throw new MesaError("NOT_FOUND", `${c.org}/${c.repo} has no bookmarks (it is empty)`);
   }

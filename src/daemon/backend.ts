@@ -3,15 +3,10 @@
  * Git smart-HTTP client and the REST client; tests may implement it over anything real.
  */
 import type { RevSpec } from "../config/types.js";
+import type { ResolvedRevision } from "../vcs/refs.js";
 import type { RepoSnapshot, SnapshotEntry } from "../workspace/snapshot.js";
 
-export interface ResolvedRevision {
-  commitOid: string;
-  /** For status: "bookmark:main", "change-id:…", "default:main". */
-  label: string;
-  /** Pinned to a change id: never follows a bookmark, never writable. */
-  pinned: boolean;
-}
+export type { ResolvedRevision };
 
 export interface CommitTrees {
   commitTime: Date;

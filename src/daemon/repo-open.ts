@@ -14,6 +14,7 @@ import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { isMesaError, MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
+import { BOOKMARK_REF_PREFIX } from "../vcs/refs.js";
 import { GitRemote } from "../vcs/remote.js";
 import { controlRequest } from "./control.js";
 import { runningDaemon } from "./liveness.js";
@@ -45,7 +46,7 @@ async function checkExists(
     credential,
   });
   try {
-    await git.lsRefs({ prefixes: ["refs/heads/"] });
+    await git.lsRefs({ prefixes: [BOOKMARK_REF_PREFIX] });
   } catch (err) {
     if (isMesaError(err, "NOT_FOUND"))
       throw new MesaError("NOT_FOUND", `repository ${org}/${repo} does not exist on ${serviceUrl}`, {

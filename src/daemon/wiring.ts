@@ -14,9 +14,10 @@ import { failFastWhileDown } from "../cache/fail-fast.js";
 import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
 import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
-import { isMesaError, MesaError } from "../errors.js";
+import { isMesaError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { openSecretStore, resolveCredential } from "../secrets/index.js";
+import { resolveRevision } from "../vcs/refs.js";
 import { type FetchStats, GitRemote } from "../vcs/remote.js";
 import { RestClient, whoamiKeyId } from "../vcs/rest.js";
 import type { ContentProvider } from "../workspace/content.js";
@@ -84,10 +85,6 @@ async function sessionCredential(config: Config, org: string, key: string): Prom
     async () => keyId!,
   );
   return { credential: token, expiresAt: jwtExpiry(token) };
-}
-
-function bookmarkRef(name: string): string {
-  return name.startsWith("refs/") ? name : `refs/heads/${name}`;
 }
 
 export interface SessionOptions {
@@ -199,33 +196,7 @@ export async function createSession(
     },
 
     async resolveRevision(org, repo, rev: RevSpec | undefined): Promise<ResolvedRevision> {
-      const remote = await remoteFor(org, repo);
-      if (rev && "changeId" in rev) {
-        const prefix = `refs/mesa/changes/${rev.changeId}`;
-        const { refs } = await remote.lsRefs({ prefixes: [prefix] });
-        const hit = refs.find((r) => r.name === prefix) ?? refs.find((r) => r.name.startsWith(prefix));
-        if (!hit) throw new MesaError("NOT_FOUND", `change ${rev.changeId} not found in ${org}/${repo}`);
-        return { commitOid: hit.oid, label: `change-id:${rev.changeId}`, pinned: true };
-      }
-      if (rev) {
-        const ref = bookmarkRef(rev.bookmark);
-        const { refs } = await remote.lsRefs({ prefixes: [ref] });
-        const hit = refs.find((r) => r.name === ref);
-        if (!hit) throw new MesaError("NOT_FOUND", `bookmark '${rev.bookmark}' not found in ${org}/${repo}`);
-        return { commitOid: hit.oid, label: `bookmark:${rev.bookmark}`, pinned: false };
-      }
-      const { head, refs } = await remote.lsRefs({ prefixes: ["refs/heads/"] });
-      if (head?.oid) {
-        const name = head.target?.replace(/^refs\/heads\//, "") ?? "HEAD";
-        return { commitOid: head.oid, label: `bookmark:${name}`, pinned: false };
-      }
-      const first = refs.find((r) => r.name.startsWith("refs/heads/"));
-      if (!first) throw new MesaError("NOT_FOUND", `${org}/${repo} has no bookmarks (it is empty)`);
-      return {
-        commitOid: first.oid,
-        label: `bookmark:${first.name.slice("refs/heads/".length)}`,
-        pinned: false,
-      };
+      return resolveRevision({ git: await remoteFor(org, repo), org, repo }, rev);
     },
 
     async commitTrees(org, repo, commitOid): Promise<CommitTrees> {

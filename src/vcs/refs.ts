@@ -1,5 +1,10 @@
 /**
- * The one resolver for the revisions `mesa` takes: everything it prints is accepted back.
+ * Where mesa's names live among a repo's Git refs, and the resolvers that read them: the one
+ * place that knows bookmarks are `refs/heads/<name>` and changes `refs/mesa/changes/<id>`.
+ *
+ * `resolveRevision` picks the commit a repo is mounted at (a config bookmark or change id, else
+ * the server's default). `resolveRef` is the one resolver for the revisions `mesa` takes:
+ * everything it prints is accepted back.
  * A revision is a bookmark name, a change id (jj's reverse hex, k–z) or a commit id (hex),
  * either in full or as a unique prefix of at least MIN_PREFIX characters. The two id
  * alphabets do not overlap, so a prefix is never both. An ambiguous prefix lists its
@@ -9,13 +14,92 @@
  * current commit), over the Git protocol; a server without them is asked over REST
  * (the changes of each bookmark).
  */
+import type { RevSpec } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { changeIdFromOid, isChangeId, isOid, type Oid } from "./objects.js";
 import type { GitRemote } from "./remote.js";
 import type { RestClient } from "./rest.js";
 
 export const MIN_PREFIX = 4;
+export const BOOKMARK_REF_PREFIX = "refs/heads/";
 export const CHANGE_REF_PREFIX = "refs/mesa/changes/";
+
+/** The ref of bookmark `name`. */
+export function bookmarkRef(name: string): string {
+  return `${BOOKMARK_REF_PREFIX}${name}`;
+}
+
+/** The ref that holds change `id`'s current commit. */
+export function changeRef(id: string): string {
+  return `${CHANGE_REF_PREFIX}${id}`;
+}
+
+export function isBookmarkRef(ref: string): boolean {
+  return ref.startsWith(BOOKMARK_REF_PREFIX);
+}
+
+export function isChangeRef(ref: string): boolean {
+  return ref.startsWith(CHANGE_REF_PREFIX);
+}
+
+/** The bookmark a ref names (`refs/heads/main` → `main`); any other ref as it is. */
+export function bookmarkName(ref: string): string {
+  return isBookmarkRef(ref) ? ref.slice(BOOKMARK_REF_PREFIX.length) : ref;
+}
+
+/** The current value of `ref` on the server; null when it does not exist. */
+export async function refOid(git: Pick<GitRemote, "lsRefs">, ref: string): Promise<Oid | null> {
+  const { refs } = await git.lsRefs({ prefixes: [ref] });
+  return refs.find((r) => r.name === ref)?.oid ?? null;
+}
+
+/** The commit a repo is mounted at. */
+export interface ResolvedRevision {
+  commitOid: string;
+  /** For status: "bookmark:main", "change-id:…", "default:main". */
+  label: string;
+  /** Pinned to a change id: never follows a bookmark, never writable. */
+  pinned: boolean;
+}
+
+/** The bookmark a mount label names (`bookmark:main` → `main`), if it names one. */
+export function labelBookmark(label: string): string | undefined {
+  return /^bookmark:(.+)$/.exec(label)?.[1];
+}
+
+/**
+ * The commit to mount: change `rev.changeId` (its ref, or the first whose id it prefixes), bookmark
+ * `rev.bookmark` (a name starting with `refs/` is taken as a full ref), or without `rev` the
+ * server's HEAD, else its first bookmark.
+ */
+export async function resolveRevision(
+  src: Pick<RefSource, "org" | "repo"> & { git: Pick<GitRemote, "lsRefs"> },
+  rev: RevSpec | undefined,
+): Promise<ResolvedRevision> {
+  const { git, org, repo } = src;
+  if (rev && "changeId" in rev) {
+    const prefix = changeRef(rev.changeId);
+    const { refs } = await git.lsRefs({ prefixes: [prefix] });
+    const hit = refs.find((r) => r.name === prefix) ?? refs.find((r) => r.name.startsWith(prefix));
+    if (!hit) throw new MesaError("NOT_FOUND", `change ${rev.changeId} not found in ${org}/${repo}`);
+    return { commitOid: hit.oid, label: `change-id:${rev.changeId}`, pinned: true };
+  }
+  if (rev) {
+    const ref = rev.bookmark.startsWith("refs/") ? rev.bookmark : bookmarkRef(rev.bookmark);
+    const { refs } = await git.lsRefs({ prefixes: [ref] });
+    const hit = refs.find((r) => r.name === ref);
+    if (!hit) throw new MesaError("NOT_FOUND", `bookmark '${rev.bookmark}' not found in ${org}/${repo}`);
+    return { commitOid: hit.oid, label: `bookmark:${rev.bookmark}`, pinned: false };
+  }
+  const { head, refs } = await git.lsRefs({ prefixes: [BOOKMARK_REF_PREFIX] });
+  if (head?.oid) {
+    const name = head.target !== undefined ? bookmarkName(head.target) : "HEAD";
+    return { commitOid: head.oid, label: `bookmark:${name}`, pinned: false };
+  }
+  const first = refs.find((r) => isBookmarkRef(r.name));
+  if (!first) throw new MesaError("NOT_FOUND", `${org}/${repo} has no bookmarks (it is empty)`);
+  return { commitOid: first.oid, label: `bookmark:${bookmarkName(first.name)}`, pinned: false };
+}
 /** How many changes per bookmark the REST fallback reads before giving up on a prefix. */
 const REST_SCAN_LIMIT = 2000;
 
@@ -43,9 +127,9 @@ const CHANGE_PREFIX_RE = new RegExp(`^[k-z]{${MIN_PREFIX},31}$`);
 const COMMIT_PREFIX_RE = new RegExp(`^[0-9a-f]{${MIN_PREFIX},39}$`);
 
 async function changeRefs(src: RefSource, idPrefix = ""): Promise<ChangeHead[]> {
-  const { refs } = await src.git.lsRefs({ prefixes: [`${CHANGE_REF_PREFIX}${idPrefix}`] });
+  const { refs } = await src.git.lsRefs({ prefixes: [changeRef(idPrefix)] });
   return refs
-    .filter((r) => r.name.startsWith(CHANGE_REF_PREFIX))
+    .filter((r) => isChangeRef(r.name))
     .map((r) => ({ changeId: r.name.slice(CHANGE_REF_PREFIX.length), commit: r.oid }));
 }
 
@@ -88,7 +172,7 @@ function unique(hits: ChangeHead[]): ChangeHead[] {
 /** Resolves `rev` (not `@`, which belongs to the caller) to a commit. */
 export async function resolveRef(src: RefSource, rev: string): Promise<ResolvedRef> {
   if (isOid(rev)) return { commit: rev, kind: "commit" };
-  const bookmark = `refs/heads/${rev}`;
+  const bookmark = bookmarkRef(rev);
   if (!rev.startsWith("-") && !/[\s\0]/.test(rev)) {
     const { refs } = await src.git.lsRefs({ prefixes: [bookmark] });
     const hit = refs.find((r) => r.name === bookmark);
@@ -107,7 +191,7 @@ export async function resolveRef(src: RefSource, rev: string): Promise<ResolvedR
     }
   } else if (COMMIT_PREFIX_RE.test(rev)) {
     const changes = await allChanges(src);
-    const { refs } = await src.git.lsRefs({ prefixes: ["refs/heads/"] });
+    const { refs } = await src.git.lsRefs({ prefixes: [BOOKMARK_REF_PREFIX] });
     const byCommit = new Map<Oid, ChangeHead>();
     for (const r of refs) byCommit.set(r.oid, { changeId: "", commit: r.oid });
     for (const c of changes) byCommit.set(c.commit, c);

@@ -1,7 +1,8 @@
 /**
  * Loads a repo's snapshot: resolve the revision (one ls-refs), then the commit with all its
  * trees (one fetch), all blob sizes (one object-info) and symlink targets (one fetch), so the
- * filesystem never waits on the network for metadata (SPEC §8).
+ * filesystem never waits on the network for metadata (SPEC §8). The writer loads the snapshots
+ * of other commits (new bases) the same way, through `snapshotAt`.
  */
 import type { Config, RepoConfig } from "../config/types.js";
 import type { RepoBackend } from "../daemon/backend.js";
@@ -14,7 +15,33 @@ export async function loadSnapshot(
   repoConfig: RepoConfig | undefined,
 ): Promise<RepoSnapshot> {
   const rev = await backend.resolveRevision(org, repo, repoConfig?.rev);
-  const { commitTime, rootTree, trees } = await backend.commitTrees(org, repo, rev.commitOid);
+  const readOnly = rev.pinned || (repoConfig?.readOnly ?? false);
+  const snap = await commitSnapshot(backend, org, repo, rev.commitOid, rev.label, readOnly);
+  await backend.remember?.(snap);
+  return snap;
+}
+
+/** The (writable) snapshot of any commit, shown under `label`: a rebase's or a seal's new base. */
+export function snapshotAt(
+  backend: RepoBackend,
+  org: string,
+  repo: string,
+  commit: string,
+  label: string,
+): Promise<RepoSnapshot> {
+  return commitSnapshot(backend, org, repo, commit, label, false);
+}
+
+/** A commit's trees, the sizes of its blobs and its symlink targets. */
+async function commitSnapshot(
+  backend: RepoBackend,
+  org: string,
+  repo: string,
+  commit: string,
+  revision: string,
+  readOnly: boolean,
+): Promise<RepoSnapshot> {
+  const { commitTime, rootTree, trees } = await backend.commitTrees(org, repo, commit);
   const blobs = listBlobs({ trees, rootTree });
   const sizes =
     blobs.size > 0 ? await backend.objectSizes(org, repo, [...blobs.keys()]) : new Map<string, number>();
@@ -24,20 +51,7 @@ export async function loadSnapshot(
     const data = await backend.fetchBlobs(org, repo, linkOids);
     for (const [oid, buf] of data) symlinks.set(oid, buf.toString("utf8"));
   }
-  const snap: RepoSnapshot = {
-    org,
-    repo,
-    revision: rev.label,
-    commitOid: rev.commitOid,
-    commitTime,
-    rootTree,
-    trees,
-    sizes,
-    symlinks,
-    readOnly: rev.pinned || (repoConfig?.readOnly ?? false),
-  };
-  await backend.remember?.(snap);
-  return snap;
+  return { org, repo, revision, commitOid: commit, commitTime, rootTree, trees, sizes, symlinks, readOnly };
 }
 
 /** The repos to mount for `org`: explicit ones from config, or all the REST API lists. */

@@ -20,8 +20,10 @@ import {
   serializeCommit,
 } from "../vcs/objects.js";
 import { isFileBlob } from "../vcs/pack-file.js";
+import { bookmarkRef, changeRef, isChangeRef, refOid } from "../vcs/refs.js";
 import type { WorkspaceFileSystem } from "./filesystem.js";
 import type { Change, ChangeListener } from "./fs-api.js";
+import { snapshotAt } from "./loader.js";
 import { type IgnoreMatcher, loadMesaignore } from "./mesaignore.js";
 import { RepoOverlay } from "./overlay.js";
 import type { RepoSnapshot } from "./snapshot.js";
@@ -30,7 +32,6 @@ import {
   author,
   DEFAULT_WRITER_OPTIONS,
   RepoWriter,
-  snapshotAt,
   type WriterRemote,
   type WriterStatus,
 } from "./writer.js";
@@ -39,8 +40,6 @@ import {
 export type CheckoutTarget =
   | { new: true; bookmark?: string; changeId?: string; message?: string }
   | { new?: false; bookmark?: string; changeId?: string };
-
-const CHANGE_REF = "refs/mesa/changes/";
 
 /** How long unmount waits for pending pushes before giving up (data stays in the overlay). */
 const STOP_FLUSH_MS = 20_000;
@@ -87,11 +86,7 @@ export class WriteManager {
     const backend = this.session.backend;
     const key = `${org}/${repo}`;
     return {
-      refOid: async (ref) => {
-        const git = await this.session.gitRemote(org, repo);
-        const { refs } = await git.lsRefs({ prefixes: [ref] });
-        return refs.find((r) => r.name === ref)?.oid ?? null;
-      },
+      refOid: async (ref) => refOid(await this.session.gitRemote(org, repo), ref),
       push: async (updates, objects, spoolDir) => {
         await (await this.session.gitRemote(org, repo)).push(updates, objects, { spoolDir });
         // What we pushed is already on screen: a later base with this tree is no news.
@@ -184,7 +179,7 @@ export class WriteManager {
   /** `mesa new`: seal the working change of one repo. */
   async newChange(org?: string, repo?: string, message?: string): Promise<object> {
     const w = this.pick(org, repo);
-    if (w.meta.ref.startsWith(CHANGE_REF)) {
+    if (isChangeRef(w.meta.ref)) {
       // A checked-out change has no bookmark to carry on: the next change gets its own ref.
       const sealed = w.meta.change;
       await this.checkout(w.org, w.repo, { new: true, message });
@@ -241,9 +236,9 @@ export class WriteManager {
     if (target.new) {
       const parent =
         target.bookmark !== undefined
-          ? await at(`refs/heads/${target.bookmark}`, `bookmark '${target.bookmark}'`)
+          ? await at(bookmarkRef(target.bookmark), `bookmark '${target.bookmark}'`)
           : target.changeId !== undefined
-            ? await at(`${CHANGE_REF}${target.changeId}`, `change ${target.changeId}`)
+            ? await at(changeRef(target.changeId), `change ${target.changeId}`)
             : (w.meta.change?.oid ?? w.meta.base);
       const snap = await remote.snapshotAt(parent, label);
       const id = newChangeId();
@@ -257,7 +252,7 @@ export class WriteManager {
         message: target.message ?? "",
       });
       const oid = hashObject("commit", data);
-      const ref = `${CHANGE_REF}${id}`;
+      const ref = changeRef(id);
       await remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
       await w.checkout(snap, {
         ref,
@@ -269,8 +264,8 @@ export class WriteManager {
       return { changeId: id, commit: oid };
     }
     let ref: string;
-    if (target.changeId !== undefined) ref = `${CHANGE_REF}${target.changeId}`;
-    else if (target.bookmark !== undefined) ref = `refs/heads/${target.bookmark}`;
+    if (target.changeId !== undefined) ref = changeRef(target.changeId);
+    else if (target.bookmark !== undefined) ref = bookmarkRef(target.bookmark);
     else throw new MesaError("INVALID_ARGUMENT", "name the change (or bookmark) to edit");
     const oid = await at(
       ref,

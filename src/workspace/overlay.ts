@@ -76,7 +76,7 @@ export class RepoOverlay implements RepoView {
   private contentSeq = new Map<string, number>();
   private journalFd = -1;
   private gen = 0;
-  /** Bumped by every change; the persister compares it with what it pushed. */
+  /** Bumped by every change; the writer compares it with what it pushed. */
   seq = 0;
   /** Seq of the last change per path (rebase keeps paths changed while it computed). */
   private pathSeq = new Map<string, number>();

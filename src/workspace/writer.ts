@@ -1,17 +1,16 @@
 /**
  * The working change of one writable repo (SPEC §9): turns the overlay into commits and
- * pushes them with compare-and-swap, follows the bookmark when others move it (rebasing
- * pending edits, with conflict markers), and seals the change on `mesa new`.
+ * pushes them with compare-and-swap (debounced after writes), seals the change on `mesa new`
+ * and checks out others. Following the bookmark when others move it is `poller.ts`'s job;
+ * what stays of pending edits on a new base (conflict markers included) is `rebase.ts`'s.
  *
  * State kept in the overlay's journaled meta: the ref followed, the base commit P the overlay
  * is layered on, the ref value last seen, and the working change W (id, last pushed commit).
  * Every push builds P's tree + the overlay and commits it with parent P and W's change id,
  * so later pushes amend W. Design notes: docs/writing.md.
  */
-import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import type { Logger } from "pino";
-import type { RepoBackend } from "../daemon/backend.js";
 import { isMesaError, MesaError } from "../errors.js";
 import {
   hashObject,
@@ -24,12 +23,14 @@ import {
   type TreeMode,
 } from "../vcs/objects.js";
 import type { PackObject } from "../vcs/pack-file.js";
+import { bookmarkRef, changeRef, isBookmarkRef, labelBookmark } from "../vcs/refs.js";
 import type { RefUpdate } from "../vcs/remote.js";
 import { buildTree, type TreeChange } from "../vcs/tree-build.js";
-import { conflictMarkers, isText } from "./conflict.js";
 import type { IgnoreMatcher } from "./mesaignore.js";
-import { isLocalOnly, type OverlayEntry, type RepoOverlay } from "./overlay.js";
-import { entryKind, listBlobs, type RepoSnapshot } from "./snapshot.js";
+import type { OverlayEntry, RepoOverlay } from "./overlay.js";
+import { BookmarkPoller } from "./poller.js";
+import { entriesAfterSeal, entriesOntoBookmark, entriesOntoCheckout, entriesOntoCommit } from "./rebase.js";
+import { entryKind, type RepoSnapshot } from "./snapshot.js";
 
 /** What the writer needs from the server for one repo. */
 export interface WriterRemote {
@@ -82,92 +83,6 @@ export const DEFAULT_WRITER_OPTIONS: WriterOptions = {
   pollIntervalMs: 1000,
 };
 
-type State = { kind: string; oid: string } | undefined;
-
-/** The snapshot of any commit: trees, blob sizes and symlink targets (as the loader does). */
-export async function snapshotAt(
-  backend: RepoBackend,
-  org: string,
-  repo: string,
-  commit: Oid,
-  label: string,
-): Promise<RepoSnapshot> {
-  const { commitTime, rootTree, trees } = await backend.commitTrees(org, repo, commit);
-  const blobs = listBlobs({ trees, rootTree });
-  const sizes =
-    blobs.size > 0 ? await backend.objectSizes(org, repo, [...blobs.keys()]) : new Map<string, number>();
-  const links = [...blobs].filter(([, k]) => k === "symlink").map(([o]) => o);
-  const symlinks = new Map<string, string>();
-  if (links.length > 0)
-    for (const [o, b] of await backend.fetchBlobs(org, repo, links)) symlinks.set(o, b.toString("utf8"));
-  return {
-    org,
-    repo,
-    revision: label,
-    commitOid: commit,
-    commitTime,
-    rootTree,
-    trees,
-    sizes,
-    symlinks,
-    readOnly: false,
-  };
-}
-
-function stateAt(snap: RepoSnapshot, rel: string): State {
-  let tree = snap.rootTree;
-  const parts = rel.split("/");
-  for (let i = 0; i < parts.length; i++) {
-    const e = snap.trees.get(tree)?.find((x) => x.name === parts[i]);
-    if (!e) return undefined;
-    const kind = entryKind(e.mode);
-    if (i === parts.length - 1) return { kind, oid: e.oid };
-    if (kind !== "dir") return undefined;
-    tree = e.oid;
-  }
-  return undefined;
-}
-
-/**
- * A directory entry moved onto a new base: where the base has a directory at `p` its contents
- * show through and only the entry's metadata stays; elsewhere it stays a local (empty) directory.
- */
-function directoryOn(snap: RepoSnapshot, p: string, e: OverlayEntry & { k: "d" }): OverlayEntry {
-  const { tree: _tree, inherit: _inherit, ...rest } = e;
-  return stateAt(snap, p)?.kind === "dir" ? { ...rest, inherit: true } : rest;
-}
-
-/**
- * What stays of a file entry once a new base has that path as a file with the same executable
- * bit: its mode bits and owner, and its times when the bytes are still `localOid`'s, as a
- * reference to the base's blob (which pushes nothing). Undefined when nothing is left to keep.
- */
-function fileMetadataOn(
-  snap: RepoSnapshot,
-  p: string,
-  e: OverlayEntry,
-  localOid: string | undefined,
-): OverlayEntry | undefined {
-  const s = stateAt(snap, p);
-  if (e.k !== "f" || (s?.kind !== "file" && s?.kind !== "exec")) return undefined;
-  if ((s.kind === "exec") !== ((e.perm & 0o100) !== 0)) return undefined;
-  const owner = { ...(e.uid !== undefined && { uid: e.uid }), ...(e.gid !== undefined && { gid: e.gid }) };
-  const usual = e.perm === (s.kind === "exec" ? 0o755 : 0o644) && Object.keys(owner).length === 0;
-  if (s.oid !== localOid) {
-    if (usual) return undefined;
-    return { k: "f", blob: s.oid, perm: e.perm, mtime: snap.commitTime.getTime(), ...owner };
-  }
-  const times = {
-    ...(e.atime !== undefined && { atime: e.atime }),
-    ...(e.ctime !== undefined && { ctime: e.ctime }),
-  };
-  return { k: "f", blob: s.oid, perm: e.perm, mtime: e.mtime, ...owner, ...times };
-}
-
-function same(a: State, b: State): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.kind === b.kind && a.oid === b.oid);
-}
-
 function treeMode(mode: string | number): TreeMode {
   switch (entryKind(mode)) {
     case "dir":
@@ -200,7 +115,7 @@ export class RepoWriter {
   private readonly sent = new Set<Oid>();
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
-  private pollTimer?: NodeJS.Timeout;
+  private readonly poller: BookmarkPoller;
   private firstDirty?: number;
   private failures = 0;
   private pushes = 0;
@@ -210,8 +125,6 @@ export class RepoWriter {
   private lastError?: string;
   private lastPushAt?: Date;
   private stopped = false;
-  private polling = false;
-  private pollFailing = false;
 
   constructor(
     readonly org: string,
@@ -225,6 +138,13 @@ export class RepoWriter {
     private readonly onBase: (snap: RepoSnapshot) => void,
   ) {
     overlay.onChange = () => this.touch();
+    this.poller = new BookmarkPoller(org, repo, overlay, remote, log, {
+      enqueue: (fn) => this.enqueue(fn),
+      moved: (to) => this.rebaseOnto(to),
+      deleted: (problem) => {
+        this.lastError = problem;
+      },
+    });
   }
 
   get meta(): WriterMeta {
@@ -248,24 +168,18 @@ export class RepoWriter {
         );
         this.onBase(snap);
       }
-      const wanted = /^bookmark:(.+)$/.exec(base.revision)?.[1];
-      if (
-        !branchedFrom &&
-        wanted &&
-        this.meta.ref.startsWith("refs/heads/") &&
-        this.meta.ref !== `refs/heads/${wanted}`
-      )
-        await this.switchRef(`refs/heads/${wanted}`, base);
+      const wanted = labelBookmark(base.revision);
+      if (!branchedFrom && wanted && isBookmarkRef(this.meta.ref) && this.meta.ref !== bookmarkRef(wanted))
+        await this.switchRef(bookmarkRef(wanted), base);
     } else if (branchedFrom) {
       await this.fork(branchedFrom);
     } else {
-      const m = /^bookmark:(.+)$/.exec(base.revision);
-      if (!m)
+      const bookmark = labelBookmark(base.revision);
+      if (!bookmark)
         throw new MesaError("INVALID_ARGUMENT", `${this.org}/${this.repo} is not mounted on a bookmark`);
-      this.overlay.setMeta({ ref: `refs/heads/${m[1]}`, base: base.commitOid, known: base.commitOid });
+      this.overlay.setMeta({ ref: bookmarkRef(bookmark), base: base.commitOid, known: base.commitOid });
     }
-    this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs);
-    this.pollTimer.unref();
+    this.poller.start(this.opts.pollIntervalMs);
     if (this.overlay.seq > 0) this.touch();
   }
 
@@ -276,13 +190,7 @@ export class RepoWriter {
   private async switchRef(ref: string, snap: RepoSnapshot): Promise<void> {
     const old = this.meta.ref;
     await this.enqueue(() => this.persist());
-    const keep: Array<[string, OverlayEntry]> = [];
-    for (const p of this.overlay.paths()) {
-      const e = this.overlay.entry(p) as OverlayEntry;
-      if (p === "") continue;
-      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) keep.push([p, e]);
-      else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
-    }
+    const keep = entriesOntoBookmark(this.overlay, this.ignored, snap);
     await this.overlay.rebase(snap, keep, { ref, base: snap.commitOid, known: snap.commitOid });
     this.onBase(snap);
     this.log.info(
@@ -294,12 +202,12 @@ export class RepoWriter {
   private async fork(from: { bookmark: string; as?: string }): Promise<void> {
     const label = `bookmark:${from.as ?? from.bookmark}`;
     if (from.as) {
-      const existing = await this.remote.refOid(`refs/heads/${from.as}`);
+      const existing = await this.remote.refOid(bookmarkRef(from.as));
       if (existing) {
         // A previous session already forked it: follow it.
         const snap = await this.remote.snapshotAt(existing, label);
         await this.overlay.rebase(snap, [], {
-          ref: `refs/heads/${from.as}`,
+          ref: bookmarkRef(from.as),
           base: existing,
           known: existing,
         });
@@ -307,7 +215,7 @@ export class RepoWriter {
         return;
       }
     }
-    const start = await this.remote.refOid(`refs/heads/${from.bookmark}`);
+    const start = await this.remote.refOid(bookmarkRef(from.bookmark));
     if (!start)
       throw new MesaError(
         "NOT_FOUND",
@@ -325,7 +233,7 @@ export class RepoWriter {
       message: "",
     });
     const oid = hashObject("commit", data);
-    const ref = from.as ? `refs/heads/${from.as}` : `refs/mesa/changes/${id}`;
+    const ref = from.as ? bookmarkRef(from.as) : changeRef(id);
     await this.remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
     this.log.info(
       { org: this.org, repo: this.repo, ref, change: id, from: from.bookmark },
@@ -461,7 +369,7 @@ export class RepoWriter {
         }
         if (isMesaError(err, "CONFLICT") && attempt < 4) {
           this.log.info({ org: this.org, repo: this.repo }, "the bookmark moved while pushing; rebasing");
-          await this.sync();
+          await this.poller.sync();
           continue;
         }
         this.failures++;
@@ -527,82 +435,6 @@ export class RepoWriter {
     );
   }
 
-  /** One poll of the followed ref (skipped while a push or another poll runs). */
-  async poll(): Promise<void> {
-    if (this.polling || this.stopped) return;
-    this.polling = true;
-    try {
-      await this.enqueue(() => this.sync());
-      if (this.pollFailing)
-        this.log.info({ org: this.org, repo: this.repo }, "polling the bookmark works again");
-      this.pollFailing = false;
-    } catch (err) {
-      // One line per outage, not one per poll.
-      if (!this.pollFailing)
-        this.log.warn(
-          { org: this.org, repo: this.repo, err: (err as Error).message },
-          "polling the bookmark failed",
-        );
-      this.pollFailing = true;
-    } finally {
-      this.polling = false;
-    }
-  }
-
-  /** Follows the ref if someone else moved it. */
-  private async sync(): Promise<void> {
-    const meta = this.meta;
-    const cur = await this.remote.refOid(meta.ref);
-    if (cur === meta.known) return;
-    if (meta.pushing && cur === meta.pushing.oid) {
-      // Our own push landed but we died (or lost the reply) before recording it.
-      this.overlay.setMeta({
-        ...meta,
-        known: cur,
-        change: meta.pushing,
-        nextMessage: undefined,
-        pushing: undefined,
-      });
-      this.log.info(
-        { org: this.org, repo: this.repo, commit: cur },
-        "adopted our own push found on the server",
-      );
-      return;
-    }
-    if (cur === null) {
-      this.lastError = `${this.org}/${this.repo}: ${meta.ref} was deleted on the server`;
-      this.log.error(
-        { org: this.org, repo: this.repo, ref: meta.ref },
-        "the followed ref was deleted on the server",
-      );
-      return;
-    }
-    await this.rebaseOnto(cur);
-  }
-
-  private async localState(e: OverlayEntry): Promise<State> {
-    switch (e.k) {
-      case "x":
-      case "n":
-        return undefined;
-      case "d":
-        return { kind: "dir", oid: e.tree ?? "" };
-      case "l":
-        return { kind: "symlink", oid: hashObject("blob", Buffer.from(e.target, "utf8")) };
-      case "f": {
-        const kind = (e.perm & 0o100) !== 0 ? "exec" : "file";
-        const oid = e.c !== undefined ? (await this.overlay.contentOid(e.c)).oid : (e.blob as string);
-        return { kind, oid };
-      }
-    }
-  }
-
-  private async localBytes(e: OverlayEntry): Promise<Buffer> {
-    if (e.k !== "f") return Buffer.alloc(0);
-    if (e.c === undefined) return this.remote.blob(e.blob as string);
-    return readFile(this.overlay.contentPath(e.c));
-  }
-
   /**
    * Moves the overlay onto commit `x` (someone else's): paths unchanged locally since the last
    * known ref value take the server's version, paths changed only locally stay, paths changed
@@ -616,68 +448,9 @@ export class RepoWriter {
     const last = meta.known ?? base.commitOid;
     const snapL = last === base.commitOid ? base : await this.remote.snapshotAt(last, label);
     this.overlay.addTrees(snapX.trees);
-    const seq = this.overlay.seq;
-    const keep = new Map<string, OverlayEntry>();
-    const conflicts: string[] = [];
-    for (const p of this.overlay.paths()) {
-      const e = this.overlay.entry(p);
-      if (!e || p === "") continue;
-      if (this.ignored(p, e.k === "d") || isLocalOnly(e)) {
-        keep.set(p, e);
-        continue;
-      }
-      const sb = stateAt(snapL, p);
-      const sr = stateAt(snapX, p);
-      if (e.k === "d") {
-        // Directories are containers: the new base's directory shows through (with our
-        // metadata); ours stays only where the new base has none and it was ours.
-        if (sr?.kind === "dir") keep.set(p, directoryOn(snapX, p, e));
-        else if (sb?.kind !== "dir" && !e.inherit) keep.set(p, e);
-        continue;
-      }
-      const sl = await this.localState(e);
-      if (same(sl, sb) || same(sl, sr)) {
-        // The server's version wins (or is ours already); local mode bits and owner stay.
-        const m = fileMetadataOn(snapX, p, e, sl?.oid);
-        if (m) keep.set(p, m);
-        continue;
-      }
-      if (same(sr, sb)) {
-        keep.set(p, e);
-        continue;
-      }
-      conflicts.push(p);
-      if (e.k === "f" && sr && (sr.kind === "file" || sr.kind === "exec")) {
-        const [bBytes, lBytes, rBytes] = await Promise.all([
-          sb && (sb.kind === "file" || sb.kind === "exec") ? this.remote.blob(sb.oid) : Buffer.alloc(0),
-          this.localBytes(e),
-          this.remote.blob(sr.oid),
-        ]);
-        if (isText(lBytes) && isText(rBytes) && isText(bBytes)) {
-          const id = await this.overlay.newContent(conflictMarkers(bBytes, lBytes, rBytes));
-          keep.set(p, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
-        } else {
-          // Binary: ours stays at the path, theirs beside it.
-          keep.set(p, e);
-          const id = await this.overlay.newContent(rBytes);
-          keep.set(`${p}.mesa-conflict-theirs`, { k: "f", c: id, perm: e.perm, mtime: Date.now() });
-        }
-      } else keep.set(p, e);
-    }
-    // Writes that landed while this ran are kept as they are now.
-    for (const p of this.overlay.paths())
-      if (this.overlay.changedSince(p, seq)) keep.set(p, this.overlay.entry(p) as OverlayEntry);
-    // Every kept path needs directories above it in the new base.
-    for (const p of [...keep.keys()]) {
-      const parts = p.split("/");
-      for (let i = 1; i < parts.length; i++) {
-        const a = parts.slice(0, i).join("/");
-        const k = keep.get(a);
-        if (k?.k === "d") continue;
-        if (!k && stateAt(snapX, a)?.kind === "dir") continue;
-        keep.set(a, { k: "d", perm: 0o755, mtime: Date.now() });
-      }
-    }
+    const { keep, conflicts } = await entriesOntoCommit(this.overlay, this.ignored, snapL, snapX, (oid) =>
+      this.remote.blob(oid),
+    );
     const all = [...new Set([...(meta.conflicts ?? []), ...conflicts])];
     await this.overlay.rebase(snapX, [...keep], {
       ref: meta.ref,
@@ -711,19 +484,7 @@ export class RepoWriter {
       }
       const seq = this.pushedSeq;
       const snap = await this.remote.snapshotAt(meta.change.oid, this.overlay.base.revision);
-      const keep: Array<[string, OverlayEntry]> = [];
-      for (const p of this.overlay.paths()) {
-        const e = this.overlay.entry(p) as OverlayEntry;
-        if (p === "") continue;
-        if (this.ignored(p, e.k === "d") || isLocalOnly(e) || this.overlay.changedSince(p, seq))
-          keep.push([p, e]);
-        else if (e.k === "d") keep.push([p, directoryOn(snap, p, e)]);
-        else {
-          // Pushed as it is: the sealed commit has these bytes; the local metadata stays.
-          const m = fileMetadataOn(snap, p, e, stateAt(snap, p)?.oid);
-          if (m) keep.push([p, m]);
-        }
-      }
+      const keep = entriesAfterSeal(this.overlay, this.ignored, snap, seq);
       await this.overlay.rebase(snap, keep, {
         ref: meta.ref,
         base: meta.change.oid,
@@ -749,12 +510,7 @@ export class RepoWriter {
   async checkout(snap: RepoSnapshot, meta: WriterMeta): Promise<void> {
     await this.persistNow();
     await this.enqueue(async () => {
-      const keep: Array<[string, OverlayEntry]> = [];
-      for (const p of this.overlay.paths()) {
-        const e = this.overlay.entry(p) as OverlayEntry;
-        if (p !== "" && this.ignored(p, e.k === "d")) keep.push([p, e]);
-      }
-      await this.overlay.rebase(snap, keep, meta);
+      await this.overlay.rebase(snap, entriesOntoCheckout(this.overlay, this.ignored), meta);
       this.pushedSeq = this.overlay.seq;
       this.onBase(snap);
     });
@@ -781,7 +537,7 @@ export class RepoWriter {
 
   /** Stops timers and pushes what is pending, waiting at most `timeoutMs`. */
   async stop(timeoutMs: number): Promise<boolean> {
-    clearInterval(this.pollTimer);
+    this.poller.stop();
     clearTimeout(this.timer);
     let ok = !this.pending();
     if (!ok) {

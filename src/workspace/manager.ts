@@ -10,15 +10,7 @@ import { bookmarkProblem } from "../config/revs.js";
 import type { Config, RepoConfig } from "../config/types.js";
 import type { Session } from "../daemon/wiring.js";
 import { MesaError } from "../errors.js";
-import {
-  changeIdFromOid,
-  hashObject,
-  isChangeId,
-  newChangeId,
-  type Oid,
-  parseCommit,
-  serializeCommit,
-} from "../vcs/objects.js";
+import { changeIdFromOid, isChangeId, type Oid, parseCommit } from "../vcs/objects.js";
 import { isFileBlob } from "../vcs/pack-file.js";
 import { bookmarkRef, changeRef, isChangeRef, refOid } from "../vcs/refs.js";
 import type { WorkspaceFileSystem } from "./filesystem.js";
@@ -29,8 +21,8 @@ import { RepoOverlay } from "./overlay.js";
 import type { RepoSnapshot } from "./snapshot.js";
 import { changedPaths } from "./snapshot-diff.js";
 import {
-  author,
   DEFAULT_WRITER_OPTIONS,
+  emptyChange,
   RepoWriter,
   type WriterRemote,
   type WriterStatus,
@@ -241,17 +233,7 @@ export class WriteManager {
             ? await at(changeRef(target.changeId), `change ${target.changeId}`)
             : (w.meta.change?.oid ?? w.meta.base);
       const snap = await remote.snapshotAt(parent, label);
-      const id = newChangeId();
-      const sig = author();
-      const data = serializeCommit({
-        tree: snap.rootTree,
-        parents: [parent],
-        author: sig,
-        committer: sig,
-        changeId: id,
-        message: target.message ?? "",
-      });
-      const oid = hashObject("commit", data);
+      const { id, data, oid } = emptyChange(parent, snap.rootTree, target.message ?? "");
       const ref = changeRef(id);
       await remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
       await w.checkout(snap, {

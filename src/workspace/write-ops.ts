@@ -37,6 +37,11 @@ function owner(
   };
 }
 
+/** Times and owner of an entry created at `now`. */
+function created(own: { uid: number; gid: number }, now: number) {
+  return { mtime: now, atime: now, ctime: now, uid: own.uid, gid: own.gid };
+}
+
 function touch(loc: WritableLocated, rel: string, change: AttrChange): void {
   try {
     loc.writer.overlay.setAttrs(rel, change);
@@ -166,11 +171,7 @@ export function makeWriteOps(fs: WorkspaceFileSystem): WriteOps {
         k: "f",
         c: id,
         perm: mode & 0o7777,
-        mtime: now,
-        atime: now,
-        ctime: now,
-        uid: own.uid,
-        gid: own.gid,
+        ...created(own, now),
       });
       touchParent(loc, loc.rel, now);
       return fs.openContent(loc, id);
@@ -228,11 +229,7 @@ export function makeWriteOps(fs: WorkspaceFileSystem): WriteOps {
       loc.writer.overlay.set(loc.rel, {
         k: "d",
         perm,
-        mtime: now,
-        atime: now,
-        ctime: now,
-        uid: own.uid,
-        gid: own.gid,
+        ...created(own, now),
       });
       touchParent(loc, loc.rel, now);
     },
@@ -243,7 +240,7 @@ export function makeWriteOps(fs: WorkspaceFileSystem): WriteOps {
       if (exists(loc)) throw new FsError("EEXIST");
       const fmt = mode & S_IFMT;
       const now = Date.now();
-      const attrs = { perm: mode & 0o7777, mtime: now, atime: now, ctime: now, uid: own.uid, gid: own.gid };
+      const attrs = { perm: mode & 0o7777, ...created(own, now) };
       if (fmt === S_IFCHR || fmt === S_IFBLK)
         throw new FsError("EPERM", "device nodes are not supported in the mount");
       if (fmt === S_IFIFO || fmt === S_IFSOCK) {
@@ -306,11 +303,7 @@ export function makeWriteOps(fs: WorkspaceFileSystem): WriteOps {
       loc.writer.overlay.set(loc.rel, {
         k: "l",
         target,
-        mtime: now,
-        atime: now,
-        ctime: now,
-        uid: own.uid,
-        gid: own.gid,
+        ...created(own, now),
       });
       touchParent(loc, loc.rel, now);
     },

@@ -110,6 +110,21 @@ export function author() {
   return signatureNow(clean(name), `${clean(name)}@${clean(hostname()) || "localhost"}`);
 }
 
+/** A new change with no edits on top of `parent` (whose tree is `tree`): its commit. */
+export function emptyChange(parent: Oid, tree: Oid, message: string): { id: string; data: Buffer; oid: Oid } {
+  const id = newChangeId();
+  const sig = author();
+  const data = serializeCommit({
+    tree,
+    parents: [parent],
+    author: sig,
+    committer: sig,
+    changeId: id,
+    message,
+  });
+  return { id, data, oid: hashObject("commit", data) };
+}
+
 export class RepoWriter {
   private pushedSeq = 0;
   private readonly sent = new Set<Oid>();
@@ -222,17 +237,7 @@ export class RepoWriter {
         `branched-from bookmark '${from.bookmark}' not found in ${this.org}/${this.repo}`,
       );
     const snap = await this.remote.snapshotAt(start, label);
-    const id = newChangeId();
-    const sig = author();
-    const data = serializeCommit({
-      tree: snap.rootTree,
-      parents: [start],
-      author: sig,
-      committer: sig,
-      changeId: id,
-      message: "",
-    });
-    const oid = hashObject("commit", data);
+    const { id, data, oid } = emptyChange(start, snap.rootTree, "");
     const ref = from.as ? bookmarkRef(from.as) : changeRef(id);
     await this.remote.push([{ ref, old: null, new: oid }], [{ type: "commit", data }]);
     this.log.info(

@@ -42,10 +42,10 @@ export interface Fixture {
   /** A daemon mounted in its own sandbox below `dir`, stopped and unmounted at cleanup. */
   daemon(serve: ServeHandle, opts?: DaemonOptions): Promise<Daemon>;
   /**
-   * A daemon sandbox's environment (`mesaEnv`) in `dir`/`name` (`dir` itself when no name);
-   * whatever it mounted is stopped and unmounted at cleanup.
+   * A daemon sandbox's environment (`mesaEnv`) in `dir`/`name` ("." for `dir` itself); whatever
+   * runs or is mounted there is stopped and unmounted at cleanup.
    */
-  sandbox(extra?: Record<string, string>, name?: string): NodeJS.ProcessEnv;
+  sandbox(name: string, extra?: Record<string, string>): NodeJS.ProcessEnv;
 }
 
 /** Each cleanup step gets this long before the next one runs. */
@@ -73,7 +73,7 @@ export function fixture(host: CleanupHost, name: string): Fixture {
   let dir: string | undefined;
   // One cleanup step per sandbox dir; it stops whatever was started there last.
   const stops = new Map<string, () => Promise<void>>();
-  const sandbox = (at: string, stop: () => Promise<void>) => {
+  const stopAt = (at: string, stop: () => Promise<void>) => {
     if (!stops.has(at)) steps.push(() => stops.get(at)?.());
     stops.set(at, stop);
   };
@@ -116,15 +116,15 @@ export function fixture(host: CleanupHost, name: string): Fixture {
       const at = join(fx.dir, opts.name ?? "d");
       mkdirSync(at, { recursive: true });
       // Registered before the start: a daemon that fails half-way is still stopped.
-      sandbox(at, () => stopSandbox(mesaEnv(at, opts.env)));
+      stopAt(at, () => stopSandbox(mesaEnv(at, opts.env)));
       const d = await startDaemon(at, serve, opts.env, opts.args);
-      sandbox(at, () => d.stop());
+      stopAt(at, () => d.stop());
       return d;
     },
-    sandbox(extra = {}, name) {
-      const at = name === undefined ? fx.dir : join(fx.dir, name);
+    sandbox(name, extra = {}) {
+      const at = join(fx.dir, name);
       const env = mesaEnv(at, extra);
-      sandbox(at, () => stopSandbox(env));
+      stopAt(at, () => stopSandbox(env));
       return env;
     },
   };

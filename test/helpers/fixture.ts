@@ -12,7 +12,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { mesaEnv, removeDir, stopSandbox, tempDir } from "./mount.js";
+import { mesaEnv, run, stopSandbox, tempDir } from "./mount.js";
 import { type ServeHandle, type StartServeOptions, startServe } from "./serve.js";
 import { type Daemon, startDaemon } from "./write.js";
 
@@ -96,7 +96,8 @@ export function fixture(host: CleanupHost, name: string): Fixture {
       if (dir === undefined) {
         const made = tempDir(name);
         dir = made;
-        steps.push(() => removeDir(made));
+        // Never into a mount that is somehow still there: that would delete through it.
+        steps.push(() => run("rm", ["-rf", "--one-file-system", made], { timeoutMs: 60_000 }));
       }
       return dir;
     },

@@ -10,19 +10,17 @@ import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { mesaIn, nonJsonLines, ROOT } from "./helpers/cli.js";
+import { fixture } from "./helpers/fixture.js";
 import {
   generateRepo,
   gitSync,
   MESA_BIN,
   mesa,
   mesaEnv,
-  removeDir,
   run,
   stopSandbox,
-  tempDir,
   waitFor,
 } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
 
 /** A shell of the same sandbox (paths) that has no key, no org and no service URL. */
 function freshShell(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -89,26 +87,19 @@ async function checkJson(
 }
 
 test("sandbox flows: a fresh shell without the key uses the daemon; --json shapes; dead cwd; killed daemon", async (t) => {
-  const dir = tempDir("flows");
-  let serve: ServeHandle | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "flows");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   generateRepo(join(dir, "src"), { files: 30 });
   await serve.importRepo("local/app", join(dir, "src"));
   const shapes = documentedShapes();
 
   // Flow 1: MESA_ORG + MESA_API_KEY, nothing stored.
-  const a = mesaEnv(join(dir, "a"), {
+  const a = fx.sandbox("a", {
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
   });
-  envs.push(a);
   const mntA = a.MESA_MOUNT_POINT as string;
   const upA = await mesa(["mount", "-d"], a);
   assert.equal(upA.code, 0, upA.stderr);
@@ -172,13 +163,12 @@ test("sandbox flows: a fresh shell without the key uses the daemon; --json shape
   assert.equal(stopped.running, false);
 
   // Flow 2: MESA_ORGS with -y and no secrets backend chosen: the plaintext fallback, said once.
-  const b = mesaEnv(join(dir, "b"), {
+  const b = fx.sandbox("b", {
     MESA_ORGS: `local:${serve.adminKey}`,
     MESA_SERVICE_URL: serve.url,
     DBUS_SESSION_BUS_ADDRESS: "unix:path=/nonexistent/mesa-test-bus",
   });
   delete b.MESA_SECRETS_BACKEND;
-  envs.push(b);
   const upB = await mesa(["mount", "-d", "-y"], b);
   assert.equal(upB.code, 0, upB.stderr);
   assert.equal(upB.stderr.match(/warning: .*unencrypted/g)?.length, 1, upB.stderr);
@@ -213,22 +203,18 @@ test("sandbox flows: a fresh shell without the key uses the daemon; --json shape
 });
 
 test("mount -d: failing repos are named and nothing is mounted unless --allow-partial; a second mount names what differs", async (t) => {
-  const dir = tempDir("partial");
-  let serve: ServeHandle | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "partial");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   for (const name of ["app", "lib"]) generateRepo(join(dir, name), { files: 10 });
   gitSync(join(dir, "app"), ["branch", "feat"]);
   await serve.importRepo("local/app", join(dir, "app"));
   await serve.importRepo("local/lib", join(dir, "lib"));
   const base = { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url };
-  const env = mesaEnv(dir, { ...base, MESA_REPO_REVS: "local/lib=bookmark:nope,local/ghost=bookmark:main" });
-  envs.push(env);
+  const env = fx.sandbox(".", {
+    ...base,
+    MESA_REPO_REVS: "local/lib=bookmark:nope,local/ghost=bookmark:main",
+  });
   const mnt = env.MESA_MOUNT_POINT as string;
 
   const fail = await mesa(["mount", "-d"], env);
@@ -275,7 +261,8 @@ test("mount -d: failing repos are named and nothing is mounted unless --allow-pa
 });
 
 test("sandbox flow `mesa quickstart`: a fresh shell lists, logs and shows without key or service URL", async (t) => {
-  const dir = tempDir("qsflow");
+  const fx = fixture(t, "qsflow");
+  const dir = fx.dir;
   const port = await new Promise<number>((resolve) => {
     const s = createServer();
     s.listen(0, "127.0.0.1", () => {
@@ -294,12 +281,11 @@ test("sandbox flow `mesa quickstart`: a fresh shell lists, logs and shows withou
     delete env[k];
   const home = env.HOME as string;
   const mnt = join(home, ".local", "share", "mesa", "mnt");
-  t.after(async () => {
+  fx.defer(async () => {
     await mesa(["quickstart", "--stop"], env, 60_000);
     await stopSandbox({ ...env, MESA_MOUNT_POINT: mnt });
     const pid = Number((await run("cat", [join(home, ".local/share/mesa/quickstart/serve.pid")])).stdout);
     if (pid > 0) await run("kill", ["-9", String(pid)]);
-    removeDir(dir);
   });
   const qs = await mesa(["quickstart", "-y"], env, 120_000);
   assert.equal(qs.code, 0, qs.stderr);

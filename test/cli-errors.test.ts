@@ -8,36 +8,19 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { documentedError } from "./helpers/cli.js";
-import {
-  generateRepo,
-  MESA_BIN,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { generateRepo, MESA_BIN, mesa, mesaEnv, run, waitFor } from "./helpers/mount.js";
 
 test("errors: non-empty mount point, file as mount point, unreachable server, expired token, unknown repo", async (t) => {
-  const dir = tempDir("errors");
-  let serve: ServeHandle | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "errors");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   generateRepo(join(dir, "src"), { files: 5 });
   await serve.importRepo("local/app", join(dir, "src"));
   const base = { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url };
 
   // A mount point that holds a file: refused before FUSE is asked, and doctor says the same.
-  const full = mesaEnv(join(dir, "full"), base);
-  envs.push(full);
+  const full = fx.sandbox("full", base);
   const mnt = full.MESA_MOUNT_POINT as string;
   mkdirSync(mnt, { recursive: true });
   writeFileSync(join(mnt, "notes.txt"), "mine\n");
@@ -51,8 +34,7 @@ test("errors: non-empty mount point, file as mount point, unreachable server, ex
   assert.match(doctor.stdout, new RegExp(`^FAIL  mount point: the mount point ${mnt} is not empty`, "m"));
   assert.match(doctor.stdout, /^ {6}fix: empty it, or set MESA_MOUNT_POINT \(mount-point in config.toml\)/m);
 
-  const file = mesaEnv(join(dir, "file"), base);
-  envs.push(file);
+  const file = fx.sandbox("file", base);
   const fileMnt = file.MESA_MOUNT_POINT as string;
   mkdirSync(join(dir, "file"), { recursive: true });
   writeFileSync(fileMnt, "");
@@ -117,13 +99,9 @@ test("errors: non-empty mount point, file as mount point, unreachable server, ex
 });
 
 test("repo open|close edit config.toml in place: comments, order and inline tables kept byte for byte", async (t) => {
-  const dir = tempDir("repoedit");
-  let serve: ServeHandle | undefined;
-  t.after(async () => {
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "repoedit");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   for (const name of ["app", "lib", "tools"]) {
     generateRepo(join(dir, name), { files: 3 });
     await serve.importRepo(`local/${name}`, join(dir, name));

@@ -8,17 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import { historyRepo, TWIN_M, TWIN_N } from "./helpers/cli.js";
-import { gitSync, mesa, mesaEnv, removeDir, run, tempDir } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, mesa, mesaEnv, run } from "./helpers/mount.js";
 
 test("ids: log's ids and unique prefixes resolve in show and bookmark; ambiguous prefixes list candidates; show --git applies", async (t) => {
-  const dir = tempDir("ids");
-  let serve: ServeHandle | undefined;
-  t.after(async () => {
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "ids");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   const src = historyRepo(join(dir, "src"));
   await serve.importRepo("local/app", src.dir);
   const env = mesaEnv(dir, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });

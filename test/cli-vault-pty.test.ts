@@ -10,17 +10,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { nonJsonLines, ROOT } from "./helpers/cli.js";
-import {
-  generateRepo,
-  MESA_BIN,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { generateRepo, MESA_BIN, mesa, run } from "./helpers/mount.js";
 
 const PTY = join(ROOT, "test", "helpers", "in-pty.py");
 const PASS = "vault-pass-4711";
@@ -38,19 +29,13 @@ function inPty(args: string[], env: NodeJS.ProcessEnv, answers: Array<[string, s
 }
 
 test("vault trap: MESA_ORGS in a terminal, no keychain: one prompt, a daemon that works, no prompt afterwards", async (t) => {
-  const dir = tempDir("vault");
-  let serve: ServeHandle | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "vault");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   generateRepo(join(dir, "src"), { files: 20 });
   await serve.importRepo("local/app", join(dir, "src"));
 
-  env = mesaEnv(dir, {
+  const env = fx.sandbox(".", {
     MESA_SERVICE_URL: serve.url,
     DBUS_SESSION_BUS_ADDRESS: "unix:path=/nonexistent/mesa-bus",
   });
@@ -106,8 +91,7 @@ test("vault trap: MESA_ORGS in a terminal, no keychain: one prompt, a daemon tha
 });
 
 test("progress: serve import shows git's lines and the change index on a terminal, nothing without one", async (t) => {
-  const dir = tempDir("progress");
-  t.after(() => removeDir(dir));
+  const dir = fixture(t, "progress").dir;
   generateRepo(join(dir, "src"), { files: 200 });
   const data = join(dir, "data");
   const tty = await inPty(

@@ -9,17 +9,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { isZombie } from "../src/daemon/pidfile.js";
-import {
-  generateRepo,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { MESA_BIN, type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { generateRepo, mesa, run, waitFor } from "./helpers/mount.js";
+import { MESA_BIN } from "./helpers/serve.js";
 
 /** Python: become a child subreaper, run the command (reaping only it), then never reap again. */
 const SUBREAPER = `
@@ -68,20 +60,20 @@ function childrenOf(pid: number): number[] {
 }
 
 test("a zombie daemon is not running: mount -d remounts and unmount returns within 2 s; children get no secrets", async (t) => {
-  const dir = tempDir("zombie");
-  let serve: ServeHandle | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
+  const fx = fixture(t, "zombie");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   const reapers: ChildProcess[] = [];
-  t.after(async () => {
-    if (env) await stopSandbox(env);
+  fx.defer(() => {
     for (const r of reapers) if (r.exitCode === null) r.kill("SIGKILL");
-    await serve?.stop();
-    removeDir(dir);
   });
-  serve = await startServe();
   generateRepo(join(dir, "src"), { files: 20 });
   await serve.importRepo("local/small", join(dir, "src"));
-  env = mesaEnv(dir, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });
+  const env = fx.sandbox(".", {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
   const mnt = env.MESA_MOUNT_POINT as string;
   const pidFile = join(env.MESA_RUNTIME_DIR as string, "mesa.pid");
 

@@ -9,26 +9,14 @@ import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  countingProxy,
-  generateRepo,
-  gitSync,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { countingProxy, generateRepo, gitSync, mesa, run, waitFor } from "./helpers/mount.js";
 import {
   authHeader,
   cloneRepo,
   type Daemon,
   importSmallRepo,
   serverRef,
-  startDaemon,
   waitPushed,
 } from "./helpers/write.js";
 
@@ -62,20 +50,12 @@ async function expectWithin(
 }
 
 test("changes from another mount, a git push and a conflicting rebase reach the kernel's caches within 3 s", async (t) => {
-  const dir = tempDir("kcache");
-  let serve: ServeHandle | undefined;
-  const ds: Daemon[] = [];
-  t.after(async () => {
-    for (const d of ds) await d.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "kcache");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "app");
-  const a = await startDaemon(join(dir, "a"), serve);
-  ds.push(a);
-  const b = await startDaemon(join(dir, "b"), serve);
-  ds.push(b);
+  const a = await fx.daemon(serve, { name: "a" });
+  const b = await fx.daemon(serve, { name: "b" });
 
   // Prime a's caches: the file's content and size, the listing, and a miss.
   assert.match(await view(a, "app", "README.md"), /^hello\n\|size=6\|/);
@@ -131,18 +111,16 @@ test("changes from another mount, a git push and a conflicting rebase reach the 
 });
 
 test("16 readers at once and ripgrep over the mount return what they return on a clone", async (t) => {
-  const dir = tempDir("kcache-rg");
-  let serve: ServeHandle | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "kcache-rg");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   generateRepo(join(dir, "src"), { files: 1500, bigFileBytes: 3 << 20 });
   await serve.importRepo("local/app", join(dir, "src"));
-  env = mesaEnv(dir, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });
+  const env = fx.sandbox(".", {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
   const up = await mesa(["mount", "-d"], env);
   assert.equal(up.code, 0, up.stderr);
   const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
@@ -188,24 +166,15 @@ test("16 readers at once and ripgrep over the mount return what they return on a
 });
 
 test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing hangs, reads recover", async (t) => {
-  const dir = tempDir("kcache-down");
-  let serve: ServeHandle | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  const proxy = await countingProxy("http://127.0.0.1:1");
-  let walk: ReturnType<typeof spawn> | undefined;
-  t.after(async () => {
-    if (walk?.exitCode === null) walk.kill("SIGKILL");
-    if (env) await stopSandbox(env);
-    await serve?.stop();
-    await proxy.close();
-    removeDir(dir);
-  });
+  const fx = fixture(t, "kcache-down");
+  const dir = fx.dir;
+  const proxy = fx.use(await countingProxy("http://127.0.0.1:1"));
   const dataDir = join(dir, "serve");
-  serve = await startServe({ dataDir });
+  let serve = await fx.serve({ dataDir });
   generateRepo(join(dir, "src"), { files: 3000 });
   await serve.importRepo("local/app", join(dir, "src"));
   proxy.retarget(serve.url);
-  env = mesaEnv(dir, {
+  const env = fx.sandbox(".", {
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: proxy.url,
@@ -216,24 +185,26 @@ test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing h
   const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
 
   // A walk that reads every file, one process per file so each read's result is visible.
-  walk = spawn(
+  const walk = spawn(
     "sh",
     ["-c", 'find . -type f -exec sh -c \'cat "$1" >/dev/null 2>&1 || echo "FAIL $1"\' _ {} \\;'],
     {
       cwd: root,
     },
   );
+  fx.defer(() => {
+    if (walk.exitCode === null) walk.kill("SIGKILL");
+  });
   let out = "";
   walk.stdout?.on("data", (d) => {
     out += d;
   });
-  const walked = new Promise<number | null>((r) => walk?.on("exit", (code) => r(code)));
+  const walked = new Promise<number | null>((r) => walk.on("exit", (code) => r(code)));
   assert.ok(await waitFor(() => proxy.fetches() > 5, 30_000, 50), "the walk fetched nothing");
   proxy.setDown(true);
   const stoppedAt = Date.now();
   process.kill(serve.pid, "SIGKILL");
   await serve.stop();
-  serve = undefined;
   const code = await Promise.race([walked, new Promise((r) => setTimeout(() => r("hung"), 240_000))]);
   assert.notEqual(code, "hung", "the walk hung after the server went away");
   t.diagnostic(`walk ended ${Date.now() - stoppedAt} ms after the server stopped`);
@@ -248,7 +219,7 @@ test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing h
   // Metadata never waits for the network.
   assert.equal((await run("ls", ["-lR", "."], { cwd: root, timeoutMs: 30_000 })).code, 0);
 
-  serve = await startServe({ dataDir });
+  serve = await fx.serve({ dataDir });
   proxy.retarget(serve.url);
   proxy.setDown(false);
   const want = readFileSync(join(dir, "src", one));

@@ -6,38 +6,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  type CountingProxy,
-  countingProxy,
-  generateRepo,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { countingProxy, generateRepo, mesa, run, stopSandbox, waitFor } from "./helpers/mount.js";
 
 test("server stopped after mount: browsing works, uncached reads give EIO, then recover", async (t) => {
-  const dir = tempDir("mountdown");
-  let serve: ServeHandle | undefined;
-  let proxy: CountingProxy | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await serve?.stop();
-    await proxy?.close();
-    removeDir(dir);
-  });
+  const fx = fixture(t, "mountdown");
+  const dir = fx.dir;
   const dataDir = join(dir, "serve");
-  serve = await startServe({ dataDir });
+  let serve = await fx.serve({ dataDir });
   const adminKey = serve.adminKey;
   generateRepo(join(dir, "src"), { files: 200 });
   await serve.importRepo("local/app", join(dir, "src"));
-  proxy = await countingProxy(serve.url);
-  env = mesaEnv(dir, {
+  const proxy = fx.use(await countingProxy(serve.url));
+  const env = fx.sandbox(".", {
     MESA_ORG: "local",
     MESA_API_KEY: adminKey,
     MESA_SERVICE_URL: proxy.url,
@@ -50,7 +31,6 @@ test("server stopped after mount: browsing works, uncached reads give EIO, then 
 
   proxy.setDown(true);
   await serve.stop();
-  serve = undefined;
   const find = await run("find", [root], { timeoutMs: 30_000 });
   assert.equal(find.code, 0, find.stderr);
   assert.ok(find.stdout.split("\n").length > 200);
@@ -64,7 +44,7 @@ test("server stopped after mount: browsing works, uncached reads give EIO, then 
   assert.deepEqual([bad.code, bad.stderr], [1, `cat: ${badPath}: Input/output error\n`]);
   assert.ok(Date.now() - started < 45_000, "the failing read was not bounded");
 
-  serve = await startServe({ dataDir });
+  serve = await fx.serve({ dataDir });
   proxy.retarget(serve.url);
   proxy.setDown(false);
   let out = "";
@@ -82,29 +62,20 @@ test("server stopped after mount: browsing works, uncached reads give EIO, then 
 });
 
 test("disk cache stays under its cap; a remount reads from disk with zero fetches", async (t) => {
-  const dir = tempDir("mountcache");
-  let serve: ServeHandle | undefined;
-  let proxy: CountingProxy | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    await proxy?.close();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "mountcache");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   generateRepo(join(dir, "src"), { files: 1500 });
   await serve.importRepo("local/app", join(dir, "src"));
-  proxy = await countingProxy(serve.url);
+  const proxy = fx.use(await countingProxy(serve.url));
   const base = { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: proxy.url };
 
   // A cap well below what is read (500 files, ~750 kB of content).
-  const capped = mesaEnv(join(dir, "capped"), {
+  const capped = fx.sandbox("capped", {
     ...base,
     MESA_CACHE_MAX_SIZE: "300KB",
     MESA_PREFETCH_ENABLED: "false",
   });
-  envs.push(capped);
   assert.equal((await mesa(["mount", "-d"], capped)).code, 0);
   const cappedRoot = join(capped.MESA_MOUNT_POINT as string, "local", "app");
   const all = await run(
@@ -120,8 +91,7 @@ test("disk cache stays under its cap; a remount reads from disk with zero fetche
   await stopSandbox(capped);
 
   // Read everything once, unmount, mount again: no fetch reaches the server.
-  const full = mesaEnv(join(dir, "full"), base);
-  envs.push(full);
+  const full = fx.sandbox("full", base);
   assert.equal((await mesa(["mount", "-d"], full)).code, 0);
   const root = join(full.MESA_MOUNT_POINT as string, "local", "app");
   const first = await run("sh", ["-c", `find "${root}" -type f -exec cat {} + | md5sum`], {

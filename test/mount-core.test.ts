@@ -7,31 +7,24 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import {
-  cleanupMount,
-  diffTrees,
-  generateRepo,
-  removeDir,
-  run,
-  statListing,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { cleanupMount, diffTrees, generateRepo, run, statListing, waitFor } from "./helpers/mount.js";
 
-const fixture = fileURLToPath(new URL("./helpers/snapshot-mount.js", import.meta.url));
+const snapshotMount = fileURLToPath(new URL("./helpers/snapshot-mount.js", import.meta.url));
 
 test("a snapshot mount matches the Git checkout", async (t) => {
-  const dir = tempDir("core");
-  const repo = join(dir, "repo");
-  const mnt = join(dir, "mnt");
+  const fx = fixture(t, "core");
+  const repo = join(fx.dir, "repo");
+  const mnt = join(fx.dir, "mnt");
   let child: ChildProcess | undefined;
-  t.after(async () => {
+  fx.defer(async () => {
     if (child?.pid && child.exitCode === null) child.kill("SIGKILL");
     await cleanupMount(mnt);
-    removeDir(dir);
   });
   generateRepo(repo, { files: 600 });
-  child = spawn(process.execPath, [fixture, repo, mnt, "acme", "app"], { stdio: ["ignore", "pipe", "pipe"] });
+  child = spawn(process.execPath, [snapshotMount, repo, mnt, "acme", "app"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   child.stdout?.on("data", (d) => {
     out += d;

@@ -8,30 +8,13 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { generateApiKey } from "../src/auth/keys.js";
 import { mintFromApiKey } from "../src/auth/tokens.js";
-import { type GitServer, serveGit } from "./helpers/git-http.js";
-import {
-  diffTrees,
-  generateRepo,
-  gitSync,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  statListing,
-  stopSandbox,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { serveGit } from "./helpers/git-http.js";
+import { diffTrees, generateRepo, gitSync, mesa, run, statListing, waitFor } from "./helpers/mount.js";
 
 test("explicit repos from a plain git http-backend, default and pinned bookmarks", async (t) => {
-  const dir = tempDir("mountgit");
-  let server: GitServer | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await server?.close();
-    removeDir(dir);
-  });
+  const fx = fixture(t, "mountgit");
+  const dir = fx.dir;
   const work = join(dir, "work");
   generateRepo(work, { files: 300 });
   gitSync(work, ["checkout", "-q", "-b", "feature"]);
@@ -43,7 +26,7 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
   mkdirSync(join(root, "acme"), { recursive: true });
   gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "app.git")]);
   gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "pinned.git")]);
-  server = await serveGit(root);
+  const server = fx.use(await serveGit(root));
 
   const config = join(dir, "config.toml");
   writeFileSync(
@@ -63,7 +46,7 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
     repos: null,
     ttlSeconds: 4,
   });
-  env = mesaEnv(dir, {
+  const env = fx.sandbox(".", {
     MESA_ORG: "acme",
     MESA_API_KEY: token,
     MESA_SERVICE_URL: server.url,
@@ -126,28 +109,22 @@ test("explicit repos from a plain git http-backend, default and pinned bookmarks
 });
 
 test("a foreign key against plain Git hosting is sent as it is (no REST to identify it)", async (t) => {
-  const dir = tempDir("mountgitkey");
-  let server: GitServer | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await server?.close();
-    removeDir(dir);
-  });
+  const fx = fixture(t, "mountgitkey");
+  const dir = fx.dir;
   const work = join(dir, "work");
   generateRepo(work, { files: 20 });
   const root = join(dir, "srv");
   mkdirSync(join(root, "acme"), { recursive: true });
   gitSync(dir, ["clone", "-q", "--bare", work, join(root, "acme", "app.git")]);
   const foreignKey = "ghp_foreignPersonalAccessToken0123456789";
-  server = await serveGit(root, { password: foreignKey });
+  const server = fx.use(await serveGit(root, { password: foreignKey }));
 
   const config = join(dir, "config.toml");
   writeFileSync(
     config,
     ["[organizations.acme]", 'mount = "explicit"', "[organizations.acme.repos.app]", ""].join("\n"),
   );
-  env = mesaEnv(dir, { MESA_ORG: "acme", MESA_API_KEY: foreignKey, MESA_SERVICE_URL: server.url });
+  const env = fx.sandbox(".", { MESA_ORG: "acme", MESA_API_KEY: foreignKey, MESA_SERVICE_URL: server.url });
   delete env.MESA_NO_CONFIG_FILE;
   const up = await mesa(["--config-path", config, "mount", "-d"], env);
   assert.equal(up.code, 0, `mount -d failed: ${up.stderr}`);

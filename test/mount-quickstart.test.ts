@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
-import { mesa, mesaEnv, removeDir, run, stopSandbox, tempDir } from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { mesa, mesaEnv, run, stopSandbox } from "./helpers/mount.js";
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -19,7 +20,8 @@ function freePort(): Promise<number> {
 }
 
 test("quickstart: server, sample repo, key, mount; idempotent; --stop", async (t) => {
-  const dir = tempDir("quickstart");
+  const fx = fixture(t, "quickstart");
+  const dir = fx.dir;
   const port = await freePort();
   // Only what a fresh machine has: a HOME, and a port that is free for the test.
   const env = mesaEnv(dir, { MESA_SERVICE_URL: `http://127.0.0.1:${port}` });
@@ -35,12 +37,11 @@ test("quickstart: server, sample repo, key, mount; idempotent; --stop", async (t
     delete env[k];
   const home = env.HOME as string;
   const mnt = join(home, ".local", "share", "mesa", "mnt");
-  t.after(async () => {
+  fx.defer(async () => {
     await mesa(["quickstart", "--stop"], env, 60_000);
     await stopSandbox({ ...env, MESA_MOUNT_POINT: mnt });
     const pid = Number((await run("cat", [join(home, ".local/share/mesa/quickstart/serve.pid")])).stdout);
     if (pid > 0) await run("kill", ["-9", String(pid)]);
-    removeDir(dir);
   });
 
   const first = await mesa(["quickstart", "-y"], env, 120_000);

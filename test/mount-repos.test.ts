@@ -8,28 +8,13 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  generateRepo,
-  gitSync,
-  mesa,
-  mesaEnv,
-  removeDir,
-  run,
-  stopSandbox,
-  tempDir,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { generateRepo, gitSync, mesa, run, stopSandbox } from "./helpers/mount.js";
 
 test("all vs explicit, repo open/close live, pin by change id", async (t) => {
-  const dir = tempDir("mountrepos");
-  let serve: ServeHandle | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "mountrepos");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   const a = join(dir, "a");
   generateRepo(a, { files: 30 });
   const firstCommit = gitSync(a, ["rev-parse", "HEAD"]).trim();
@@ -42,8 +27,7 @@ test("all vs explicit, repo open/close live, pin by change id", async (t) => {
   const base = { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url };
 
   // all mode: every repo of the org; close and open one live.
-  const all = mesaEnv(join(dir, "all"), base);
-  envs.push(all);
+  const all = fx.sandbox("all", base);
   assert.equal((await mesa(["mount", "-d"], all)).code, 0);
   const orgDir = join(all.MESA_MOUNT_POINT as string, "local");
   assert.deepEqual((await run("ls", [orgDir])).stdout.trim().split("\n"), ["a", "b"]);
@@ -69,9 +53,8 @@ test("all vs explicit, repo open/close live, pin by change id", async (t) => {
     config,
     `[organizations.local]\nmount = "explicit"\n[organizations.local.repos.a]\nrev = { change-id = "${pinned.id}" }\n`,
   );
-  const explicit = mesaEnv(join(dir, "explicit"), base);
+  const explicit = fx.sandbox("explicit", base);
   delete explicit.MESA_NO_CONFIG_FILE;
-  envs.push(explicit);
   const up = await mesa(["--config-path", config, "mount", "-d"], explicit);
   assert.equal(up.code, 0, up.stderr);
   const eOrg = join(explicit.MESA_MOUNT_POINT as string, "local");

@@ -6,36 +6,26 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
+import { fixture } from "./helpers/fixture.js";
 import {
   diffTrees,
   generateRepo,
   gitSync,
   MESA_BIN,
   mesa,
-  mesaEnv,
-  removeDir,
   run,
   statListing,
-  stopSandbox,
-  tempDir,
   waitFor,
 } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
 
 function basicAuthHeader(key: string): string {
   return `Authorization: Basic ${Buffer.from(`mesa:${key}`).toString("base64")}`;
 }
 
 test("a 5,000-file repo mounted with -d equals its git clone; lifecycle commands", async (t) => {
-  const dir = tempDir("mount");
-  let serve: ServeHandle | undefined;
-  let env: NodeJS.ProcessEnv | undefined;
-  t.after(async () => {
-    if (env) await stopSandbox(env);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "mount");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   const src = join(dir, "src");
   generateRepo(src, { files: 5000 });
   await serve.importRepo("local/big", src);
@@ -49,7 +39,11 @@ test("a 5,000-file repo mounted with -d equals its git clone; lifecycle commands
     clone,
   ]);
 
-  env = mesaEnv(dir, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });
+  const env = fx.sandbox(".", {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
   const mnt = env.MESA_MOUNT_POINT as string;
   const up = await mesa(["mount", "-d"], env);
   assert.equal(up.code, 0, `mount -d failed: ${up.stderr}`);
@@ -117,15 +111,9 @@ test("a 5,000-file repo mounted with -d equals its git clone; lifecycle commands
 });
 
 test("mount -d fails clearly: bad mount point, server down, unusable /dev/fuse", async (t) => {
-  const dir = tempDir("mountfail");
-  let serve: ServeHandle | undefined;
-  const envs: NodeJS.ProcessEnv[] = [];
-  t.after(async () => {
-    for (const e of envs) await stopSandbox(e);
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "mountfail");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   const src = join(dir, "src");
   generateRepo(src, { files: 20 });
   await serve.importRepo("local/app", src);
@@ -133,36 +121,33 @@ test("mount -d fails clearly: bad mount point, server down, unusable /dev/fuse",
   // The mount point is a regular file.
   const file = join(dir, "not-a-dir");
   await run("touch", [file]);
-  const e1 = mesaEnv(join(dir, "a"), {
+  const e1 = fx.sandbox("a", {
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
     MESA_MOUNT_POINT: file,
   });
-  envs.push(e1);
   const r1 = await mesa(["mount", "-d"], e1);
   assert.equal(r1.code, 1);
   assert.match(r1.stderr, /not a directory/i);
 
   // Nothing listens on the service URL.
-  const e2 = mesaEnv(join(dir, "b"), {
+  const e2 = fx.sandbox("b", {
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: "http://127.0.0.1:9",
   });
-  envs.push(e2);
   const r2 = await mesa(["mount", "-d"], e2);
   assert.equal(r2.code, 1);
   assert.match(r2.stderr, /^mesa: /);
   assert.doesNotMatch(r2.stderr, /mesa_live_/);
 
   // /dev/fuse replaced by a regular file in a private mount namespace.
-  const e3 = mesaEnv(join(dir, "c"), {
+  const e3 = fx.sandbox("c", {
     MESA_ORG: "local",
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
   });
-  envs.push(e3);
   const fake = join(dir, "fake-fuse");
   await run("touch", [fake]);
   const r3 = await run(

@@ -10,7 +10,8 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { gitSync, mesa, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, mesa, run, waitFor } from "./helpers/mount.js";
 import {
   pythonAs,
   ROOT,
@@ -21,17 +22,17 @@ import {
   testUser,
   type Who,
 } from "./helpers/posix.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import type { ServeHandle } from "./helpers/serve.js";
 import {
   authHeader,
   cloneRepo,
   type Daemon,
   importSmallRepo,
   serverRef,
-  startDaemon,
   waitPushed,
 } from "./helpers/write.js";
 
+const fx = fixture({ after }, "posix-mount");
 let dir: string;
 let serve: ServeHandle | undefined;
 let d: Daemon | undefined;
@@ -40,27 +41,21 @@ let repo: string;
 
 before(async () => {
   user = testUser();
-  dir = tempDir("posix-mount");
+  dir = fx.dir;
   // The unprivileged users must reach the mount point.
   chmodSync(dir, 0o755);
-  serve = await startServe();
+  serve = await fx.serve();
   await importSmallRepo(serve, dir, "app");
   await importSmallRepo(serve, dir, "other");
   d = await daemon();
   repo = d.root("app");
 });
 
-after(async () => {
-  await d?.stop();
-  await serve?.stop();
-  removeDir(dir);
-});
-
 async function daemon(): Promise<Daemon> {
   mkdirSync(join(dir, "d1"), { recursive: true, mode: 0o755 });
-  return startDaemon(join(dir, "d1"), serve as ServeHandle, {
-    MESA_UID: String(user.uid),
-    MESA_GID: String(user.gid),
+  return fx.daemon(serve as ServeHandle, {
+    name: "d1",
+    env: { MESA_UID: String(user.uid), MESA_GID: String(user.gid) },
   });
 }
 

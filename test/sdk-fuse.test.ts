@@ -5,26 +5,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { gitSync, mesa, removeDir, tempDir, waitFor } from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, mesa, waitFor } from "./helpers/mount.js";
 import { client, isolateSdkEnv } from "./helpers/sdk.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import { authHeader, type Daemon, importSmallRepo, startDaemon, waitPushed } from "./helpers/write.js";
+import { authHeader, importSmallRepo, waitPushed } from "./helpers/write.js";
 
 test("an SDK filesystem and a FUSE mount on one bookmark see each other's edits within 3 s", async (t) => {
-  const dir = tempDir("sdk-fuse");
+  const fx = fixture(t, "sdk-fuse");
+  const dir = fx.dir;
   isolateSdkEnv(join(dir, "home"));
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "shared");
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   const fs = await client(serve).fs.mount({ repos: ["shared"] });
-  t.after(() => fs.close().catch(() => undefined));
+  fx.defer(() => fs.close().catch(() => undefined));
   const events: string[] = [];
   fs.subscribe((e) => events.push(e.path));
 
@@ -32,7 +26,7 @@ test("an SDK filesystem and a FUSE mount on one bookmark see each other's edits 
   let t0 = Date.now();
   assert.ok(
     await waitFor(
-      async () => (await d!.sh("shared", "cat from-sdk.txt 2>/dev/null")).stdout === "sdk\n",
+      async () => (await d.sh("shared", "cat from-sdk.txt 2>/dev/null")).stdout === "sdk\n",
       3000,
       100,
     ),
@@ -57,17 +51,11 @@ test("an SDK filesystem and a FUSE mount on one bookmark see each other's edits 
 });
 
 test("mesa edit <change-id> checks out an existing change; later writes amend it", async (t) => {
-  const dir = tempDir("mesa-edit");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "mesa-edit");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "ed");
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   const base = gitSync(dir, [
     "-c",
     authHeader(serve.adminKey),

@@ -18,9 +18,10 @@ import {
   NotFoundError,
 } from "../src/sdk/index.js";
 import { RestClient } from "../src/vcs/rest.js";
-import { gitSync, removeDir, run, tempDir, waitFor } from "./helpers/mount.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, run, waitFor } from "./helpers/mount.js";
 import { client, importCodeRepo, isolateSdkEnv } from "./helpers/sdk.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import type { ServeHandle } from "./helpers/serve.js";
 import { authHeader, cloneRepo } from "./helpers/write.js";
 
 let serve: ServeHandle;
@@ -33,17 +34,14 @@ async function fresh(name: string): Promise<string> {
   return `/local/${name}`;
 }
 
+const suite = fixture({ after }, "sdk");
+
 before(async () => {
-  dir = tempDir("sdk");
+  dir = suite.dir;
   isolateSdkEnv(join(dir, "home"));
-  serve = await startServe();
+  serve = await suite.serve();
   await importCodeRepo(serve, dir, "code");
   mesa = client(serve);
-});
-
-after(async () => {
-  await serve?.stop();
-  removeDir(dir);
 });
 
 /** Mounts and closes the mount when the test ends (even when it fails). */

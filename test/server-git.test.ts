@@ -5,8 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
@@ -14,7 +13,8 @@ import { generatePrivateKey } from "../src/auth/keys.js";
 import { mintFromApiKey, mintFromPrivateKey } from "../src/auth/tokens.js";
 import { changeIdFromOid } from "../src/vcs/objects.js";
 import { RestClient } from "../src/vcs/rest.js";
-import { runMesa, type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { runMesa, type ServeHandle } from "./helpers/serve.js";
 
 const GIT_ENV = {
   ...process.env,
@@ -83,12 +83,14 @@ async function diskSnapshot(): Promise<string> {
   return parts.join("\n---\n");
 }
 
+const suite = fixture({ after }, "git");
+
 before(async () => {
-  srv = await startServe();
-  api = new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 });
+  srv = await suite.serve();
+  api = suite.use(new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 }));
   await api.createRepo("local", "app");
   await api.createRepo("local", "other");
-  work = await mkdtemp(path.join(tmpdir(), "mesa-git-"));
+  work = suite.dir;
   gitSync(work, ["init", "-q", "-b", "main", "src"]);
   const src = path.join(work, "src");
   gitSync(src, ["config", "core.autocrlf", "false"]);
@@ -101,12 +103,6 @@ before(async () => {
     gitSync(src, ["add", "-A"]);
     gitSync(src, ["commit", "-q", "-m", `commit ${i}`]);
   }
-});
-
-after(async () => {
-  await api?.close();
-  await srv?.stop();
-  if (work) await rm(work, { recursive: true, force: true });
 });
 
 describe("git smart HTTP", () => {
@@ -448,55 +444,46 @@ describe("mesa serve import and lifecycle", () => {
     assert.equal((await readdir(path.join(srv.dataDir, "tmp"))).length, 0);
   });
 
-  it("one server per data dir; restart keeps keys and prints no new admin key; SIGTERM exits cleanly", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "mesa-serve-life-"));
-    let first: ServeHandle | undefined;
-    let again: ServeHandle | undefined;
-    let third: ServeHandle | undefined;
-    try {
-      first = await startServe({ dataDir: dir });
-      assert.match(first.adminKey, /^mesa_live_/);
-      const second = await runMesa(["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"], {
-        timeoutMs: 20_000,
-      });
-      assert.equal(second.code, 2);
-      assert.match(second.stderr, /another mesa serve/);
-      await first.stop();
-      again = await startServe({ dataDir: dir });
-      assert.equal(again.adminKey, "");
-      const res = await fetch(`${again.url}/v1/whoami`, {
-        headers: { authorization: `Bearer ${first.adminKey}` },
-      });
-      assert.equal(res.status, 200);
-      process.kill(again.pid, "SIGTERM");
-      const deadline = Date.now() + 10_000;
-      let alive = true;
-      while (alive && Date.now() < deadline) {
-        try {
-          process.kill(again.pid, 0);
-          await new Promise((r) => setTimeout(r, 50));
-        } catch {
-          alive = false;
-        }
+  it("one server per data dir; restart keeps keys and prints no new admin key; SIGTERM exits cleanly", async (t) => {
+    const life = fixture(t, "serve-life");
+    const dir = life.dir;
+    const first = await life.serve({ dataDir: dir });
+    assert.match(first.adminKey, /^mesa_live_/);
+    const second = await runMesa(["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(second.code, 2);
+    assert.match(second.stderr, /another mesa serve/);
+    await first.stop();
+    const again = await life.serve({ dataDir: dir });
+    assert.equal(again.adminKey, "");
+    const res = await fetch(`${again.url}/v1/whoami`, {
+      headers: { authorization: `Bearer ${first.adminKey}` },
+    });
+    assert.equal(res.status, 200);
+    process.kill(again.pid, "SIGTERM");
+    const deadline = Date.now() + 10_000;
+    let alive = true;
+    while (alive && Date.now() < deadline) {
+      try {
+        process.kill(again.pid, 0);
+        await new Promise((r) => setTimeout(r, 50));
+      } catch {
+        alive = false;
       }
-      assert.equal(alive, false, "mesa serve did not exit after SIGTERM");
-      assert.match(again.logs(), /shutting down/);
-      // A new --org on an existing data dir gets its own admin key, printed once.
-      third = await startServe({ dataDir: dir, org: "team" });
-      assert.match(third.adminKey, /^mesa_live_/);
-      const who = await fetch(`${third.url}/v1/whoami`, {
-        headers: { authorization: `Bearer ${third.adminKey}` },
-      });
-      assert.equal(((await who.json()) as { org: { slug: string } }).org.slug, "team");
-      const cross = await fetch(`${third.url}/v1/local/repos`, {
-        headers: { authorization: `Bearer ${third.adminKey}` },
-      });
-      assert.equal(cross.status, 403);
-    } finally {
-      await first?.stop();
-      await again?.stop();
-      await third?.stop();
-      await rm(dir, { recursive: true, force: true });
     }
+    assert.equal(alive, false, "mesa serve did not exit after SIGTERM");
+    assert.match(again.logs(), /shutting down/);
+    // A new --org on an existing data dir gets its own admin key, printed once.
+    const third = await life.serve({ dataDir: dir, org: "team" });
+    assert.match(third.adminKey, /^mesa_live_/);
+    const who = await fetch(`${third.url}/v1/whoami`, {
+      headers: { authorization: `Bearer ${third.adminKey}` },
+    });
+    assert.equal(((await who.json()) as { org: { slug: string } }).org.slug, "team");
+    const cross = await fetch(`${third.url}/v1/local/repos`, {
+      headers: { authorization: `Bearer ${third.adminKey}` },
+    });
+    assert.equal(cross.status, 403);
   });
 });

@@ -5,12 +5,10 @@
  * not. Also: the framework's own errors (414, 431) have the documented error shape.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { runMesa, type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { runMesa, type ServeHandle } from "./helpers/serve.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
 type Json = any;
@@ -36,13 +34,12 @@ async function newKey(creator: string, scopes: string[], repos: string[] | null)
   return { id: r.json.id as string, key: r.json.key as string };
 }
 
+const suite = fixture({ after }, "server-keys");
+
 before(async () => {
-  srv = await startServe();
+  srv = await suite.serve();
   for (const name of ["r1", "r2"])
     assert.equal((await http("POST", "/v1/local/repos", srv.adminKey, { name })).status, 201);
-});
-after(async () => {
-  await srv?.stop();
 });
 
 describe("admin keys limited to repos", () => {
@@ -123,25 +120,18 @@ describe("org-wide admin keys", () => {
     );
   });
 
-  it("admin-key writes the data dir directly when no server runs", async () => {
-    const dataDir = await mkdtemp(path.join(tmpdir(), "mesa-serve-offline-"));
-    try {
-      await (await startServe({ dataDir })).stop();
-      const minted = await runMesa(["serve", "admin-key", "--org", "local", "--data-dir", dataDir]);
-      assert.equal(minted.code, 0, minted.stderr);
-      const key = /^admin key: (mesa_live_\S+)\n$/.exec(minted.stdout)?.[1];
-      assert.ok(key, minted.stdout);
-      const again = await startServe({ dataDir });
-      try {
-        const res = await fetch(`${again.url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } });
-        assert.equal(res.status, 200);
-        assert.equal(((await res.json()) as Json).repos, null);
-      } finally {
-        await again.stop();
-      }
-    } finally {
-      await rm(dataDir, { recursive: true, force: true });
-    }
+  it("admin-key writes the data dir directly when no server runs", async (t) => {
+    const fx = fixture(t, "serve-offline");
+    const dataDir = fx.dir;
+    await (await fx.serve({ dataDir })).stop();
+    const minted = await runMesa(["serve", "admin-key", "--org", "local", "--data-dir", dataDir]);
+    assert.equal(minted.code, 0, minted.stderr);
+    const key = /^admin key: (mesa_live_\S+)\n$/.exec(minted.stdout)?.[1];
+    assert.ok(key, minted.stdout);
+    const again = await fx.serve({ dataDir });
+    const res = await fetch(`${again.url}/v1/whoami`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as Json).repos, null);
   });
 });
 

@@ -7,7 +7,8 @@ import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { isMesaError } from "../src/errors.js";
 import { type Change, RestClient } from "../src/vcs/rest.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import type { ServeHandle } from "./helpers/serve.js";
 
 const ROOT = "z".repeat(32);
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
@@ -73,13 +74,11 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+const suite = fixture({ after }, "server-rest");
+
 before(async () => {
-  srv = await startServe();
-  api = new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 });
-});
-after(async () => {
-  await api?.close();
-  await srv?.stop();
+  srv = await suite.serve();
+  api = suite.use(new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 }));
 });
 
 describe("whoami and auth basics", () => {

@@ -4,13 +4,13 @@
  * others; plus `mesa repo list [--all]` against the server.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import net from "node:net";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { RestClient } from "../src/vcs/rest.js";
-import { runMesa, type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { runMesa, type ServeHandle } from "./helpers/serve.js";
 
 let srv: ServeHandle;
 let api: RestClient;
@@ -44,16 +44,13 @@ function rawRequest(
   });
 }
 
+const suite = fixture({ after }, "safety");
+
 before(async () => {
-  srv = await startServe({ args: ["--git-timeout", "2"] });
-  api = new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 });
+  srv = await suite.serve({ args: ["--git-timeout", "2"] });
+  api = suite.use(new RestClient({ serviceUrl: srv.url, credential: srv.adminKey, timeoutMs: 20_000 }));
   await api.createRepo("local", "app");
-  tmp = await mkdtemp(path.join(tmpdir(), "mesa-safety-"));
-});
-after(async () => {
-  await api?.close();
-  await srv?.stop();
-  if (tmp) await rm(tmp, { recursive: true, force: true });
+  tmp = suite.dir;
 });
 
 describe("safety", () => {

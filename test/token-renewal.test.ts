@@ -7,11 +7,12 @@
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { mintFromApiKey } from "../src/auth/tokens.js";
-import { generateRepo, gitSync, removeDir, tempDir, waitFor } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import { authHeader, cloneRepo, type Daemon, startDaemon, waitPushed } from "./helpers/write.js";
+import { type Fixture, fixture } from "./helpers/fixture.js";
+import { generateRepo, gitSync, waitFor } from "./helpers/mount.js";
+import type { ServeHandle } from "./helpers/serve.js";
+import { authHeader, cloneRepo, type Daemon, waitPushed } from "./helpers/write.js";
 
 const NO_PREFETCH = { MESA_PREFETCH_ENABLED: "false", MESA_CACHE_ENABLED: "false" };
 
@@ -20,26 +21,22 @@ function renewals(d: Daemon): number {
   return log.split("\n").filter((l) => l.includes('"msg":"access token renewed"')).length;
 }
 
+/** One server for the file; each test has its own dir and daemon. */
+const suite = fixture({ after: test.after }, "renew-serve");
 let serve: ServeHandle | undefined;
-const dirs: string[] = [];
-test.after(async () => {
-  await serve?.stop();
-  for (const d of dirs) removeDir(d);
-});
 
-async function serveWithRepo(repo: string): Promise<{ serve: ServeHandle; dir: string }> {
-  const dir = tempDir("renew");
-  dirs.push(dir);
-  serve ??= await startServe();
-  generateRepo(join(dir, "src"), { files: 60 });
-  await serve.importRepo(`local/${repo}`, join(dir, "src"));
-  return { serve, dir };
+async function serveWithRepo(t: TestContext, repo: string): Promise<{ serve: ServeHandle; fx: Fixture }> {
+  const fx = fixture(t, "renew");
+  serve ??= await suite.serve();
+  generateRepo(join(fx.dir, "src"), { files: 60 });
+  await serve.importRepo(`local/${repo}`, join(fx.dir, "src"));
+  return { serve, fx };
 }
 
 test("an API key's daemon renews its token: reads, pushes and polls keep working across three renewals", async (t) => {
-  const { serve, dir } = await serveWithRepo("app");
-  const d = await startDaemon(join(dir, "a"), serve, { MESA_TOKEN_TTL: "4", ...NO_PREFETCH });
-  t.after(() => d.stop());
+  const { serve, fx } = await serveWithRepo(t, "app");
+  const dir = fx.dir;
+  const d = await fx.daemon(serve, { name: "a", env: { MESA_TOKEN_TTL: "4", ...NO_PREFETCH } });
   const clone = cloneRepo(serve, "app", join(dir, "clone"));
   const files = gitSync(clone, ["ls-files"])
     .split("\n")
@@ -82,15 +79,14 @@ test("an API key's daemon renews its token: reads, pushes and polls keep working
 });
 
 test("a bare access token stops at its expiry: reads fail with EIO and status says why", async (t) => {
-  const { serve, dir } = await serveWithRepo("bare");
+  const { serve, fx } = await serveWithRepo(t, "bare");
   const token = await mintFromApiKey(serve.adminKey, {
     scopes: ["read", "write"],
     repos: null,
     ttlSeconds: 8,
   });
   const exp = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")).exp as number;
-  const d = await startDaemon(join(dir, "b"), serve, { MESA_API_KEY: token, ...NO_PREFETCH });
-  t.after(() => d.stop());
+  const d = await fx.daemon(serve, { name: "b", env: { MESA_API_KEY: token, ...NO_PREFETCH } });
   assert.equal((await d.sh("bare", "cat README.md")).stdout, "# generated\n");
 
   const message = `local: access token expired at ${new Date(exp * 1000).toISOString()}; run \`mesa unmount\` and \`mesa mount -d\` to start a new session`;

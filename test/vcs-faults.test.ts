@@ -13,8 +13,9 @@ import {
   signatureNow,
 } from "../src/vcs/index.js";
 import { DELIM, FLUSH, pkt } from "../src/vcs/pktline.js";
+import { fixture } from "./helpers/fixture.js";
 import { type FaultProxy, faultProxy, type GitServer, serveGit } from "./helpers/git-http.js";
-import { catFiles, git, listObjects, makeRepo, removeDir, type TestRepo, tempDir } from "./helpers/repos.js";
+import { catFiles, git, listObjects, makeRepo, type TestRepo } from "./helpers/repos.js";
 
 function expectCode(code: string) {
   return (err: unknown) => {
@@ -30,12 +31,9 @@ describe("fault injection", () => {
   let repo: TestRepo;
   let blobs: string[];
   let expected: Map<string, { type: string; data: Buffer }>;
-  const remotes: GitRemote[] = [];
-  const remote = (opts: Partial<GitRemoteOptions> = {}) => {
-    const r = new GitRemote({ url: `${proxy.url}/${repo.slug}`, timeoutMs: 3000, retries: 2, ...opts });
-    remotes.push(r);
-    return r;
-  };
+  const fx = fixture({ after }, "faults");
+  const remote = (opts: Partial<GitRemoteOptions> = {}) =>
+    fx.use(new GitRemote({ url: `${proxy.url}/${repo.slug}`, timeoutMs: 3000, retries: 2, ...opts }));
   /** Fetches all blobs and checks every byte, so a "success" can never be wrong data. */
   const fetchAndVerify = async (r: GitRemote) => {
     const got = await r.fetchBlobs(blobs);
@@ -44,7 +42,7 @@ describe("fault injection", () => {
   };
 
   before(async () => {
-    root = tempDir();
+    root = fx.dir;
     const files: Record<string, string> = {};
     for (let i = 0; i < 40; i++) files[`dir${i % 4}/file${i}.txt`] = `content of file ${i}\n`.repeat(50 + i);
     repo = makeRepo(root, files);
@@ -52,14 +50,8 @@ describe("fault injection", () => {
       .filter((o) => o.type === "blob")
       .map((o) => o.oid);
     expected = catFiles(repo.bare, blobs);
-    server = await serveGit(root);
-    proxy = await faultProxy(server.url);
-  });
-  after(async () => {
-    for (const r of remotes) await r.close();
-    await proxy?.close();
-    await server?.close();
-    removeDir(root);
+    server = fx.use(await serveGit(root));
+    proxy = fx.use(await faultProxy(server.url));
   });
 
   test("500 once is retried and succeeds; 500 every time is SERVER after bounded retries", async () => {

@@ -19,6 +19,7 @@ import {
   type TreeEntry,
   writePack,
 } from "../src/vcs/index.js";
+import { fixture } from "./helpers/fixture.js";
 import {
   catFiles,
   git,
@@ -49,8 +50,9 @@ function expectCode(code: string) {
 describe("objects", () => {
   let root: string;
   let repo: TestRepo;
+  const fx = fixture({ after }, "objects");
   before(() => {
-    root = tempDir();
+    root = fx.dir;
     repo = makeRepo(root, {
       "README.md": "# hi\n",
       "a/b/c.txt": "deep\n",
@@ -63,7 +65,6 @@ describe("objects", () => {
       "naïve – ünïcode.txt": "utf8\n",
     });
   });
-  after(() => removeDir(root));
 
   test("hashObject matches git hash-object", () => {
     const data = Buffer.from("hello\n");
@@ -193,8 +194,9 @@ describe("objects", () => {
 describe("pack reader", () => {
   let root: string;
   let repo: TestRepo;
+  const fx = fixture({ after }, "pack-reader");
   before(() => {
-    root = tempDir();
+    root = fx.dir;
     const big = Array.from(
       { length: 400 },
       (_, i) => `line ${i} of a file that changes a little each commit\n`,
@@ -204,7 +206,6 @@ describe("pack reader", () => {
       repo.commit({ "big.txt": `${big}change ${i}\n`.replace(`line ${i} `, `LINE ${i} `) });
     git(repo.bare, ["repack", "-adfq", "--depth=50", "--window=50"]);
   });
-  after(() => removeDir(root));
 
   function packOf(args: string[]): Buffer {
     return gitRaw(repo.bare, ["pack-objects", "--stdout", "--revs", "-q", ...args], "refs/heads/main\n");
@@ -272,8 +273,9 @@ describe("pack reader", () => {
 describe("buildTree", () => {
   let root: string;
   let repo: TestRepo;
+  const fx = fixture({ after }, "build-tree");
   before(() => {
-    root = tempDir();
+    root = fx.dir;
     repo = makeRepo(root, {
       "keep/deep/x.txt": "x\n",
       "keep/y.txt": "y\n",
@@ -284,7 +286,6 @@ describe("buildTree", () => {
       "tool.sh": "#!/bin/sh\n",
     });
   });
-  after(() => removeDir(root));
 
   test("applies add/modify/delete/rename/mode change and loads only touched trees; git agrees", async () => {
     const baseTree = git(repo.bare, ["rev-parse", "HEAD^{tree}"]);

@@ -15,18 +15,9 @@ import {
   serializeCommit,
   signatureNow,
 } from "../src/vcs/index.js";
+import { fixture } from "./helpers/fixture.js";
 import { type GitServer, serveGit } from "./helpers/git-http.js";
-import {
-  catFiles,
-  git,
-  listObjects,
-  lsTree,
-  makeBigRepo,
-  makeRepo,
-  removeDir,
-  type TestRepo,
-  tempDir,
-} from "./helpers/repos.js";
+import { catFiles, git, listObjects, lsTree, makeBigRepo, makeRepo, type TestRepo } from "./helpers/repos.js";
 
 function expectCode(code: string) {
   return (err: unknown) => {
@@ -54,19 +45,15 @@ describe("GitRemote against git http-backend", () => {
   let repo: TestRepo;
   let big: { bare: string; head: string };
   let deltas: TestRepo;
-  const remotes: GitRemote[] = [];
+  const fx = fixture({ after }, "remote");
   const remote = (
     slug: string,
     extra: Partial<ConstructorParameters<typeof GitRemote>[0]> = {},
     base?: string,
-  ) => {
-    const r = new GitRemote({ url: `${base ?? server.url}/${slug}`, timeoutMs: 20_000, ...extra });
-    remotes.push(r);
-    return r;
-  };
+  ) => fx.use(new GitRemote({ url: `${base ?? server.url}/${slug}`, timeoutMs: 20_000, ...extra }));
 
   before(async () => {
-    root = tempDir();
+    root = fx.dir;
     repo = makeRepo(root, FILES);
     git(repo.bare, ["tag", "v1"]);
     git(repo.bare, ["symbolic-ref", "HEAD", "refs/heads/main"]);
@@ -76,12 +63,7 @@ describe("GitRemote against git http-backend", () => {
     for (let i = 0; i < 40; i++)
       deltas.commit({ "doc.txt": `${text}edit ${i}\n`.replace(`line ${i} `, `LINE ${i} `) });
     git(deltas.bare, ["repack", "-adfq", "--depth=50", "--window=50"]);
-    server = await serveGit(root);
-  });
-  after(async () => {
-    for (const r of remotes) await r.close();
-    await server?.close();
-    removeDir(root);
+    server = fx.use(await serveGit(root));
   });
 
   test("capabilities and ls-refs with symrefs and prefixes", async () => {
@@ -320,14 +302,11 @@ describe("GitRemote authentication and endpoints", () => {
   let root: string;
   let server: GitServer;
   let repo: TestRepo;
+  const fx = fixture({ after }, "remote-auth");
   before(async () => {
-    root = tempDir();
+    root = fx.dir;
     repo = makeRepo(root, { "a.txt": "a\n" });
-    server = await serveGit(root, { password: "mesa_live_secretsecret" });
-  });
-  after(async () => {
-    await server?.close();
-    removeDir(root);
+    server = fx.use(await serveGit(root, { password: "mesa_live_secretsecret" }));
   });
 
   test("no or wrong credential is UNAUTHORIZED without retries and without leaking the secret", async () => {

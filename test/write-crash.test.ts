@@ -12,18 +12,9 @@ import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
-import {
-  cleanupMount,
-  diffTrees,
-  mesa,
-  removeDir,
-  run,
-  statListing,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import { cloneRepo, type Daemon, importSmallRepo, startDaemon, waitPushed } from "./helpers/write.js";
+import { fixture } from "./helpers/fixture.js";
+import { cleanupMount, diffTrees, mesa, run, statListing, waitFor } from "./helpers/mount.js";
+import { cloneRepo, type Daemon, importSmallRepo, waitPushed } from "./helpers/write.js";
 
 async function kill9(d: Daemon): Promise<void> {
   const { pid } = await d.status();
@@ -33,17 +24,11 @@ async function kill9(d: Daemon): Promise<void> {
 }
 
 test("after fsync returns the server has the data, even when the daemon is killed right after", async (t) => {
-  const dir = tempDir("write-fsync");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-fsync");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "dur");
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   const script =
     "const fs=require('fs');const fd=fs.openSync('durable.txt','w');fs.writeSync(fd,'must survive\\n');fs.fsyncSync(fd);";
   const r = await d.sh("dur", `node -e "${script}"`);
@@ -70,22 +55,16 @@ for (let i = 0; i < 1000000; i++) {
 `;
 
 test("kill -9 at random points while writing (3 seeds): every write that returned is on the server", async (t) => {
-  const dir = tempDir("write-crash");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-crash");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "crash");
   const writer = join(dir, "writer.cjs");
   writeFileSync(writer, WRITER);
   const seeds = [11, 22, 33];
   const done = new Map<number, number>();
   for (const seed of seeds) {
-    d = await startDaemon(join(dir, "d"), serve);
+    const d = await fx.daemon(serve);
     mkdirSync(join(dir, "logs"), { recursive: true });
     const log = join(dir, "logs", `s${seed}.log`);
     const child = spawn(process.execPath, [writer, d.root("crash"), log, `s${seed}`], { stdio: "ignore" });
@@ -100,7 +79,7 @@ test("kill -9 at random points while writing (3 seeds): every write that returne
     done.set(seed, lines.length === 0 ? -1 : Number(lines[lines.length - 1]));
     t.diagnostic(`seed ${seed}: killed after ${delay} ms, ${lines.length} writes returned`);
   }
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   await waitPushed(d, "crash", 60_000);
   // Our own pushes found on the server after a crash are adopted, never "conflicts".
   assert.deepEqual((await d.status()).writes.find((w) => w.repo === "crash")?.conflicts, []);
@@ -197,17 +176,11 @@ async function apply(root: string, o: Op): Promise<string> {
 }
 
 test("model test: random operations on the mount and on a plain directory give the same tree, also after a remount", async (t) => {
-  const dir = tempDir("write-model");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-model");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "model");
-  d = await startDaemon(join(dir, "d"), serve);
+  let d = await fx.daemon(serve);
   const plain = join(dir, "plain");
   mkdirSync(plain);
   let run_ = 0;
@@ -218,7 +191,7 @@ test("model test: random operations on the mount and on a plain directory give t
   await fc.assert(
     fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
       run_++;
-      const m = join(d!.root("model"), `run${run_}`);
+      const m = join(d.root("model"), `run${run_}`);
       const p = join(plain, `run${run_}`);
       await fsp.mkdir(m);
       await fsp.mkdir(p);
@@ -246,7 +219,7 @@ test("model test: random operations on the mount and on a plain directory give t
     }
     await compare(want, join(clone, `run${i}`));
   }
-  d = await startDaemon(join(dir, "fresh"), serve);
+  d = await fx.daemon(serve, { name: "fresh" });
   for (let i = 1; i <= run_; i++) {
     const want = join(expected, `run${i}`);
     if (existsSync(want)) await compare(want, join(d.root("model"), `run${i}`));

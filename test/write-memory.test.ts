@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { gitSync, removeDir, run, tempDir } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import { type Daemon, importSmallRepo, startDaemon, waitPushed } from "./helpers/write.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, run } from "./helpers/mount.js";
+import { importSmallRepo, waitPushed } from "./helpers/write.js";
 
 const MB = 1024 * 1024;
 const FILE_MB = Number(process.env.MESA_TEST_BIG_FILE_MB ?? 2048);
@@ -23,17 +23,11 @@ function peakRss(pid: number): number {
 }
 
 test(`writing a ${FILE_MB} MB file with conv=fsync keeps the daemon under 300 MB peak RSS`, async (t) => {
-  const dir = tempDir("bigwrite");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "bigwrite");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "big");
-  d = await startDaemon(join(dir, "d"), serve, { MESA_PREFETCH_ENABLED: "false" });
+  const d = await fx.daemon(serve, { env: { MESA_PREFETCH_ENABLED: "false" } });
   const pid = (await d.status()).pid;
 
   const dd = await d.sh(

@@ -8,37 +8,14 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  type CountingProxy,
-  countingProxy,
-  gitSync,
-  mesa,
-  removeDir,
-  run,
-  tempDir,
-  waitFor,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import {
-  authHeader,
-  cloneRepo,
-  type Daemon,
-  importSmallRepo,
-  serverRef,
-  startDaemon,
-  waitPushed,
-} from "./helpers/write.js";
+import { fixture } from "./helpers/fixture.js";
+import { countingProxy, gitSync, mesa, run, waitFor } from "./helpers/mount.js";
+import { authHeader, cloneRepo, importSmallRepo, serverRef, waitPushed } from "./helpers/write.js";
 
 test("branched-from forks a change and bookmark; unmount pushes pending writes; remount follows the fork", async (t) => {
-  const dir = tempDir("write-fork");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-fork");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "forked");
   const main = serverRef(serve, "forked");
   const cfg = join(dir, "config.toml");
@@ -47,7 +24,7 @@ test("branched-from forks a change and bookmark; unmount pushes pending writes; 
     `[organizations.local]\nmount = "explicit"\n[organizations.local.repos.forked]\nbranched-from = { bookmark = "main", as = "agent-1" }\n`,
   );
   const extra = { MESA_NO_CONFIG_FILE: "" };
-  d = await startDaemon(join(dir, "d"), serve, extra, ["-c", cfg]);
+  let d = await fx.daemon(serve, { env: extra, args: ["-c", cfg] });
   const fork = serverRef(serve, "forked", "agent-1");
   assert.match(fork, /^[0-9a-f]{40}$/, "agent-1 was not created at mount time");
   assert.equal((await d.sh("forked", "printf agent > agent.txt && cat README.md")).stdout, "hello\n");
@@ -63,7 +40,7 @@ test("branched-from forks a change and bookmark; unmount pushes pending writes; 
   assert.ok(changeId);
 
   // A remount follows agent-1 (no second fork) and shows the pushed work.
-  d = await startDaemon(join(dir, "d"), serve, extra, ["-c", cfg]);
+  d = await fx.daemon(serve, { env: extra, args: ["-c", cfg] });
   assert.equal((await d.sh("forked", "cat agent.txt")).stdout, "agent");
   assert.equal(serverRef(serve, "forked", "agent-1"), gitSync(clone, ["rev-parse", "FETCH_HEAD"]).trim());
   // The write amended the change forked at mount time (no second change).
@@ -72,17 +49,11 @@ test("branched-from forks a change and bookmark; unmount pushes pending writes; 
 });
 
 test("a file read before someone else changed it shows the new content", async (t) => {
-  const dir = tempDir("write-coherent");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-coherent");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "coh");
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   assert.equal((await d.sh("coh", "cat README.md sub/a.txt")).stdout, "hello\na1\na2\na3\n");
   const clone = cloneRepo(serve, "coh", join(dir, "clone"));
   writeFileSync(join(clone, "README.md"), "changed on the server, longer than before\n");
@@ -91,7 +62,7 @@ test("a file read before someone else changed it shows the new content", async (
   assert.ok(
     await waitFor(
       async () =>
-        (await d!.sh("coh", "cat README.md")).stdout === "changed on the server, longer than before\n",
+        (await d.sh("coh", "cat README.md")).stdout === "changed on the server, longer than before\n",
       20_000,
       200,
     ),
@@ -104,27 +75,19 @@ test("a full disk gives ENOSPC to the writer and corrupts nothing", async (t) =>
     t.skip("needs root to mount a small tmpfs");
     return;
   }
-  const dir = tempDir("write-enospc");
+  const fx = fixture(t, "write-enospc");
+  const dir = fx.dir;
   const small = join(dir, "small-data");
   mkdirSync(small);
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  let mounted = false;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    if (mounted) await run("umount", ["-l", small]);
-    removeDir(dir);
-  });
   const m = await run("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", small]);
   if (m.code !== 0) {
     t.skip(`cannot mount tmpfs: ${m.stderr}`);
     return;
   }
-  mounted = true;
-  serve = await startServe();
+  fx.defer(() => run("umount", ["-l", small]));
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "full");
-  d = await startDaemon(join(dir, "d"), serve, { MESA_DATA_DIR: small });
+  let d = await fx.daemon(serve, { env: { MESA_DATA_DIR: small } });
   const r = await d.sh("full", "export LC_ALL=C; head -c 8000000 /dev/zero > big.bin");
   assert.deepEqual(
     [r.code, r.stderr],
@@ -153,7 +116,7 @@ test("a full disk gives ENOSPC to the writer and corrupts nothing", async (t) =>
   // The journal replays after a restart: nothing was corrupted.
   const down = await mesa(["unmount"], d.env);
   assert.equal(down.code, 0, down.stderr);
-  d = await startDaemon(join(dir, "d"), serve, { MESA_DATA_DIR: small });
+  d = await fx.daemon(serve, { env: { MESA_DATA_DIR: small } });
   assert.equal((await d.sh("full", "cat small.txt; ls")).stdout, "okREADME.md\nsmall.txt\nsub\ntool.sh\n");
   const clone = cloneRepo(serve, "full", join(dir, "clone"));
   assert.equal(readFileSync(join(clone, "small.txt"), "utf8"), "ok");
@@ -161,27 +124,20 @@ test("a full disk gives ENOSPC to the writer and corrupts nothing", async (t) =>
 });
 
 test("a failing server keeps the data, shows failed pushes in status, and pushes once it is back", async (t) => {
-  const dir = tempDir("write-down");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  let proxy: CountingProxy | undefined;
-  t.after(async () => {
-    proxy?.setDown(false);
-    await d?.stop();
-    await proxy?.close();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-down");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "down");
-  proxy = await countingProxy(serve.url);
-  d = await startDaemon(join(dir, "d"), { ...serve, url: proxy.url });
+  const proxy = fx.use(await countingProxy(serve.url));
+  const d = await fx.daemon({ ...serve, url: proxy.url });
+  // Back up before the daemon stops, so that it can push what is pending.
+  fx.defer(() => proxy.setDown(false));
   proxy.setDown(true);
   assert.equal((await d.sh("down", "printf kept > kept.txt")).code, 0);
   assert.ok(
     await waitFor(
       async () => {
-        const s = await d!.status();
+        const s = await d.status();
         const w = s.writes.find((x) => x.repo === "down");
         return w?.pending === true && (w.failures ?? 0) >= 1 && s.errors.some((e) => /push failed/.test(e));
       },
@@ -200,15 +156,9 @@ test("a failing server keeps the data, shows failed pushes in status, and pushes
 });
 
 test("remounting on another bookmark first pushes unpushed work to the old one", async (t) => {
-  const dir = tempDir("write-switch");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-switch");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "sw");
   const clone = cloneRepo(serve, "sw", join(dir, "clone"));
   gitSync(clone, ["checkout", "-q", "-b", "other"]);
@@ -216,13 +166,13 @@ test("remounting on another bookmark first pushes unpushed work to the old one",
   gitSync(clone, ["add", "-A"]);
   gitSync(clone, ["commit", "-q", "-m", "other"]);
   gitSync(clone, ["-c", authHeader(serve.adminKey), "push", "-q", "origin", "other"]);
-  d = await startDaemon(join(dir, "d"), serve);
+  let d = await fx.daemon(serve);
   // Written, then the daemon dies before its debounced push.
   assert.equal((await d.sh("sw", "printf main > on-main.txt")).code, 0);
   const { pid } = await d.status();
   process.kill(pid, "SIGKILL");
   assert.ok(await waitFor(async () => (await run("kill", ["-0", String(pid)])).code !== 0, 10_000));
-  d = await startDaemon(join(dir, "d"), serve, { MESA_REPO_REVS: "local/sw=bookmark:other" });
+  d = await fx.daemon(serve, { env: { MESA_REPO_REVS: "local/sw=bookmark:other" } });
   assert.equal((await d.sh("sw", "ls")).stdout, "README.md\nother.txt\nsub\ntool.sh\n");
   assert.equal((await d.sh("sw", "printf other > on-other.txt")).code, 0);
   await waitPushed(d, "sw");

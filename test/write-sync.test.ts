@@ -7,32 +7,17 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { gitSync, removeDir, tempDir, waitFor } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import {
-  authHeader,
-  cloneRepo,
-  type Daemon,
-  importSmallRepo,
-  startDaemon,
-  waitPushed,
-} from "./helpers/write.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, waitFor } from "./helpers/mount.js";
+import { authHeader, cloneRepo, type Daemon, importSmallRepo, waitPushed } from "./helpers/write.js";
 
 test("two daemons on one bookmark see each other's edits; same-file races keep both sides", async (t) => {
-  const dir = tempDir("write-two");
-  let serve: ServeHandle | undefined;
-  const ds: Daemon[] = [];
-  t.after(async () => {
-    for (const d of ds) await d.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-two");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "shared");
-  const a = await startDaemon(join(dir, "a"), serve);
-  ds.push(a);
-  const b = await startDaemon(join(dir, "b"), serve);
-  ds.push(b);
+  const a = await fx.daemon(serve, { name: "a" });
+  const b = await fx.daemon(serve, { name: "b" });
   const cat = async (d: Daemon, file: string) => (await d.sh("shared", `cat ${file} 2>/dev/null`)).stdout;
 
   // a → b within 5 s
@@ -107,17 +92,11 @@ test("two daemons on one bookmark see each other's edits; same-file races keep b
 });
 
 test("a git push from outside is picked up; local pending edits are rebased on top", async (t) => {
-  const dir = tempDir("write-ext");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-ext");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "ext");
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   const clone = cloneRepo(serve, "ext", join(dir, "clone"));
   writeFileSync(join(clone, "remote.txt"), "remote\n");
   writeFileSync(join(clone, "README.md"), "hello from git\n");
@@ -133,7 +112,7 @@ test("a git push from outside is picked up; local pending edits are rebased on t
   assert.ok(
     await waitFor(
       async () =>
-        (await d!.sh("ext", "cat remote.txt README.md local.txt")).stdout === "remote\nhello from git\nlocal",
+        (await d.sh("ext", "cat remote.txt README.md local.txt")).stdout === "remote\nhello from git\nlocal",
       10_000,
       200,
     ),

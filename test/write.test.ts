@@ -8,48 +8,25 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  diffTrees,
-  generateRepo,
-  gitSync,
-  mesa,
-  removeDir,
-  run,
-  statListing,
-  tempDir,
-} from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
-import {
-  cloneRepo,
-  type Daemon,
-  importSmallRepo,
-  serverFingerprint,
-  serverRef,
-  startDaemon,
-  waitPushed,
-} from "./helpers/write.js";
+import { fixture } from "./helpers/fixture.js";
+import { diffTrees, generateRepo, gitSync, mesa, run, statListing } from "./helpers/mount.js";
+import { cloneRepo, importSmallRepo, serverFingerprint, serverRef, waitPushed } from "./helpers/write.js";
 
 test("POSIX write operations through the mount, pushed as one working change", async (t) => {
-  const dir = tempDir("write-ops");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-ops");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "app");
   const before = serverRef(serve, "app");
-  d = await startDaemon(join(dir, "d1"), serve);
+  const d = await fx.daemon(serve, { name: "d1" });
 
   const ok = async (script: string) => {
-    const r = await d!.sh("app", script);
+    const r = await d.sh("app", script);
     assert.equal(r.code, 0, `${script}: ${r.stderr}`);
     return r.stdout;
   };
   const fails = async (script: string, message: RegExp) => {
-    const r = await d!.sh("app", script);
+    const r = await d.sh("app", script);
     assert.notEqual(r.code, 0, `${script} should fail`);
     assert.match(r.stderr, message, script);
   };
@@ -194,22 +171,16 @@ test("POSIX write operations through the mount, pushed as one working change", a
 });
 
 test("tar -x of 3,000 files into the mount, then git clone shows exactly them", async (t) => {
-  const dir = tempDir("write-tar");
-  let serve: ServeHandle | undefined;
-  let d: Daemon | undefined;
-  t.after(async () => {
-    await d?.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-tar");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "tarred");
   const src = join(dir, "gen");
   generateRepo(src, { files: 3000, seed: 7 });
   const tarball = join(dir, "files.tar");
   const tr = await run("tar", ["-cf", tarball, "--exclude=.git", "-C", src, "."], { timeoutMs: 120_000 });
   assert.equal(tr.code, 0, tr.stderr);
-  d = await startDaemon(join(dir, "d"), serve);
+  const d = await fx.daemon(serve);
   const t0 = Date.now();
   const x = await d.sh("tarred", `mkdir in && tar -xf ${tarball} -C in && sync`, 240_000);
   assert.equal(x.code, 0, x.stderr);
@@ -227,18 +198,12 @@ test("tar -x of 3,000 files into the mount, then git clone shows exactly them", 
 });
 
 test("EROFS for a read-only repo, a change-id pin and a read-scoped token; nothing reaches the server", async (t) => {
-  const dir = tempDir("write-erofs");
-  let serve: ServeHandle | undefined;
-  const daemons: Daemon[] = [];
-  t.after(async () => {
-    for (const d of daemons) await d.stop();
-    await serve?.stop();
-    removeDir(dir);
-  });
-  serve = await startServe();
+  const fx = fixture(t, "write-erofs");
+  const dir = fx.dir;
+  const serve = await fx.serve();
   await importSmallRepo(serve, dir, "ro");
   await importSmallRepo(serve, dir, "pinned");
-  const before = ["ro", "pinned"].map((r) => serverFingerprint(serve!, r));
+  const before = ["ro", "pinned"].map((r) => serverFingerprint(serve, r));
   const cfg = join(dir, "config.toml");
   writeFileSync(
     cfg,
@@ -265,13 +230,11 @@ test("EROFS for a read-only repo, a change-id pin and a read-scoped token; nothi
     ).stdout,
   ) as { changes: Array<{ id: string }> };
   assert.ok(full.changes[0].id.startsWith(changeId));
-  const d1 = await startDaemon(
-    join(dir, "d1"),
-    serve,
-    { MESA_NO_CONFIG_FILE: "", MESA_REPO_REVS: `local/pinned=change-id:${full.changes[0].id}` },
-    ["-c", cfg],
-  );
-  daemons.push(d1);
+  const d1 = await fx.daemon(serve, {
+    name: "d1",
+    env: { MESA_NO_CONFIG_FILE: "", MESA_REPO_REVS: `local/pinned=change-id:${full.changes[0].id}` },
+    args: ["-c", cfg],
+  });
   for (const repo of ["ro", "pinned"]) {
     // Exit codes and messages of dash and GNU coreutils in the C locale: each one is EROFS.
     for (const [script, code, message] of [
@@ -309,8 +272,7 @@ test("EROFS for a read-only repo, a change-id pin and a read-scoped token; nothi
   ]);
   assert.equal(keyOut.code, 0, keyOut.stderr);
   const readKey = (JSON.parse(keyOut.stdout) as { key: string }).key;
-  const d2 = await startDaemon(join(dir, "d2"), { ...serve, adminKey: readKey });
-  daemons.push(d2);
+  const d2 = await fx.daemon({ ...serve, adminKey: readKey }, { name: "d2" });
   const r = await d2.sh("ro", "export LC_ALL=C; printf x > new.txt");
   assert.equal(r.code, 2);
   assert.equal(r.stderr, "sh: 1: cannot create new.txt: Read-only file system\n");
@@ -320,7 +282,7 @@ test("EROFS for a read-only repo, a change-id pin and a read-scoped token; nothi
   );
   // Counted at the server: no ref, no object, no push request.
   assert.deepEqual(
-    ["ro", "pinned"].map((r) => serverFingerprint(serve!, r)),
+    ["ro", "pinned"].map((r) => serverFingerprint(serve, r)),
     before,
   );
 });

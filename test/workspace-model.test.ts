@@ -134,7 +134,9 @@ type Op =
   | { t: "rename"; from: string; to: string }
   | { t: "symlink"; target: string; p: string }
   | { t: "chmod"; p: string; mode: number }
-  | { t: "utimens"; p: string; mtime: number };
+  | { t: "utimens"; p: string; mtime: number }
+  /** Waits until the server has every write so far (later writes amend the pushed change). */
+  | { t: "fsync" };
 
 /** Names of every run directory's committed content, and others, so operations collide. */
 const seg = fc.constantFrom(
@@ -169,7 +171,7 @@ const bytes = fc.oneof(
       .map(({ n, c }) => Buffer.alloc(n, c)),
   },
 );
-const op: fc.Arbitrary<Op> = fc.oneof(
+const edit: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.record({
@@ -215,6 +217,10 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       mtime: fc.integer({ min: 0, max: 2_000_000_000 }).map((s) => s * 1000),
     }),
   },
+);
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 300, arbitrary: edit },
+  { weight: 1, arbitrary: fc.constant({ t: "fsync" as const }) },
 );
 
 /** What `kernel + core` answer for one operation, as the FUSE adapter would call the contract. */
@@ -288,6 +294,9 @@ async function applyCore(core: Core, root: string, o: Op): Promise<string> {
         break;
       case "utimens":
         await w.utimens(at(o.p), undefined, new Date(o.mtime));
+        break;
+      case "fsync":
+        await w.fsync(root, 0, false);
         break;
     }
     return "ok";
@@ -475,6 +484,8 @@ class Model {
         n.mtime = o.mtime;
         return "ok";
       }
+      case "fsync":
+        return "ok";
     }
   }
 
@@ -682,7 +693,9 @@ function sorted<T>(m: Map<string, T>): Array<[string, T]> {
 
 // ---- fixtures ----------------------------------------------------------------------------
 
-const RUN_DIRS = 1200;
+const RUN_DIRS = 1000;
+/** Sets of `shared/` files, one per run of the concurrent-writer test (shrinking included). */
+const SHARED = 100;
 const runDir = (k: number) => `r${String(k).padStart(3, "0")}`;
 
 /**
@@ -705,7 +718,7 @@ async function importRunRepo(serve: ServeHandle, dir: string, name: string): Pro
     .trim();
   gitSync(src, ["update-index", "--add", "--cacheinfo", `120000,${link},t/link`]);
   mkdirSync(join(src, "shared"));
-  for (let i = 0; i < 12; i++) {
+  for (let i = 0; i < SHARED; i++) {
     writeFileSync(join(src, "shared", `f${i}.txt`), "one\ntwo\nthree\n");
     writeFileSync(join(src, "shared", `g${i}.txt`), "g\n");
     writeFileSync(join(src, "shared", `h${i}.txt`), "h\n");
@@ -841,7 +854,7 @@ else {
         }
         await assertSameTree(core!, `${root}/${run}`, model, `${run} after ${seq.length} operations`);
       }),
-      { numRuns: 1000, seed: 20250611 },
+      { numRuns: 700, seed: 20250611 },
     );
     t.diagnostic(`${finals.size} runs, ${ops} operations in ${Date.now() - started} ms`);
     t.diagnostic(JSON.stringify([...stats].sort()));
@@ -874,7 +887,7 @@ else {
     let next = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(op, { minLength: 2, maxLength: 24 }),
+        fc.array(op, { minLength: 2, maxLength: 50, size: "medium" }),
         fc.nat(),
         fc.integer({ min: 0, max: 900 }),
         async (seq, at, delayMs) => {
@@ -920,7 +933,7 @@ else {
           }
         },
       ),
-      { numRuns: 12, seed: 777 },
+      { numRuns: 10, seed: 777 },
     );
   });
 
@@ -951,14 +964,15 @@ else {
     const git = (args: string[]) => gitSync(clone, ["-c", authHeader(server.key), ...args]);
     let next = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (seq) => {
+      // No fsync here: it would wait for the held push.
+      fc.asyncProperty(fc.array(edit, { minLength: 1, maxLength: 50, size: "medium" }), async (seq) => {
         const model = new Model();
         const want = seq.map((o) => model.apply(o));
         // docs/writing.md, known limits: a directory removed and made again, not yet pushed,
         // may show the base's old children after a rebase.
         fc.pre(model.replacedBaseDirs().length === 0);
         const k = next++;
-        assert.ok(k < 12, "out of shared files");
+        assert.ok(k < SHARED, "out of shared files");
         const run = runDir(k);
         gate.close();
         for (const [i, o] of seq.entries())

@@ -175,6 +175,8 @@ async function apply(root: string, o: Op): Promise<string> {
   }
 }
 
+// A smoke test through FUSE and the kernel: test/workspace-model.test.ts is the main model test
+// (the same filesystem core in-process, many more runs, crash and concurrent-writer cases).
 test("model test: random operations on the mount and on a plain directory give the same tree, also after a remount", async (t) => {
   const fx = fixture(t, "write-model");
   const dir = fx.dir;
@@ -199,7 +201,7 @@ test("model test: random operations on the mount and on a plain directory give t
         assert.equal(await apply(m, o), await apply(p, o), `${JSON.stringify(o)} in run${run_}`);
       await compare(p, m);
     }),
-    { numRuns: 12, seed: 4242, endOnFailure: true },
+    { numRuns: 8, seed: 4242, endOnFailure: true },
   );
   await waitPushed(d, "model");
   const down = await mesa(["unmount"], d.env);

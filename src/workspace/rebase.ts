@@ -30,6 +30,17 @@ function stateAt(snap: RepoSnapshot, rel: string): State {
   return undefined;
 }
 
+/** Names in tree `a` of `snapA` that tree `b` of `snapB` has with the same mode and object. */
+function unchangedNames(snapA: RepoSnapshot, a: string, snapB: RepoSnapshot, b: string): string[] {
+  const after = new Map((snapB.trees.get(b) ?? []).map((e) => [e.name, e]));
+  return (snapA.trees.get(a) ?? [])
+    .filter((e) => {
+      const x = after.get(e.name);
+      return x !== undefined && x.oid === e.oid && entryKind(x.mode) === entryKind(e.mode);
+    })
+    .map((e) => e.name);
+}
+
 /**
  * A directory entry moved onto a new base: where the base has a directory at `p` its contents
  * show through and only the entry's metadata stays; elsewhere it stays a local (empty) directory.
@@ -131,8 +142,14 @@ export async function entriesOntoCommit(
     if (e.k === "d") {
       // Directories are containers: the new base's directory shows through (with our
       // metadata); ours stays only where the new base has none and it was ours.
-      if (sr?.kind === "dir") keep.set(p, directoryOn(next, p, e));
-      else if (sb?.kind !== "dir" && !e.inherit) keep.set(p, e);
+      if (sr?.kind === "dir") {
+        keep.set(p, directoryOn(next, p, e));
+        // Made again here after the old one was removed: what the old one held stays
+        // deleted unless the new base changed it.
+        if (sb?.kind === "dir" && !e.inherit && e.tree === undefined)
+          for (const name of unchangedNames(last, sb.oid, next, sr.oid))
+            if (!overlay.entry(`${p}/${name}`)) keep.set(`${p}/${name}`, { k: "x" });
+      } else if (sb?.kind !== "dir" && !e.inherit) keep.set(p, e);
       continue;
     }
     const sl = await localState(overlay, e);

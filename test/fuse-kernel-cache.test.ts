@@ -205,7 +205,12 @@ test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing h
   const stoppedAt = Date.now();
   process.kill(serve.pid, "SIGKILL");
   await serve.stop();
-  const code = await Promise.race([walked, new Promise((r) => setTimeout(() => r("hung"), 240_000))]);
+  let hung: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    walked,
+    new Promise((r) => (hung = setTimeout(() => r("hung"), 240_000))),
+  ]);
+  clearTimeout(hung);
   assert.notEqual(code, "hung", "the walk hung after the server went away");
   t.diagnostic(`walk ended ${Date.now() - stoppedAt} ms after the server stopped`);
   const failed = out.split("\n").filter((l) => l.startsWith("FAIL "));

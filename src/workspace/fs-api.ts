@@ -115,7 +115,7 @@ export interface FileSystem {
   onChange?(listener: ChangeListener): () => void;
 }
 
-/** The mutating calls of a writable filesystem (src/fuse/writable.ts). */
+/** The mutating calls of the workspace filesystem (src/workspace/write-ops.ts). */
 export interface WriteOps {
   create(path: string, mode: number, caller?: Caller): Promise<number>;
   /** Returns the number of bytes written. */

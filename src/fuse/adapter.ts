@@ -688,6 +688,7 @@ class FuseFace {
     this.b.dirFill(
       req,
       dirHandle,
+      dir.ino,
       dir.parent?.ino ?? ROOT_INO,
       names,
       attrs,

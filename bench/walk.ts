@@ -4,7 +4,7 @@
  * `mesa serve` on loopback, all from one run.
  *
  *   npm run bench:walk -- [--scale 0.05] [--only docs|c] [--rows walks,realtime,git] [--keep]
- *                         [--walks files,find,ls,rg,rg-j1] [--repeat 3] [--requests]
+ *                         [--walks files,find,ls,rg,rg-j1] [--repeat 3] [--requests] [--env K=V]
  *
  * `--scale` multiplies the file counts (1 = ≈40,000 and ≈5,000 files; 0.05 runs in about two
  * minutes). Rows, each mesa vs local disk:
@@ -21,7 +21,8 @@
  * disk-cold row and a failed drop aborts. "Cold" for mesa is a fresh daemon with empty caches.
  * `--walks` picks walks by key; `--repeat N` runs each warm walk N times on both sides
  * (alternating) and reports the medians; `--requests` counts, with `perf`'s FUSE tracepoints, the
- * requests one more warm run sends to the daemon (by opcode; needs root and `perf`).
+ * requests one more warm run sends to the daemon (by opcode; needs root and `perf`); `--env K=V`
+ * sets a variable for the measured daemons (repeatable).
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -59,6 +60,15 @@ const REPEAT = Number(arg("--repeat") ?? "1");
 if (!(Number.isInteger(REPEAT) && REPEAT >= 1)) throw new Error("--repeat must be a positive integer");
 const WALK_KEYS = arg("--walks")?.split(",");
 const REQUESTS = process.argv.includes("--requests");
+/** `--env K=V` (repeatable): settings for the measured daemons, e.g. MESA_CACHE_MAX_MEMORY_SIZE=64MB. */
+const DAEMON_ENV: Record<string, string> = Object.fromEntries(
+  process.argv.flatMap((a, i) => {
+    if (process.argv[i - 1] !== "--env") return [];
+    const eq = a.indexOf("=");
+    if (eq <= 0) throw new Error(`--env takes K=V, not ${a}`);
+    return [[a.slice(0, eq), a.slice(eq + 1)]];
+  }),
+);
 
 // ---- generated repos ------------------------------------------------------------------------
 
@@ -350,6 +360,7 @@ async function benchRepo(
   const s = sandbox(join(work, "mesa"), serve.org, name, {
     MESA_API_KEY: serve.adminKey,
     MESA_SERVICE_URL: serve.url,
+    ...DAEMON_ENV,
   });
   try {
     // Cold content: ready, then the first search, against clone + search on a cold disk.

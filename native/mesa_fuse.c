@@ -6,8 +6,11 @@
  *   filesystem's data are queued to JavaScript through one thread-safe function and the worker
  *   goes straight back to reading: it never waits for JavaScript. JavaScript answers each
  *   request later, on the main thread, with one of the reply functions below.
- * - Requests that need no data are answered on the worker itself: opendir/releasedir, readdir
- *   chunks after the first (the listing is kept in the directory handle), forget.
+ * - Requests that need no data are answered on the worker itself: readdir chunks after the
+ *   first (the listing JavaScript gave for the first is kept), forget, and read-only opens of
+ *   committed files. Opendir is answered ENOSYS once where the kernel supports that: it then
+ *   opens directories without asking (no opendir/releasedir round trips) and keeps their
+ *   listings in its page cache; readdir then comes with handle 0 and listings are kept per inode.
  * - Kernel cache invalidations run on their own notifier thread: libfuse's notify calls block
  *   while the kernel holds a lock that a pending request may hold too, and that request is
  *   answered by JavaScript, so calling them on the main thread could deadlock.
@@ -40,6 +43,7 @@ enum {
 
 typedef struct dir_handle {
   pthread_mutex_t lock;
+  struct dir_handle *next; /* chain in a listing_map */
   fuse_ino_t ino;
   fuse_ino_t parent;
   int filled;
@@ -151,6 +155,18 @@ static int set_has(ino_set *t, uint64_t ino) {
   return found;
 }
 
+/*
+ * Listings of directories read with handle 0 (no opendir), by inode: filled by JavaScript for
+ * the first chunk of a readdir stream (offset 0), used for the chunks after it, dropped once the
+ * end was read (the kernel then holds the listing), and on invalidation or forget of the inode.
+ * Chained hash, one mutex held while a chunk is built from a listing.
+ */
+typedef struct listing_map {
+  pthread_mutex_t lock;
+  dir_handle **buckets;
+  size_t nbuckets, count;
+} listing_map;
+
 typedef struct session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
@@ -167,6 +183,7 @@ typedef struct session {
   notify_item *nhead, *ntail;
   int nstop;
   ino_set committed;
+  listing_map listings;
 } session;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -230,11 +247,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   unsigned want = FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_CACHE_SYMLINKS |
                   FUSE_CAP_ASYNC_READ | FUSE_CAP_AUTO_INVAL_DATA;
   conn->want |= want & conn->capable;
+  /* The kernel can open directories without us: opendir answers ENOSYS (see op_opendir). */
+  s->no_open_dirs = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   /* Always READDIRPLUS: a walk then needs no lookup per entry. */
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   /* The kernel clears setuid/setgid itself (via setattr), as POSIX says. */
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-  (void)s;
   request *r = new_request(OP_INIT, NULL, 0);
   to_js(s, r);
 }
@@ -246,6 +264,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   to_js(session_of(req), r);
 }
 
+static void drop_listing(session *s, fuse_ino_t ino);
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   request *r = new_request(OP_FORGET, NULL, 0);
   r->inos = malloc(2 * sizeof(uint64_t));
@@ -253,6 +273,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   r->inos[1] = nlookup;
   r->ninos = 1;
   session *s = session_of(req);
+  drop_listing(s, ino);
   fuse_reply_none(req);
   to_js(s, r);
 }
@@ -266,6 +287,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
   }
   r->ninos = count;
   session *s = session_of(req);
+  for (size_t i = 0; i < count; i++) drop_listing(s, forgets[i].ino);
   fuse_reply_none(req);
   to_js(s, r);
 }
@@ -419,6 +441,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   if (from_self(req)) return;
+  if (session_of(req)->no_open_dirs) {
+    /* Once: the kernel then opens directories itself (handle 0, listings cached, no releasedir). */
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   dir_handle *d = calloc(1, sizeof(dir_handle));
   pthread_mutex_init(&d->lock, NULL);
   d->ino = ino;
@@ -435,6 +462,58 @@ static void free_dir(dir_handle *d) {
   free(d->attrs);
   pthread_mutex_destroy(&d->lock);
   free(d);
+}
+
+static dir_handle **map_slot(listing_map *m, fuse_ino_t ino) {
+  if (!m->nbuckets) return NULL;
+  dir_handle **p = &m->buckets[slot_of(ino, m->nbuckets)];
+  while (*p && (*p)->ino != ino) p = &(*p)->next;
+  return p;
+}
+
+/* Called with m->lock held. */
+static dir_handle *map_find(listing_map *m, fuse_ino_t ino) {
+  dir_handle **p = map_slot(m, ino);
+  return p ? *p : NULL;
+}
+
+/* Called with m->lock held. */
+static void map_drop(listing_map *m, fuse_ino_t ino) {
+  dir_handle **p = map_slot(m, ino);
+  if (!p || !*p) return;
+  dir_handle *d = *p;
+  *p = d->next;
+  m->count--;
+  free_dir(d);
+}
+
+/* Called with m->lock held: stores `d`, replacing the inode's previous listing. */
+static void map_put(listing_map *m, dir_handle *d) {
+  map_drop(m, d->ino);
+  if (m->count + 1 > m->nbuckets) {
+    size_t n = m->nbuckets ? m->nbuckets * 2 : 64;
+    dir_handle **b = calloc(n, sizeof(dir_handle *));
+    for (size_t i = 0; i < m->nbuckets; i++)
+      for (dir_handle *e = m->buckets[i], *next; e; e = next) {
+        next = e->next;
+        size_t j = slot_of(e->ino, n);
+        e->next = b[j];
+        b[j] = e;
+      }
+    free(m->buckets);
+    m->buckets = b;
+    m->nbuckets = n;
+  }
+  size_t j = slot_of(d->ino, m->nbuckets);
+  d->next = m->buckets[j];
+  m->buckets[j] = d;
+  m->count++;
+}
+
+static void drop_listing(session *s, fuse_ino_t ino) {
+  pthread_mutex_lock(&s->listings.lock);
+  if (s->listings.count) map_drop(&s->listings, ino);
+  pthread_mutex_unlock(&s->listings.lock);
 }
 
 static void fill_stat(struct stat *st, const double *a) {
@@ -525,13 +604,32 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
   dir_handle *d = (dir_handle *)(uintptr_t)fi->fh;
   char *chunk = NULL;
   size_t len = 0;
-  pthread_mutex_lock(&d->lock);
-  int filled = d->filled;
-  if (filled) len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
-  pthread_mutex_unlock(&d->lock);
-  if (filled) {
-    reply_chunk(req, chunk, len);
-    return;
+  if (!d) {
+    /* Handle 0 (no opendir): a stream's first chunk asks JavaScript, the next ones use its listing. */
+    int found = 0;
+    pthread_mutex_lock(&s->listings.lock);
+    dir_handle *l = off > 0 ? map_find(&s->listings, ino) : NULL;
+    if (l) {
+      found = 1;
+      if ((size_t)off >= l->count + 2)
+        map_drop(&s->listings, ino); /* the end: the kernel has it all now */
+      else
+        len = build_dir_chunk(s, req, l, size, off, plus, &chunk);
+    }
+    pthread_mutex_unlock(&s->listings.lock);
+    if (found) {
+      reply_chunk(req, chunk, len);
+      return;
+    }
+  } else {
+    pthread_mutex_lock(&d->lock);
+    int filled = d->filled;
+    if (filled) len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
+    pthread_mutex_unlock(&d->lock);
+    if (filled) {
+      reply_chunk(req, chunk, len);
+      return;
+    }
   }
   if (from_self(req)) return;
   request *r = new_request(OP_READDIR, req, ino);
@@ -552,7 +650,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
-  free_dir((dir_handle *)(uintptr_t)fi->fh);
+  if (fi->fh) free_dir((dir_handle *)(uintptr_t)fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -847,6 +945,16 @@ static void try_destroy(session *s) {
   if (s->destroyed || !atomic_load(&s->ended) || atomic_load(&s->outstanding) > 0) return;
   s->destroyed = 1;
   pthread_join(s->loop_thread, NULL);
+  pthread_mutex_lock(&s->listings.lock);
+  for (size_t i = 0; i < s->listings.nbuckets; i++)
+    for (dir_handle *d = s->listings.buckets[i], *next; d; d = next) {
+      next = d->next;
+      free_dir(d);
+    }
+  free(s->listings.buckets);
+  s->listings.buckets = NULL;
+  s->listings.nbuckets = s->listings.count = 0;
+  pthread_mutex_unlock(&s->listings.lock);
   fuse_session_destroy(s->se);
   s->se = NULL;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
@@ -918,6 +1026,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->nlock, NULL);
   pthread_cond_init(&s->ncond, NULL);
   pthread_mutex_init(&s->committed.lock, NULL);
+  pthread_mutex_init(&s->listings.lock, NULL);
 
   mount_log[0] = 0;
   fuse_set_log_func(log_to_buffer);
@@ -1082,46 +1191,66 @@ static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Copies a listing from JavaScript (argv: parentIno, names, attrs, entryTimeout, attrTimeout). */
+static void fill_dir(napi_env env, napi_value *argv, dir_handle *d) {
+  d->parent = (fuse_ino_t)get_num(env, argv[0]);
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[1], &n);
+  void *data = NULL;
+  size_t bytes = 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off0;
+  napi_get_typedarray_info(env, argv[2], &type, &bytes, &data, &ab, &off0);
+  d->count = n;
+  d->names = calloc(n ? n : 1, sizeof(char *));
+  d->attrs = malloc((n ? n : 1) * ATTR_FIELDS * sizeof(double));
+  if (bytes >= (size_t)n * ATTR_FIELDS) memcpy(d->attrs, data, (size_t)n * ATTR_FIELDS * sizeof(double));
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    size_t len = 0;
+    napi_get_element(env, argv[1], i, &el);
+    napi_get_value_string_utf8(env, el, NULL, 0, &len);
+    d->names[i] = malloc(len + 1);
+    napi_get_value_string_utf8(env, el, d->names[i], len + 1, &len);
+  }
+  d->entry_timeout = get_num(env, argv[3]);
+  d->attr_timeout = get_num(env, argv[4]);
+  d->filled = 1;
+}
+
 /*
- * dirFill(req, dirHandle, parentIno, names: string[], attrs: Float64Array, entryTimeout, attrTimeout,
- *         size, off, plus)
- * Stores the listing in the handle and answers the readdir request that asked for it (its size,
- * offset and kind as the dispatcher received them).
+ * dirFill(req, dirHandle, dirIno, parentIno, names: string[], attrs: Float64Array, entryTimeout,
+ *         attrTimeout, size, off, plus)
+ * Stores the listing (in the handle, or by inode for handle 0) and answers the readdir request
+ * that asked for it (its size, offset and kind as the dispatcher received them).
  */
 static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
-  JS_REPLY_ARGS(10);
+  JS_REPLY_ARGS(11);
   dir_handle *d = (dir_handle *)(uintptr_t)get_num(env, argv[1]);
-  pthread_mutex_lock(&d->lock);
-  if (!d->filled) {
-    d->parent = (fuse_ino_t)get_num(env, argv[2]);
-    uint32_t n = 0;
-    napi_get_array_length(env, argv[3], &n);
-    void *data = NULL;
-    size_t bytes = 0;
-    napi_typedarray_type type;
-    napi_value ab;
-    size_t off0;
-    napi_get_typedarray_info(env, argv[4], &type, &bytes, &data, &ab, &off0);
-    d->count = n;
-    d->names = calloc(n ? n : 1, sizeof(char *));
-    d->attrs = malloc((n ? n : 1) * ATTR_FIELDS * sizeof(double));
-    if (bytes >= (size_t)n * ATTR_FIELDS) memcpy(d->attrs, data, (size_t)n * ATTR_FIELDS * sizeof(double));
-    for (uint32_t i = 0; i < n; i++) {
-      napi_value el;
-      size_t len = 0;
-      napi_get_element(env, argv[3], i, &el);
-      napi_get_value_string_utf8(env, el, NULL, 0, &len);
-      d->names[i] = malloc(len + 1);
-      napi_get_value_string_utf8(env, el, d->names[i], len + 1, &len);
-    }
-    d->entry_timeout = get_num(env, argv[5]);
-    d->attr_timeout = get_num(env, argv[6]);
-    d->filled = 1;
-  }
+  size_t size = (size_t)get_num(env, argv[8]);
+  off_t off = (off_t)get_num(env, argv[9]);
+  int plus = (int)get_num(env, argv[10]);
   char *chunk = NULL;
-  size_t len = build_dir_chunk(s, req, d, (size_t)get_num(env, argv[7]), (off_t)get_num(env, argv[8]),
-                               (int)get_num(env, argv[9]), &chunk);
-  pthread_mutex_unlock(&d->lock);
+  size_t len = 0;
+  if (d) {
+    pthread_mutex_lock(&d->lock);
+    if (!d->filled) fill_dir(env, argv + 3, d);
+    len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
+    pthread_mutex_unlock(&d->lock);
+  } else {
+    d = calloc(1, sizeof(dir_handle));
+    pthread_mutex_init(&d->lock, NULL);
+    d->ino = (fuse_ino_t)get_num(env, argv[2]);
+    fill_dir(env, argv + 3, d);
+    pthread_mutex_lock(&s->listings.lock);
+    len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
+    if ((size_t)off >= d->count + 2)
+      free_dir(d); /* read to its end already */
+    else
+      map_put(&s->listings, d);
+    pthread_mutex_unlock(&s->listings.lock);
+  }
   reply_chunk(req, chunk, len);
   answered(s);
   return NULL;
@@ -1167,6 +1296,7 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   if (!s || s->destroyed) return NULL;
   notify_item *it = calloc(1, sizeof(notify_item));
   it->ino = (fuse_ino_t)get_num(env, argv[1]);
+  drop_listing(s, it->ino);
   it->off = (off_t)get_num(env, argv[2]);
   it->len = (off_t)get_num(env, argv[3]);
   enqueue_notify(s, it);

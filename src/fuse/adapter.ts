@@ -90,8 +90,10 @@ interface Node {
 interface SharedHandle {
   fh: Promise<number>;
   reads: number;
-  /** Let go after SHARED_IDLE_MS without reads (re-armed by each read). */
+  /** Let go after SHARED_IDLE_MS without reads (armed by a read that did not reach the end). */
   idle?: NodeJS.Timeout;
+  /** Opened for a file about to be removed: kept until idle even after its end was read. */
+  keep?: boolean;
 }
 
 /** The inode table: nodes stay while attached, so a path keeps its inode number. */
@@ -586,16 +588,24 @@ class FuseFace {
 
   /**
    * Reads through handle 0 (an open the binding answered) share one handle per inode, opened
-   * at the first read and let go when reads stop.
+   * at the first read and let go when a read reached the end of the file (the kernel keeps the
+   * pages it read), or after SHARED_IDLE_MS without reads.
    */
   private async readShared(node: Node, size: number, off: number): Promise<Buffer> {
     const shared = this.openShared(node);
     shared.reads++;
+    let atEnd = false;
     try {
-      return await this.fs.read(this.inodes.pathOf(node), await shared.fh, size, off);
+      const data = await this.fs.read(this.inodes.pathOf(node), await shared.fh, size, off);
+      // Committed content is read whole: a short read is its end.
+      atEnd = data.length < size;
+      return data;
     } finally {
       shared.reads--;
-      shared.idle?.refresh();
+      // Most files are read in one or two requests: letting go at once keeps nothing per file
+      // read (a reader of the whole tree would otherwise hold tens of thousands for seconds).
+      if (atEnd && !shared.keep && shared.reads === 0) this.dropShared(node, shared);
+      else this.armIdle(node, shared);
     }
   }
 
@@ -607,16 +617,24 @@ class FuseFace {
     shared.fh.catch(() => {
       if (node.shared === shared) node.shared = undefined;
     });
+    return shared;
+  }
+
+  private armIdle(node: Node, shared: SharedHandle): void {
+    if (shared.idle) {
+      shared.idle.refresh();
+      return;
+    }
     shared.idle = setTimeout(() => this.dropShared(node, shared), SHARED_IDLE_MS);
     shared.idle.unref();
-    return shared;
   }
 
   private dropShared(node: Node, shared: SharedHandle): void {
     if (shared.reads > 0) {
-      shared.idle?.refresh();
+      this.armIdle(node, shared);
       return;
     }
+    clearTimeout(shared.idle);
     if (node.shared === shared) node.shared = undefined;
     shared.fh.then(
       (fh) => this.fs.release(this.inodes.pathOf(node), fh).catch(() => undefined),
@@ -631,7 +649,11 @@ class FuseFace {
   private async beforeRemoval(node: Node | undefined): Promise<void> {
     if (!node?.committed) return;
     this.uncommit(node);
-    if (node.nlookup > 0) await this.openShared(node).fh.catch(() => undefined);
+    if (node.nlookup === 0) return;
+    const shared = this.openShared(node);
+    shared.keep = true;
+    this.armIdle(node, shared);
+    await shared.fh.catch(() => undefined);
   }
 
   private async lookup(req: Req, parent: Node, name: string): Promise<void> {
@@ -688,6 +710,7 @@ class FuseFace {
     this.b.dirFill(
       req,
       dirHandle,
+      dir.ino,
       dir.parent?.ino ?? ROOT_INO,
       names,
       attrs,

@@ -80,9 +80,11 @@ export interface Binding {
     ffree: number,
     namemax: number,
   ): void;
+  /** `dirHandle` 0: the kernel opened the directory itself; the listing is kept by `dirIno`. */
   dirFill(
     req: Req,
     dirHandle: number,
+    dirIno: number,
     parentIno: number,
     names: string[],
     attrs: Float64Array,

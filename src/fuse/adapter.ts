@@ -462,10 +462,10 @@ class FuseFace {
       }
       case Op.WRITE: {
         const [fh, data, off] = a as [number, Buffer, number];
-        return b.replyWrite(req, await this.writes().write(this.path(ino), fh, data, off));
+        return b.replyWrite(req, await this.fs.writes.write(this.path(ino), fh, data, off));
       }
       case Op.FLUSH:
-        await this.fs.writes?.flush(this.path(ino), a[0] as number);
+        await this.fs.writes.flush(this.path(ino), a[0] as number);
         return b.replyErr(req, 0);
       case Op.RELEASE: {
         const node = this.inodes.get(ino);
@@ -474,7 +474,7 @@ class FuseFace {
         return b.replyErr(req, 0);
       }
       case Op.FSYNC:
-        await this.writes().fsync(this.path(ino), a[0] as number, Boolean(a[1]));
+        await this.fs.writes.fsync(this.path(ino), a[0] as number, Boolean(a[1]));
         return b.replyErr(req, 0);
       case Op.READDIR:
         return this.readdir(req, this.inodes.get(ino), a as number[]);
@@ -490,16 +490,14 @@ class FuseFace {
         const parent = this.inodes.get(ino);
         const [name, mode, , uid, gid] = a as [string, number, number, number, number];
         const path = this.newPath(parent, name);
-        if (!this.fs.writes) await this.fs.mutate("mkdir", path);
-        await this.writes().mkdir(path, mode, { uid, gid });
+        await this.fs.writes.mkdir(path, mode, { uid, gid });
         return this.replyNewEntry(req, parent, name);
       }
       case Op.SYMLINK: {
         const parent = this.inodes.get(ino);
         const [name, target, uid, gid] = a as [string, string, number, number];
         const path = this.newPath(parent, name);
-        if (!this.fs.writes) await this.fs.mutate("symlink", path);
-        await this.writes().symlink(target, path, { uid, gid });
+        await this.fs.writes.symlink(target, path, { uid, gid });
         return this.replyNewEntry(req, parent, name);
       }
       case Op.UNLINK:
@@ -507,10 +505,8 @@ class FuseFace {
         const parent = this.inodes.get(ino);
         const name = a[0] as string;
         const path = this.inodes.childPath(parent, name);
-        const opName = op === Op.UNLINK ? "unlink" : "rmdir";
-        if (!this.fs.writes) await this.fs.mutate(opName, path);
         await this.beforeRemoval(this.inodes.peek(parent, name));
-        await (op === Op.UNLINK ? this.writes().unlink(path) : this.writes().rmdir(path));
+        await (op === Op.UNLINK ? this.fs.writes.unlink(path) : this.fs.writes.rmdir(path));
         const gone = this.inodes.peek(parent, name);
         if (gone) this.inodes.detach(gone);
         return b.replyErr(req, 0);
@@ -520,25 +516,17 @@ class FuseFace {
       case Op.LINK: {
         const [newParent, newName] = a as [number, string];
         const to = this.newPath(this.inodes.get(newParent), newName);
-        if (!this.fs.writes) await this.fs.mutate("link", to);
-        await this.writes().link(this.path(ino), to);
+        await this.fs.writes.link(this.path(ino), to);
         // Hard links are refused by every filesystem here; reaching this is a bug.
         throw new FsError("EPERM");
       }
       case Op.SETXATTR:
       case Op.REMOVEXATTR:
-        // Git stores no extended attributes: "not supported" (tools carry on), or read-only.
-        if (!this.fs.writes) await this.fs.mutate("setxattr", this.path(ino));
+        // Git stores no extended attributes: "not supported" (tools carry on).
         throw new FsError("ENOTSUP");
       default:
         throw new FsError("ENOTSUP");
     }
-  }
-
-  private writes() {
-    const w = this.fs.writes;
-    if (!w) throw new FsError("EROFS");
-    return w;
   }
 
   private path(ino: number): string {
@@ -725,9 +713,8 @@ class FuseFace {
   private async setattr(req: Req, node: Node, a: number[]): Promise<void> {
     const [fh, toSet, mode, uid, gid, size, atime, mtime] = a;
     const path = this.inodes.pathOf(node);
-    if (!this.fs.writes) await this.fs.mutate("setattr", path);
     if (toSet & SET_SIZE) this.uncommit(node);
-    const w = this.writes();
+    const w = this.fs.writes;
     if (toSet & SET_MODE) await w.chmod(path, mode & 0o7777);
     if (toSet & (SET_UID | SET_GID))
       await w.chown(path, toSet & SET_UID ? uid : -1, toSet & SET_GID ? gid : -1);
@@ -744,8 +731,7 @@ class FuseFace {
   private async create(req: Req, parent: Node, a: unknown[]): Promise<void> {
     const [name, mode, flags, uid, gid] = a as [string, number, number, number, number];
     const path = this.newPath(parent, name);
-    if (!this.fs.writes) await this.fs.mutate("create", path);
-    const fh = await this.writes().create(path, mode, { uid, gid });
+    const fh = await this.fs.writes.create(path, mode, { uid, gid });
     const s = await this.fs.getattr(path);
     const node = this.inodes.child(parent, name, s.mode & S_IFMT);
     node.nlookup++;
@@ -757,9 +743,8 @@ class FuseFace {
   private async mknod(req: Req, parent: Node, a: unknown[]): Promise<void> {
     const [name, mode, rdev, uid, gid] = a as [string, number, number, number, number];
     const path = this.newPath(parent, name);
-    if (!this.fs.writes) await this.fs.mutate("mknod", path);
     const caller: Caller = { uid, gid };
-    const w = this.writes();
+    const w = this.fs.writes;
     if ((mode & S_IFMT) === S_IFREG) {
       // mknod(2) of a regular file: create it and let go of the handle.
       const fh = await w.create(path, mode, caller);
@@ -777,7 +762,6 @@ class FuseFace {
     const newParent = this.inodes.get(newParentIno);
     const from = this.inodes.childPath(parent, name);
     const to = this.newPath(newParent, newName);
-    if (!this.fs.writes) await this.fs.mutate("rename", from);
     if (flags & RENAME_EXCHANGE) throw new FsError("EINVAL");
     if (flags & RENAME_NOREPLACE) {
       const exists = await this.fs.getattr(to).then(
@@ -787,7 +771,7 @@ class FuseFace {
       if (exists) throw new FsError("EEXIST");
     }
     await this.beforeRemoval(this.inodes.peek(newParent, newName));
-    await this.writes().rename(from, to);
+    await this.fs.writes.rename(from, to);
     const moved = this.inodes.peek(parent, name);
     if (moved) this.inodes.move(moved, newParent, newName);
     else {

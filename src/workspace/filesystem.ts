@@ -523,16 +523,6 @@ export class WorkspaceFileSystem implements FileSystem {
     }
   }
 
-  /** A write the adapter has no operation for: ENOENT below a missing path, else EROFS. */
-  async mutate(op: string, path: string): Promise<never> {
-    this.counters.erofs++;
-    if (op !== "create" && op !== "mkdir" && op !== "symlink") {
-      const loc = this.locate(path);
-      if (loc) this.node(loc);
-    }
-    throw new FsError("EROFS");
-  }
-
   /** Open handles of the file at `loc` keep its attributes once the name is gone. */
   orphanHandles(loc: Located, n: Node, now: number): void {
     if (n.type !== "file") return;

@@ -105,10 +105,8 @@ export interface FileSystem {
   read(path: string, fh: number, length: number, position: number): Promise<Buffer>;
   release(path: string, fh: number): Promise<void>;
   statfs(path: string): Promise<StatFs>;
-  /** Every mutating operation; a read-only filesystem throws EROFS. */
-  mutate(op: string, path: string): Promise<never>;
-  /** Present on a writable filesystem; the adapter routes these kernel calls to it. */
-  writes?: WriteOps;
+  /** The mutating calls; paths outside a writable repo give EROFS (EPERM at `/` and orgs). */
+  writes: WriteOps;
   /** Attributes through an open handle (fstat), valid also after the path was unlinked. */
   fgetattr?(path: string, fh: number): Promise<Stat>;
   /** Subscribes to changes made by others; returns the unsubscribe function. */

@@ -11,6 +11,8 @@
  *   committed files. Opendir is answered ENOSYS once where the kernel supports that: it then
  *   opens directories without asking (no opendir/releasedir round trips) and keeps their
  *   listings in its page cache; readdir then comes with handle 0 and listings are kept per inode.
+ *   Open and flush likewise, so a warm read of a file sends nothing at all (files created with
+ *   create still get their own handle and release).
  * - Kernel cache invalidations run on their own notifier thread: libfuse's notify calls block
  *   while the kernel holds a lock that a pending request may hold too, and that request is
  *   answered by JavaScript, so calling them on the main thread could deadlock.
@@ -173,6 +175,10 @@ typedef struct session {
   pthread_t loop_thread, notify_thread;
   char *mountpoint;
   int no_open_dirs;
+  /* Files too (asked for at mount, kernel permitting): every open gets handle 0 and
+   * JavaScript keeps one handle per inode. */
+  int kernel_opens;
+  int no_open_files;
   int max_threads;
   atomic_long outstanding; /* requests handed to JavaScript and not answered yet */
   atomic_int ended;
@@ -249,6 +255,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   conn->want |= want & conn->capable;
   /* The kernel can open directories without us: opendir answers ENOSYS (see op_opendir). */
   s->no_open_dirs = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+  /* And files: open, flush and release answer ENOSYS once (see op_open). */
+  s->no_open_files = s->kernel_opens && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  /* With atomic O_TRUNC the kernel leaves truncation to the open it then never sends. */
+  if (s->no_open_files) conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
   /* Always READDIRPLUS: a walk then needs no lookup per entry. */
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   /* The kernel clears setuid/setgid itself (via setattr), as POSIX says. */
@@ -383,6 +393,12 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   if (from_self(req)) return;
   session *s = session_of(req);
+  if (s->no_open_files) {
+    /* Once: the kernel then opens files itself (handle 0, page cache kept) and sends no
+     * release; reads and writes with handle 0 go to the inode's shared handle in JavaScript. */
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   if ((fi->flags & O_ACCMODE) == O_RDONLY && !(fi->flags & O_TRUNC) && set_has(&s->committed, ino)) {
     /* Handle 0: reads of pages the kernel lacks go to JavaScript, which reads the file by inode. */
     fi->fh = 0;
@@ -417,6 +433,11 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (session_of(req)->no_open_files) {
+    /* Flush does nothing here (writes land at once): once ENOSYS, closes send nothing. */
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   request *r = new_request(OP_FLUSH, req, ino);
   r->fh = fi->fh;
   to_js(session_of(req), r);
@@ -999,9 +1020,9 @@ static void finalize_tsfn(napi_env env, void *data, void *hint) {
   (void)env, (void)data, (void)hint;
 }
 
-/* mount(mountPoint, args: string[], dispatch, maxThreads) -> session */
+/* mount(mountPoint, args: string[], dispatch, maxThreads, kernelOpens) -> session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  JS_ARGS(4);
+  JS_ARGS(5);
   char mnt[4096];
   size_t len;
   CHECK(napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len));
@@ -1023,6 +1044,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->own_pid = getpid();
   s->max_threads = (int)get_num(env, argv[3]);
   if (s->max_threads < 2) s->max_threads = 2;
+  s->kernel_opens = get_num(env, argv[4]) != 0;
   pthread_mutex_init(&s->nlock, NULL);
   pthread_cond_init(&s->ncond, NULL);
   pthread_mutex_init(&s->committed.lock, NULL);

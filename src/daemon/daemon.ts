@@ -250,9 +250,12 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     const nothing = loaded.every((s) => s === undefined);
     if (failures.length > 0 && (nothing || !config.daemon.allowPartial)) throw loadFailure(failures, nothing);
 
+    // Opens skip the daemon unless a repo is read-only, whose writers must get EROFS at open.
+    const kernelOpens = !writes.status().some((w) => "readOnly" in w);
     fuse = await mountFileSystem(mountPoint, fs, {
       onUnexpectedError: (op, path, err) =>
         log.error({ op, path, err: (err as Error).message }, "filesystem error"),
+      kernelOpens,
     });
     const probe = await probeMount(mountPoint, 10_000);
     if (probe !== "ok") throw new MesaError("FUSE", `the mount at ${mountPoint} does not answer (${probe})`);

@@ -44,6 +44,7 @@ const NAME_MAX = 255;
 const ROOT_INO = 1;
 /** A shared read handle (see `SharedHandle`) is let go after this long without reads. */
 const SHARED_IDLE_MS = 5000;
+const O_RDWR = 2;
 
 /** setattr's `to_set` bits (fuse_lowlevel.h). */
 const SET_MODE = 1 << 0;
@@ -89,10 +90,15 @@ interface Node {
 
 interface SharedHandle {
   fh: Promise<number>;
+  /** The handle once open. */
+  num?: number;
+  /** Reads and writes in flight. */
   reads: number;
+  /** Opened for writing (overlay content); one opened for reading may show a committed blob. */
+  writable?: boolean;
   /** Let go after SHARED_IDLE_MS without reads (armed by a read that did not reach the end). */
   idle?: NodeJS.Timeout;
-  /** Opened for a file about to be removed: kept until idle even after its end was read. */
+  /** Opened for a file about to be removed: kept until the kernel forgets the inode. */
   keep?: boolean;
 }
 
@@ -228,6 +234,12 @@ function attrOf(ino: number, s: Stat): AttrTuple {
 export interface MountOptions {
   /** Called with any error a FileSystem method threw that is not an FsError (a bug or I/O). */
   onUnexpectedError?: (op: string, path: string, err: unknown) => void;
+  /**
+   * Let the kernel open files without asking (FUSE no-open, where the kernel supports it): a
+   * warm read of a file then sends nothing at all. The cost: an open for writing cannot be
+   * refused, so in a read-only repo EROFS comes with the first write instead of the open.
+   */
+  kernelOpens?: boolean;
 }
 
 export interface FuseMount {
@@ -316,6 +328,7 @@ class FuseFace {
           ["-o", options.join(",")],
           this.dispatch as (op: number, req: Req, ino: number, ...args: never[]) => void,
           MAX_THREADS,
+          this.opts.kernelOpens ? 1 : 0,
         );
       } catch (err) {
         reject(
@@ -399,6 +412,7 @@ class FuseFace {
           for (let i = 0; i < pairs.length; i += 2) {
             const gone = this.inodes.forget(pairs[i], pairs[i + 1]);
             if (gone) this.uncommit(gone);
+            if (gone?.shared) this.dropShared(gone, gone.shared, true);
           }
           return;
         }
@@ -462,7 +476,8 @@ class FuseFace {
       }
       case Op.WRITE: {
         const [fh, data, off] = a as [number, Buffer, number];
-        return b.replyWrite(req, await this.fs.writes.write(this.path(ino), fh, data, off));
+        if (fh !== 0) return b.replyWrite(req, await this.fs.writes.write(this.path(ino), fh, data, off));
+        return b.replyWrite(req, await this.writeShared(this.inodes.get(ino), data, off));
       }
       case Op.FLUSH:
         await this.fs.writes.flush(this.path(ino), a[0] as number);
@@ -473,9 +488,12 @@ class FuseFace {
         await this.fs.release(this.inodes.pathOf(node), a[0] as number);
         return b.replyErr(req, 0);
       }
-      case Op.FSYNC:
-        await this.fs.writes.fsync(this.path(ino), a[0] as number, Boolean(a[1]));
+      case Op.FSYNC: {
+        const node = this.inodes.get(ino);
+        const fh = this.handleOf(node, a[0] as number) ?? 0;
+        await this.fs.writes.fsync(this.inodes.pathOf(node), fh, Boolean(a[1]));
         return b.replyErr(req, 0);
+      }
       case Op.READDIR:
         return this.readdir(req, this.inodes.get(ino), a as number[]);
       case Op.STATFS: {
@@ -544,10 +562,16 @@ class FuseFace {
     node.handles.add(fh);
   }
 
+  /** The filesystem handle a request refers to: its own, else one open on the inode. */
+  private handleOf(node: Node, fh: number): number | undefined {
+    if (fh > 0) return fh;
+    return node.handles?.values().next().value ?? node.shared?.num;
+  }
+
   /** A removed file is stat'ed through an open handle (fstat does not name one). */
   private statOf(node: Node, fh: number): Promise<Stat> {
     const path = this.inodes.pathOf(node);
-    const handle = fh >= 0 ? fh : node.handles?.values().next().value;
+    const handle = this.handleOf(node, fh);
     if (handle !== undefined && node.removedPath !== undefined && this.fs.fgetattr)
       return this.fs.fgetattr(path, handle);
     return this.fs.getattr(path);
@@ -597,15 +621,45 @@ class FuseFace {
     }
   }
 
-  /** The node's shared read handle, opened by its current path if it has none (one open at a time). */
-  private openShared(node: Node): SharedHandle {
+  /** The node's shared handle, opened by its current path if it has none (one open at a time). */
+  private openShared(node: Node, flags = 0): SharedHandle {
     if (node.shared) return node.shared;
-    const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), 0), reads: 0 };
+    const shared: SharedHandle = { fh: this.fs.open(this.inodes.pathOf(node), flags), reads: 0 };
+    if (wantsWrite(flags)) shared.writable = true;
     node.shared = shared;
-    shared.fh.catch(() => {
-      if (node.shared === shared) node.shared = undefined;
-    });
+    shared.fh.then(
+      (fh) => {
+        shared.num = fh;
+      },
+      () => {
+        if (node.shared === shared) node.shared = undefined;
+      },
+    );
     return shared;
+  }
+
+  /**
+   * Writes through handle 0 (the kernel opened the file without asking) go to the inode's
+   * shared handle, opened for writing at the first one (a committed file is copied up then).
+   */
+  private async writeShared(node: Node, data: Buffer, off: number): Promise<number> {
+    let shared = node.shared;
+    if (!shared?.writable) {
+      this.uncommit(node);
+      const before = shared;
+      node.shared = undefined;
+      shared = this.openShared(node, O_RDWR);
+      shared.keep = before?.keep;
+      // A handle opened for reading may show the committed blob: it goes once its reads end.
+      if (before) this.dropShared(node, before, true);
+    }
+    shared.reads++;
+    try {
+      return await this.fs.writes.write(this.inodes.pathOf(node), await shared.fh, data, off);
+    } finally {
+      shared.reads--;
+      this.armIdle(node, shared);
+    }
   }
 
   private armIdle(node: Node, shared: SharedHandle): void {
@@ -617,9 +671,21 @@ class FuseFace {
     shared.idle.unref();
   }
 
-  private dropShared(node: Node, shared: SharedHandle): void {
+  /** Lets go of a shared handle once its reads end; one kept for a removed file only when forced. */
+  private dropShared(node: Node, shared: SharedHandle, force = false): void {
+    if (!force && shared.keep && node.removedPath !== undefined) return;
     if (shared.reads > 0) {
-      this.armIdle(node, shared);
+      if (node.shared === shared && !force) {
+        this.armIdle(node, shared);
+        return;
+      }
+      // Replaced or forgotten: released when its last read ends.
+      shared.keep = false;
+      if (node.shared === shared) node.shared = undefined;
+      shared.fh.then(
+        () => this.armIdle(node, shared),
+        () => undefined,
+      );
       return;
     }
     clearTimeout(shared.idle);
@@ -631,16 +697,16 @@ class FuseFace {
   }
 
   /**
-   * A committed file about to be unlinked or replaced: processes that opened it through the
-   * binding keep reading its content, so its shared handle is opened while the path exists.
+   * A file about to be unlinked or replaced: processes that opened it keep reading (and
+   * writing) it, and opens the daemon never saw (handle 0) have no handle of their own, so the
+   * inode's shared handle is opened while the path exists and kept until the kernel forgets it.
    */
   private async beforeRemoval(node: Node | undefined): Promise<void> {
-    if (!node?.committed) return;
+    if (!node || node.type !== S_IFREG) return;
     this.uncommit(node);
     if (node.nlookup === 0) return;
     const shared = this.openShared(node);
     shared.keep = true;
-    this.armIdle(node, shared);
     await shared.fh.catch(() => undefined);
   }
 
@@ -718,7 +784,10 @@ class FuseFace {
     if (toSet & SET_MODE) await w.chmod(path, mode & 0o7777);
     if (toSet & (SET_UID | SET_GID))
       await w.chown(path, toSet & SET_UID ? uid : -1, toSet & SET_GID ? gid : -1);
-    if (toSet & SET_SIZE) await (fh >= 0 ? w.ftruncate(path, fh, size) : w.truncate(path, size));
+    // ftruncate without an open the daemon saw (handle 0) goes through the inode's shared handle.
+    const handle = fh === 0 ? node.shared?.num : fh > 0 ? fh : undefined;
+    if (toSet & SET_SIZE)
+      await (handle !== undefined ? w.ftruncate(path, handle, size) : w.truncate(path, size));
     if (toSet & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW)) {
       const now = new Date();
       const at = toSet & SET_ATIME_NOW ? now : toSet & SET_ATIME ? new Date(atime) : undefined;

@@ -60,6 +60,8 @@ export interface Binding {
     args: string[],
     dispatch: (op: number, req: Req, ino: number, ...args: never[]) => void,
     maxThreads: number,
+    /** 1: the kernel opens files without asking (see MountOptions.kernelOpens). */
+    kernelOpens: number,
   ): Session;
   exit(session: Session): void;
   replyErr(req: Req, errno: number): void;

@@ -32,8 +32,9 @@ import {
   type WriteOps,
 } from "../src/workspace/fs-api.js";
 import { createRepoFileSystem, openRepo } from "../src/workspace/repos.js";
-import { gitSync, mesaEnv, removeDir, tempDir } from "./helpers/mount.js";
-import { type ServeHandle, startServe } from "./helpers/serve.js";
+import { fixture } from "./helpers/fixture.js";
+import { gitSync, mesaEnv } from "./helpers/mount.js";
+import type { ServeHandle } from "./helpers/serve.js";
 import { authHeader } from "./helpers/write.js";
 
 // ---- glue: the only place that knows how the core is built -----------------------------
@@ -824,18 +825,13 @@ const childJob = process.env.MESA_MODEL_CHILD;
 if (childJob) await child(childJob);
 else {
   test("model: random operations on the core agree with an in-memory model, and the server gets the same tree", async (t) => {
-    const dir = tempDir("workspace-model");
-    let serve: ServeHandle | undefined;
-    let core: Core | undefined;
-    t.after(async () => {
-      await core?.stop();
-      await serve?.stop();
-      removeDir(dir);
-    });
-    serve = await startServe();
+    const fx = fixture(t, "workspace-model");
+    const dir = fx.dir;
+    const serve = await fx.serve();
     await importRunRepo(serve, dir, "model");
     const server = serverOf(serve);
-    core = await openCore(server, "model", join(dir, "core"));
+    const core = await openCore(server, "model", join(dir, "core"));
+    fx.defer(() => core.stop());
     const root = `/${server.org}/model`;
     const finals = new Map<string, Model>();
     let next = 0;
@@ -850,11 +846,11 @@ else {
         finals.set(run, model);
         for (const [i, o] of seq.entries()) {
           const want = model.apply(o);
-          assert.equal(await applyCore(core!, `${root}/${run}`, o), want, `${run} op ${i}: ${fmt(o)}`);
+          assert.equal(await applyCore(core, `${root}/${run}`, o), want, `${run} op ${i}: ${fmt(o)}`);
           ops++;
           stats.set(`${o.t} ${want}`, (stats.get(`${o.t} ${want}`) ?? 0) + 1);
         }
-        await assertSameTree(core!, `${root}/${run}`, model, `${run} after ${seq.length} operations`);
+        await assertSameTree(core, `${root}/${run}`, model, `${run} after ${seq.length} operations`);
       }),
       { numRuns: 700, seed: 20250611 },
     );
@@ -876,13 +872,9 @@ else {
   });
 
   test("crash: a kill -9 between two operations loses nothing; a new core on the data dir replays it and pushes it", async (t) => {
-    const dir = tempDir("workspace-crash");
-    let serve: ServeHandle | undefined;
-    t.after(async () => {
-      await serve?.stop();
-      removeDir(dir);
-    });
-    serve = await startServe();
+    const fx = fixture(t, "workspace-crash");
+    const dir = fx.dir;
+    const serve = await fx.serve();
     await importRunRepo(serve, dir, "crash");
     const server = serverOf(serve);
     const root = `/${server.org}/crash`;
@@ -940,19 +932,14 @@ else {
   });
 
   test("concurrent writer: a git push while edits are pending is rebased under them, with conflict markers where both changed a file", async (t) => {
-    const dir = tempDir("workspace-remote");
-    let serve: ServeHandle | undefined;
-    let core: Core | undefined;
-    t.after(async () => {
-      await core?.stop();
-      await serve?.stop();
-      removeDir(dir);
-    });
-    serve = await startServe();
+    const fx = fixture(t, "workspace-remote");
+    const dir = fx.dir;
+    const serve = await fx.serve();
     await importRunRepo(serve, dir, "remote");
     const server = serverOf(serve);
     const gate = new PushGate();
-    core = await openCore(server, "remote", join(dir, "core"), { gate });
+    const core = await openCore(server, "remote", join(dir, "core"), { gate });
+    fx.defer(() => core.stop());
     const root = `/${server.org}/remote`;
     const clone = join(dir, "clone");
     gitSync(dir, [
@@ -978,11 +965,11 @@ else {
         const run = runDir(k);
         gate.close();
         for (const [i, o] of seq.entries())
-          assert.equal(await applyCore(core!, `${root}/${run}`, o), want[i], `${run} op ${i}: ${fmt(o)}`);
+          assert.equal(await applyCore(core, `${root}/${run}`, o), want[i], `${run} op ${i}: ${fmt(o)}`);
         // The file both sides change.
         const shared = `${root}/shared/f${k}.txt`;
         assert.equal(
-          await applyCore(core!, `${root}/shared`, {
+          await applyCore(core, `${root}/shared`, {
             t: "write",
             p: `f${k}.txt`,
             data: Buffer.from("one\nTWO-local\nthree\n"),
@@ -1001,12 +988,12 @@ else {
         git(["commit", "-q", "-m", `remote change ${k}`]);
         git(["push", "-q", "origin", "main"]);
         gate.open();
-        await core!.persist();
+        await core.persist();
 
-        await assertSameTree(core!, `${root}/${run}`, model, `${run} after the rebase`);
+        await assertSameTree(core, `${root}/${run}`, model, `${run} after the rebase`);
         const read = async (p: string) => {
-          const st = await core!.fs.getattr(p);
-          return (await readAll(core!.fs, p, st.size)).toString();
+          const st = await core.fs.getattr(p);
+          return (await readAll(core.fs, p, st.size)).toString();
         };
         const markers = [
           "<<<<<<< Conflict 1 of 1",
@@ -1025,8 +1012,8 @@ else {
         assert.equal(await read(shared), markers);
         assert.equal(await read(`${root}/shared/g${k}.txt`), "g from git\n");
         assert.equal(await read(`${root}/remote/new${k}.txt`), "new from git\n");
-        await assert.rejects(core!.fs.getattr(`${root}/shared/h${k}.txt`), { errno: "ENOENT" });
-        assert.ok(core!.conflicts().includes(`shared/f${k}.txt`), `conflicts: ${core!.conflicts()}`);
+        await assert.rejects(core.fs.getattr(`${root}/shared/h${k}.txt`), { errno: "ENOENT" });
+        assert.ok(core.conflicts().includes(`shared/f${k}.txt`), `conflicts: ${core.conflicts()}`);
 
         // The server has the remote's change and the local edits on top.
         git(["fetch", "-q", "origin"]);

@@ -318,6 +318,30 @@ print(os.fstat(fd).st_size)
 os.close(fd)
 `;
   assert.equal(await pythonAs(user, repo, program), "False\nbefore-after\n12\n");
+  // A file made earlier and opened again (an open the daemon may never see), then unlinked.
+  const reopened = `
+import os
+with open("scratch3", "w") as f:
+    f.write("made")
+fd = os.open("scratch3", os.O_RDWR)
+os.unlink("scratch3")
+os.lseek(fd, 0, os.SEEK_END)
+os.write(fd, b"+more")
+os.lseek(fd, 0, os.SEEK_SET)
+print(os.read(fd, 100).decode(), os.fstat(fd).st_size, os.fstat(fd).st_nlink)
+os.close(fd)
+`;
+  assert.equal(await pythonAs(user, repo, reopened), "made+more 9 0\n");
+  // A committed file stays readable after its name went.
+  const committed = `
+import os
+fd = os.open("sub/a.txt", os.O_RDONLY)
+want = open("sub/a.txt").read()
+os.unlink("sub/a.txt")
+print(os.read(fd, 1 << 16).decode() == want, os.fstat(fd).st_nlink)
+os.close(fd)
+`;
+  assert.equal(await pythonAs(ROOT, repo, committed), "True 0\n");
 });
 
 test("fstat of an unlinked open file shows no links and no hidden name", async () => {

@@ -703,9 +703,11 @@ class FuseFace {
    */
   private async beforeRemoval(node: Node | undefined): Promise<void> {
     if (!node || node.type !== S_IFREG) return;
+    const committed = node.committed;
     this.uncommit(node);
     if (node.nlookup === 0) return;
-    const shared = this.openShared(node);
+    // Local content is opened for writing too (no copy needed): writes through it go on.
+    const shared = this.openShared(node, committed ? 0 : O_RDWR);
     shared.keep = true;
     await shared.fh.catch(() => undefined);
   }

@@ -318,15 +318,16 @@ print(os.fstat(fd).st_size)
 os.close(fd)
 `;
   assert.equal(await pythonAs(user, repo, program), "False\nbefore-after\n12\n");
-  // A file made earlier and opened again (an open the daemon may never see), then unlinked.
+  // A file made earlier and opened again (an open the daemon may never see), used, unlinked.
   const reopened = `
 import os
 with open("scratch3", "w") as f:
     f.write("made")
 fd = os.open("scratch3", os.O_RDWR)
-os.unlink("scratch3")
 os.lseek(fd, 0, os.SEEK_END)
-os.write(fd, b"+more")
+os.write(fd, b"+")
+os.unlink("scratch3")
+os.write(fd, b"more")
 os.lseek(fd, 0, os.SEEK_SET)
 print(os.read(fd, 100).decode(), os.fstat(fd).st_size, os.fstat(fd).st_nlink)
 os.close(fd)

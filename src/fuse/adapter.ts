@@ -698,16 +698,17 @@ class FuseFace {
 
   /**
    * A file about to be unlinked or replaced: processes that opened it keep reading (and
-   * writing) it, and opens the daemon never saw (handle 0) have no handle of their own, so the
-   * inode's shared handle is opened while the path exists and kept until the kernel forgets it.
+   * writing) it. Opens the daemon never saw (handle 0) have no handle of their own, so the
+   * inode's shared handle is kept until the kernel forgets it: opened now for a committed file
+   * (reading it costs no space), kept if already open for a local one (opening one would hold
+   * its disk space until the kernel forgets the inode, after the unlink has returned).
    */
   private async beforeRemoval(node: Node | undefined): Promise<void> {
     if (!node || node.type !== S_IFREG) return;
     const committed = node.committed;
     this.uncommit(node);
-    if (node.nlookup === 0) return;
-    // Local content is opened for writing too (no copy needed): writes through it go on.
-    const shared = this.openShared(node, committed ? 0 : O_RDWR);
+    if (node.nlookup === 0 || (!committed && !node.shared)) return;
+    const shared = this.openShared(node);
     shared.keep = true;
     await shared.fh.catch(() => undefined);
   }

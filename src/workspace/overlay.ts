@@ -8,7 +8,7 @@
  * journal. Design notes: docs/writing.md.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, ftruncateSync, openSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { hashBlobFile } from "../vcs/pack-file.js";
@@ -336,7 +336,16 @@ export class RepoOverlay implements RepoView {
     }
     this.refs.delete(id);
     // Frees the space now (a full disk gets room back on rm); open handles keep it.
-    if (!this.pinned.has(id)) rm(this.contentPath(id), { force: true }).catch(() => undefined);
+    if (!this.pinned.has(id)) this.dropContent(id);
+  }
+
+  /** Removed before the call returns: on a full disk the next write finds the space free. */
+  private dropContent(id: string): void {
+    try {
+      rmSync(this.contentPath(id), { force: true });
+    } catch {
+      // Left for the next checkpoint's sweep of unreferenced content.
+    }
   }
 
   pin(id: string): void {
@@ -346,7 +355,7 @@ export class RepoOverlay implements RepoView {
   /** The last handle on `id` closed. */
   unpin(id: string): void {
     this.pinned.delete(id);
-    if (!this.refs.has(id)) rm(this.contentPath(id), { force: true }).catch(() => undefined);
+    if (!this.refs.has(id)) this.dropContent(id);
   }
 
   /** The overlay entry that reproduces `node` (a base node becomes a reference to its blob/tree). */

@@ -815,6 +815,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   argv[argc++] = num(env, (double)(uintptr_t)r->req);
   argv[argc++] = num(env, (double)r->ino);
   switch (r->op) {
+  case OP_INIT: /* 1 when the kernel opens files without asking */
+    argv[argc++] = num(env, s->no_open_files);
+    break;
   case OP_FORGET:
   case OP_LOOKUPS: {
     /* One array of numbers: (ino, nlookup) pairs for forgets, inos for lookups. */

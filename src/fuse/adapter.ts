@@ -298,6 +298,8 @@ export async function mountFileSystem(
 class FuseFace {
   private readonly inodes = new Inodes();
   private session: Session | undefined;
+  /** The kernel opens files without asking (granted at INIT). */
+  private kernelOpens = false;
   private ready?: { resolve: () => void; reject: (e: Error) => void };
   private ended = false;
   private endedWaiters: Array<() => void> = [];
@@ -402,6 +404,7 @@ class FuseFace {
     try {
       switch (op) {
         case Op.INIT:
+          this.kernelOpens = args[0] === 1;
           this.ready?.resolve();
           return;
         case Op.ENDED:
@@ -584,17 +587,20 @@ class FuseFace {
 
   // ---- committed files: opens answered by the binding ------------------------------------
 
-  /** Keeps the binding's set of committed inodes in step with what the filesystem reports. */
+  /**
+   * Keeps the binding's set of committed inodes (whose read-only opens it answers) in step with
+   * what the filesystem reports; with kernel opens there are no opens to answer.
+   */
   private noteCommitted(node: Node, s: Stat): void {
     const on = s.committed === true && (s.mode & S_IFMT) === S_IFREG && node.removedPath === undefined;
     if (on === Boolean(node.committed) || !this.session) return;
     node.committed = on;
-    this.b.setCommitted(this.session, node.ino, on ? 1 : 0);
+    if (!this.kernelOpens) this.b.setCommitted(this.session, node.ino, on ? 1 : 0);
   }
 
   /** Before a change to the file through the mount, or when the kernel lets go of it. */
   private uncommit(node: Node): void {
-    if (node.committed && this.session) this.b.setCommitted(this.session, node.ino, 0);
+    if (node.committed && this.session && !this.kernelOpens) this.b.setCommitted(this.session, node.ino, 0);
     node.committed = false;
   }
 

@@ -96,6 +96,10 @@ export class BaseLayer implements RepoView {
     return this.child(parent.tree, baseName(rel)) ?? "ENOENT";
   }
 
+  childOf(_rel: string, dir: Node & { type: "dir" }, name: string): Lookup {
+    return this.child(dir.tree, name) ?? "ENOENT";
+  }
+
   list(_rel: string, dir: Node & { type: "dir" }): string[] {
     return this.names(dir.tree);
   }

@@ -358,31 +358,37 @@ export class WorkspaceFileSystem implements FileSystem {
   }
 
   async readdir(path: string): Promise<string[]> {
+    return (await this.listing(path)).names;
+  }
+
+  /** The names of directory `path`, and its repo and node when it is inside one. */
+  private async listing(
+    path: string,
+  ): Promise<{ names: string[]; loc?: Located; dir?: Node & { type: "dir" } }> {
     this.counters.readdir++;
     const loc = this.locate(path);
     if (!loc) {
       const parts = path.split("/").filter(Boolean);
-      return parts.length === 0 ? [...this.orgs.keys()] : [...(this.orgs.get(parts[0])?.keys() ?? [])];
+      const names = parts.length === 0 ? [...this.orgs.keys()] : [...(this.orgs.get(parts[0])?.keys() ?? [])];
+      return { names };
     }
-    const n = this.node(loc);
-    if (n.type !== "dir") throw new FsError("ENOTDIR");
+    const dir = this.node(loc);
+    if (dir.type !== "dir") throw new FsError("ENOTDIR");
     // Listing a committed directory starts the prefetcher below it.
-    if (n.tree) this.content.listed(loc.repo.view.base, n.tree, loc.rel);
-    return loc.repo.view.list(loc.rel, n);
+    if (dir.tree) this.content.listed(loc.repo.view.base, dir.tree, loc.rel);
+    return { names: loc.repo.view.list(loc.rel, dir), loc, dir };
   }
 
   async readdirEntries(path: string): Promise<DirEntry[]> {
-    const names = await this.readdir(path);
-    const loc = this.locate(path);
-    if (!loc) {
+    const { names, loc, dir } = await this.listing(path);
+    if (!loc || !dir) {
       const stat = this.dirStat();
       return names.map((name) => ({ name, mode: S_IFDIR, stat }));
     }
     const view = loc.repo.view;
     const out: DirEntry[] = [];
     for (const name of names) {
-      const rel = loc.rel === "" ? name : `${loc.rel}/${name}`;
-      const n = view.lookup(rel);
+      const n = view.childOf(loc.rel, dir, name);
       if (typeof n === "string") continue;
       // Entries whose size is not known yet come without attributes (no fetch for a listing).
       if (
@@ -394,7 +400,7 @@ export class WorkspaceFileSystem implements FileSystem {
         out.push({ name, mode: S_IFREG });
         continue;
       }
-      const stat = this.stat(loc, n, rel);
+      const stat = this.stat(loc, n, loc.rel === "" ? name : `${loc.rel}/${name}`);
       out.push({ name, mode: stat.mode & S_IFMT, stat });
     }
     return out;

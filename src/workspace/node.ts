@@ -32,6 +32,8 @@ export interface RepoView {
   readonly base: RepoSnapshot;
   /** The node at repo-relative `rel` ("" = the repo root). */
   lookup(rel: string): Lookup;
+  /** The node `name` in directory `rel`, whose node is `dir` (a listing's entries, without walking). */
+  childOf(rel: string, dir: Node & { type: "dir" }, name: string): Lookup;
   /** Names in directory `rel` (which must be a directory). */
   list(rel: string, dir: Node & { type: "dir" }): string[];
   /** Subdirectories of directory `rel` (for its link count). */

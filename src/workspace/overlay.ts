@@ -417,6 +417,12 @@ export class RepoOverlay implements RepoView {
     return this.lower(rel);
   }
 
+  childOf(rel: string, dir: Node & { type: "dir" }, name: string): Lookup {
+    const p = rel === "" ? name : `${rel}/${name}`;
+    if (this.entries.has(p)) return this.lookup(p);
+    return this.layer.child(dir.tree, name) ?? "ENOENT";
+  }
+
   /** The node at `rel` as the layers below `rel`'s own entry give it. */
   private lower(rel: string): Lookup {
     if (rel === "") return this.layer.root();
@@ -431,7 +437,7 @@ export class RepoOverlay implements RepoView {
     const names = new Set<string>();
     for (const name of this.layer.names(dir.tree)) names.add(name);
     for (const n of this.kids.get(rel) ?? []) names.add(n);
-    return [...names].filter((n) => typeof this.lookup(rel === "" ? n : `${rel}/${n}`) !== "string");
+    return [...names].filter((n) => typeof this.childOf(rel, dir, n) !== "string");
   }
 
   /** Subdirectories of directory `rel` (for its link count). */

@@ -8,22 +8,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { hashObject } from "../src/vcs/objects.js";
 import { conflictMarkers } from "../src/workspace/conflict.js";
-import type { ContentProvider } from "../src/workspace/content.js";
 import { WorkspaceFileSystem } from "../src/workspace/filesystem.js";
 import { FsError } from "../src/workspace/fs-api.js";
 import { compileMesaignore, DEFAULT_MESAIGNORE } from "../src/workspace/mesaignore.js";
 import { RepoOverlay } from "../src/workspace/overlay.js";
 import type { RepoSnapshot } from "../src/workspace/snapshot.js";
+import { memoryBlobs } from "./helpers/memory-blobs.js";
 
-const blobs = new Map<string, Buffer>();
-function blob(text: string): string {
-  const b = Buffer.from(text);
-  const oid = hashObject("blob", b);
-  blobs.set(oid, b);
-  return oid;
-}
+const { blob, content, sizes } = memoryBlobs();
 
 function snapshot(): RepoSnapshot {
   const readme = blob("hello\n");
@@ -42,7 +35,7 @@ function snapshot(): RepoSnapshot {
     ],
     [sub, [{ mode: "100644", name: "inner.txt", oid: inner }]],
   ]);
-  const sizes = new Map([...blobs].map(([o, b]) => [o, b.length]));
+  const blobSizes = sizes();
   return {
     org: "o",
     repo: "r",
@@ -51,21 +44,11 @@ function snapshot(): RepoSnapshot {
     commitTime: new Date(1_700_000_000_000),
     rootTree: root,
     trees,
-    sizes,
+    sizes: blobSizes,
     symlinks: new Map(),
     readOnly: false,
   };
 }
-
-const content: ContentProvider = {
-  async read(_s, oid, offset, length) {
-    const b = blobs.get(oid);
-    if (!b) throw new Error("no blob");
-    return b.subarray(offset, offset + length);
-  },
-  pin() {},
-  unpin() {},
-};
 
 async function setup(dir: string, snap = snapshot()) {
   const fs = new WorkspaceFileSystem(content, {

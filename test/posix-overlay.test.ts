@@ -10,23 +10,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { hashObject } from "../src/vcs/objects.js";
-import type { ContentProvider } from "../src/workspace/content.js";
 import { WorkspaceFileSystem } from "../src/workspace/filesystem.js";
 import { FsError, type Stat } from "../src/workspace/fs-api.js";
 import { RepoOverlay } from "../src/workspace/overlay.js";
 import type { RepoSnapshot } from "../src/workspace/snapshot.js";
+import { memoryBlobs } from "./helpers/memory-blobs.js";
 
 const OWNER = { uid: 1000, gid: 1000 };
 const COMMIT_TIME = 1_700_000_000_000;
-const blobs = new Map<string, Buffer>();
-
-function blob(text: string): string {
-  const b = Buffer.from(text);
-  const oid = hashObject("blob", b);
-  blobs.set(oid, b);
-  return oid;
-}
+const { blob, content, sizes } = memoryBlobs();
 
 function snapshot(org = "o", repo = "r"): RepoSnapshot {
   const sub = "1".repeat(40);
@@ -60,21 +52,11 @@ function snapshot(org = "o", repo = "r"): RepoSnapshot {
     commitTime: new Date(COMMIT_TIME),
     rootTree: root,
     trees,
-    sizes: new Map([...blobs].map(([o, b]) => [o, b.length])),
+    sizes: sizes(),
     symlinks: new Map([[blob("README"), "README"]]),
     readOnly: false,
   };
 }
-
-const content: ContentProvider = {
-  async read(_s, oid, offset, length) {
-    const b = blobs.get(oid);
-    if (!b) throw new Error("no blob");
-    return b.subarray(offset, offset + length);
-  },
-  pin() {},
-  unpin() {},
-};
 
 async function setup(dir: string) {
   const fs = new WorkspaceFileSystem(content, {
@@ -162,7 +144,7 @@ test("committed bytes are shown as committed: no .gitattributes eol conversion, 
       ],
     ]),
   };
-  snap.sizes = new Map([...blobs].map(([o, b]) => [o, b.length]));
+  snap.sizes = sizes();
   const dir = tempDir(t);
   const fs = new WorkspaceFileSystem(content, {
     ...OWNER,

@@ -91,27 +91,17 @@ export type SyscallResult = "ok" | string | StatResult;
  * each result is "ok", an errno name ("EACCES") or a stat.
  */
 export async function syscalls(who: Who, cwd: string, ops: unknown[][]): Promise<SyscallResult[]> {
-  const r = await run(
-    "setpriv",
-    [
-      "--reuid",
-      String(who.uid),
-      "--regid",
-      String(who.gid),
-      "--clear-groups",
-      "/usr/bin/python3",
-      "-c",
-      SYSCALLS,
-      JSON.stringify(ops),
-    ],
-    { cwd, env: ENV, timeoutMs: 60_000 },
-  );
-  if (r.code !== 0) throw new Error(`syscalls failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as SyscallResult[];
+  return JSON.parse(await pythonAs(who, cwd, SYSCALLS, 60_000, [JSON.stringify(ops)])) as SyscallResult[];
 }
 
 /** Runs one Python program in `cwd` as `who`; returns stdout (throws with stderr on failure). */
-export async function pythonAs(who: Who, cwd: string, program: string, timeoutMs = 60_000): Promise<string> {
+export async function pythonAs(
+  who: Who,
+  cwd: string,
+  program: string,
+  timeoutMs = 60_000,
+  args: string[] = [],
+): Promise<string> {
   const r = await run(
     "setpriv",
     [
@@ -123,6 +113,7 @@ export async function pythonAs(who: Who, cwd: string, program: string, timeoutMs
       "/usr/bin/python3",
       "-c",
       program,
+      ...args,
     ],
     { cwd, env: ENV, timeoutMs },
   );

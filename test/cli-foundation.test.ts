@@ -86,18 +86,30 @@ function run(
 const mesa = (home: string, args: string[], env: Record<string, string> = {}, input = "") =>
   run(process.execPath, [BIN, ...args], { ...baseEnv(home), ...env }, input);
 
-/** The same, inside a private D-Bus session with an unlocked gnome-keyring (CI runs as root, headless). */
-const mesaWithKeyring = (home: string, args: string[], input = "") => {
+/**
+ * argv inside a private D-Bus session with an unlocked gnome-keyring (CI runs as root, headless).
+ * The command starts only once the keyring owns the Secret Service name: otherwise the bus may start
+ * a second keyring on demand, which prints its environment on the bus's stdout (so that is /dev/null
+ * and the command's own stdout is passed on fd 3).
+ */
+const KEYRING_SESSION = `exec 3>&1 >/dev/null
+exec dbus-run-session -- sh -c '
+printf pass | gnome-keyring-daemon --unlock --components=secrets 3>&-
+for i in $(seq 200); do
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \\
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 3>&- | grep -q "boolean true" && break
+  sleep 0.05
+done
+exec "$@" >&3 3>&-' sh "$@"`;
+
+function inKeyringSession(home: string, argv: string[], input = ""): Promise<Run> {
   const env = baseEnv(home) as Record<string, string | undefined>;
   delete env.DBUS_SESSION_BUS_ADDRESS;
-  const script = 'printf pass | gnome-keyring-daemon --unlock --components=secrets >/dev/null; exec "$@"';
-  return run(
-    "dbus-run-session",
-    ["--", "sh", "-c", script, "sh", process.execPath, BIN, ...args],
-    env as Record<string, string>,
-    input,
-  );
-};
+  return run("sh", ["-c", KEYRING_SESSION, "sh", ...argv], env as Record<string, string>, input);
+}
+
+const mesaWithKeyring = (home: string, args: string[], input = "") =>
+  inKeyringSession(home, [process.execPath, BIN, ...args], input);
 
 function noSecret(r: Run, ...secrets: string[]): void {
   for (const s of [MARK, ...secrets])
@@ -288,7 +300,7 @@ test("cli: keychain backend round-trips through a real Secret Service (gnome-key
   const list = ok(await mesaWithKeyring(home, ["auth", "list"]));
   assert.equal(list.stdout, "orgs/acme\norgs/acme/repos/app\n");
   // The key really is in the keyring, under service "mesa", account = scope name.
-  const lookup = await mesaWithKeyringCmd(home, [
+  const lookup = await inKeyringSession(home, [
     "secret-tool",
     "lookup",
     "service",
@@ -309,13 +321,6 @@ test("cli: keychain backend round-trips through a real Secret Service (gnome-key
   assert.equal(forced.code, 1);
   assert.match(forced.stderr, /the OS keychain is not reachable: start a Secret Service/);
 });
-
-function mesaWithKeyringCmd(home: string, argv: string[]): Promise<Run> {
-  const env = baseEnv(home) as Record<string, string | undefined>;
-  delete env.DBUS_SESSION_BUS_ADDRESS;
-  const script = 'printf pass | gnome-keyring-daemon --unlock --components=secrets >/dev/null; exec "$@"';
-  return run("dbus-run-session", ["--", "sh", "-c", script, "sh", ...argv], env as Record<string, string>);
-}
 
 test("cli: bad input gets one clear error, changes nothing and never prints a secret", async (t) => {
   const home = homeDir(t);

@@ -113,6 +113,10 @@ test("stream: the whole tree arrives in one fetch request, every blob verified",
   for (const f of s.files) assert.ok(s.store.hasLocal(f.oid), `${f.oid} not cached`);
   await s.store.flush();
   assert.equal(assertCacheVerified(s.cacheDir), s.files.length);
+  // The worker wrote them; the cache booked every byte du sees (and little more).
+  const booked = s.store.stats().diskBytes;
+  const seen = du(s.cacheDir).blocks;
+  assert.ok(booked >= seen && booked <= seen + 16 * 4096, `booked ${booked} bytes, du ${seen}`);
   const st = s.pf.stats();
   assert.equal(st.streamsDone, 1);
   assert.equal(st.streamErrors, 0);
@@ -187,6 +191,7 @@ test("stream: a tree larger than the disk cap stops when the cap is reached; one
   assert.equal(st.streamsFull, 1, JSON.stringify(st));
   assert.ok(st.streamedBlobs > 50, `stored ${st.streamedBlobs}`);
   assert.ok(du(s.cacheDir).blocks <= cap, "over the cap after the stream");
+  assert.ok(s.store.stats().diskBytes >= du(s.cacheDir).blocks, "the cache booked what the stream wrote");
   // One full read pass, as a reader of every file would.
   const read = await readAll(s);
   await s.store.flush();

@@ -6,7 +6,7 @@
  */
 import { isMesaError, MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { DiskCache } from "./disk-cache.js";
+import { DiskCache, type StreamedBlob, type StreamReservation } from "./disk-cache.js";
 import { MemoryCache } from "./memory-cache.js";
 import { assertOid, blobMatches } from "./verify.js";
 
@@ -290,6 +290,30 @@ export class BlobStore {
     } finally {
       this.transientBytes -= cost;
     }
+  }
+
+  /**
+   * Room for a prefetch stream to write blobs of `want` bytes (as `storageCost` counts them)
+   * straight into the disk cache; undefined without one (the stream's blobs then come through
+   * `storePrefetched`). Pair it with `endStream`.
+   */
+  beginStream(want: number): StreamReservation | undefined {
+    if (!this.disk || this.closed) return undefined;
+    return this.disk.beginStream(Math.min(want, this.prefetchRoom()));
+  }
+
+  /** Blobs a stream's worker stored; returns how many were new. */
+  adoptStreamed(res: StreamReservation, blobs: StreamedBlob[]): number {
+    if (!this.disk) return 0;
+    const added = this.disk.adoptStreamed(res, blobs);
+    for (const b of blobs) this.c.fetchedBytes += b.size;
+    this.c.fetchedBlobs += blobs.length;
+    this.c.prefetchedBlobs += blobs.length;
+    return added;
+  }
+
+  async endStream(res: StreamReservation): Promise<void> {
+    await this.disk?.endStream(res);
   }
 
   /**

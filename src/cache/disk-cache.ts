@@ -5,6 +5,8 @@
  * never exceeds the cap. Files are written to a temp name in their final directory and
  * renamed, so a crash leaves either a whole blob or a `.tmp-` file that `open` removes.
  * Contents are verified by the caller on read, so a torn file is detected and refetched.
+ * A prefetch stream's worker writes blobs straight to their final names (never over an
+ * existing one) into space reserved for it here; they join the index when it reports them.
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -22,7 +24,29 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log.js";
+import { blobDir, blobFile, diskCost, onDisk } from "./blob-files.js";
 import { blobHash } from "./verify.js";
+
+/** Space a prefetch stream's worker writes blobs into (see `beginStream`). */
+export interface StreamReservation {
+  objects: string;
+  blockSize: number;
+  /** Bytes granted, and how many of them were booked so far. */
+  budget: number;
+  used: number;
+  /** Directories that got entries. */
+  dirs: Set<string>;
+  ended?: boolean;
+}
+
+/** One blob a stream's worker wrote at its final name. */
+export interface StreamedBlob {
+  oid: string;
+  size: number;
+  /** Bytes on disk, and what was counted against the reservation for it. */
+  bytes: number;
+  cost: number;
+}
 
 interface Entry {
   size: number;
@@ -52,11 +76,6 @@ const SUBDIR_RE = /^[0-9a-f]{2}$/;
 /** Re-persist an entry's access time at most this often (one utimes per hot file per minute). */
 const TOUCH_INTERVAL_MS = 60_000;
 const WRITE_CONCURRENCY = 4;
-
-/** Bytes a file or directory costs: allocated blocks, or its apparent size if larger. */
-function onDisk(st: { blocks: number; size: number }): number {
-  return Math.max(st.blocks * 512, st.size);
-}
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === "ENOENT";
@@ -219,7 +238,7 @@ export class DiskCache {
   private async hashCheck(oid: string, e: Entry): Promise<boolean> {
     const h = blobHash(oid, e.size);
     try {
-      for await (const chunk of createReadStream(this.file(oid))) h.update(chunk as Buffer);
+      for await (const chunk of createReadStream(this.fileOf(oid))) h.update(chunk as Buffer);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -239,7 +258,7 @@ export class DiskCache {
     if (!this.index.has(oid)) return undefined;
     this.touch(oid);
     try {
-      return await readFile(this.file(oid));
+      return await readFile(this.fileOf(oid));
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -256,7 +275,7 @@ export class DiskCache {
     if (n === 0) return Buffer.alloc(0);
     let fh: Awaited<ReturnType<typeof open>>;
     try {
-      fh = await open(this.file(oid), "r");
+      fh = await open(this.fileOf(oid), "r");
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -297,9 +316,56 @@ export class DiskCache {
     const e = this.index.get(oid);
     if (e === undefined) return;
     this.index.delete(oid);
-    await removeFile(this.file(oid));
+    await removeFile(this.fileOf(oid));
     this.used -= e.bytes;
     this.countIn(this.dirOf(oid), -1);
+  }
+
+  /**
+   * Reserves up to `want` bytes of free space (never evicting) for a stream's worker to write
+   * blobs into directly; `adoptStreamed` books what it wrote, `endStream` frees the rest.
+   */
+  beginStream(want: number): StreamReservation {
+    const granted = Math.min(want, this.freeBytes);
+    this.reserved += granted;
+    return { objects: this.objects, blockSize: this.blockSize, budget: granted, used: 0, dirs: new Set() };
+  }
+
+  /** Blobs a stream's worker wrote (verified: it hashed them), now readable. */
+  adoptStreamed(res: StreamReservation, blobs: StreamedBlob[]): number {
+    let added = 0;
+    for (const b of blobs) {
+      // Reported after the stream ended: its reservation was freed already.
+      if (!res.ended) {
+        res.used += b.cost;
+        this.reserved -= b.cost;
+      }
+      // A read that fetched the same blob meanwhile already booked it (same content).
+      if (this.index.has(b.oid)) continue;
+      this.index.set(b.oid, {
+        size: b.size,
+        bytes: b.bytes,
+        atime: Date.now(),
+        verified: true,
+        unread: true,
+      });
+      this.used += b.bytes;
+      const dir = this.dirOf(b.oid);
+      this.countIn(dir, 1);
+      res.dirs.add(dir);
+      added++;
+    }
+    return added;
+  }
+
+  /** The stream ended: its unused reservation is freed and the directories it grew measured. */
+  async endStream(res: StreamReservation): Promise<void> {
+    this.reserved -= res.budget - res.used;
+    res.ended = true;
+    for (const dir of res.dirs) await this.accountDir(dir);
+    await this.accountDir(this.objects);
+    this.wakeWaiters();
+    if (this.used + this.reserved > this.maxBytes) await this.reserve(0);
   }
 
   /** Waits for writes in progress. */
@@ -327,10 +393,7 @@ export class DiskCache {
 
   /** Space a write of `size` bytes reserves under the cap. */
   costOf(size: number): number {
-    const blk = this.blockSize;
-    // Big files may need an extent/indirect block beyond their data blocks, and a directory
-    // can grow by up to two blocks when an entry is added (ext4 htree split).
-    return Math.ceil(size / blk) * blk + (size > 1 << 20 ? 2 * blk : 0) + 2 * blk;
+    return diskCost(size, this.blockSize);
   }
 
   private async write(oid: string, data: Buffer, prefetched: boolean): Promise<boolean> {
@@ -345,9 +408,11 @@ export class DiskCache {
     try {
       if (r.newDir) await mkdir(dir, { recursive: true });
       await writeFile(tmp, data, { flag: "wx" });
-      const final = this.file(oid);
+      const final = this.fileOf(oid);
       await rename(tmp, final);
       const st = await stat(final);
+      // A stream's worker stored the same blob meanwhile and it was booked then.
+      if (this.index.has(oid)) return true;
       this.index.set(oid, {
         size: data.length,
         bytes: onDisk(st),
@@ -416,7 +481,7 @@ export class DiskCache {
       for (const [oid] of victims) this.index.delete(oid);
       await Promise.all(
         victims.map(async ([oid, e]) => {
-          await removeFile(this.file(oid));
+          await removeFile(this.fileOf(oid));
           this.used -= e.bytes;
           this.evictions++;
         }),
@@ -489,7 +554,7 @@ export class DiskCache {
     if (now - e.atime < TOUCH_INTERVAL_MS) return;
     e.atime = now;
     const t = new Date(now);
-    utimes(this.file(oid), t, t).catch(() => {});
+    utimes(this.fileOf(oid), t, t).catch(() => {});
   }
 
   private forget(oid: string): void {
@@ -501,10 +566,11 @@ export class DiskCache {
   }
 
   private dirOf(oid: string): string {
-    return join(this.objects, oid.slice(0, 2));
+    return blobDir(this.objects, oid);
   }
 
-  private file(oid: string): string {
-    return join(this.objects, oid.slice(0, 2), oid.slice(2));
+  /** Where blob `oid` is (or would be) stored. */
+  fileOf(oid: string): string {
+    return blobFile(this.objects, oid);
   }
 }

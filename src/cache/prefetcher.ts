@@ -11,6 +11,7 @@
  */
 import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { InflaterSink } from "../vcs/pack-inflater.js";
 import type { BlobFetcher, BlobStore } from "./blob-store.js";
 
 /** A source that can send a whole commit as one pack stream (GitRemote.streamCommit). */
@@ -18,7 +19,7 @@ export interface StreamSource extends BlobFetcher {
   streamCommit(
     commit: string,
     onObject: (oid: string, type: string, data: Buffer) => void | Promise<void>,
-    opts?: { types?: Array<"blob">; signal?: AbortSignal; maxQueuedBytes?: number },
+    opts?: { types?: Array<"blob">; signal?: AbortSignal; maxQueuedBytes?: number; sink?: InflaterSink },
   ): Promise<{ objects: number; unresolved: number; bytes: number }>;
 }
 
@@ -229,6 +230,26 @@ export class Prefetcher {
     const full = new AbortController();
     const signal = AbortSignal.any([this.abort.signal, full.signal]);
     const started = Date.now();
+    const stopFull = () => {
+      if (full.signal.aborted) return;
+      this.logger?.info({ commit }, "prefetch stream stopped: the cache is full");
+      full.abort(new MesaError("ABORTED", "the cache is full"));
+    };
+    // With a disk cache the pack's worker writes the blobs there itself.
+    let want = 0;
+    for (const size of wanted.values()) want += this.store.storageCost(size);
+    const reservation = this.store.beginStream(want);
+    const sink: InflaterSink | undefined = reservation && {
+      objects: reservation.objects,
+      blockSize: reservation.blockSize,
+      budget: reservation.budget,
+      oids: [...wanted.keys()],
+      onStored: (blobs) => {
+        this.c.streamedBlobs += this.store.adoptStreamed(reservation, blobs);
+        for (const b of blobs) this.c.streamedBytes += b.size;
+      },
+      onFull: stopFull,
+    };
     try {
       const r = await source.streamCommit(
         commit,
@@ -237,13 +258,10 @@ export class Prefetcher {
           if (!wanted.has(oid) || full.signal.aborted) return;
           const stored = await this.store.storePrefetched(oid, data, this.pressureLimit);
           if (stored === "stored") this.c.streamedBlobs++;
-          else if (stored === "full" && !full.signal.aborted) {
-            this.logger?.info({ commit }, "prefetch stream stopped: the cache is full");
-            full.abort(new MesaError("ABORTED", "the cache is full"));
-          }
+          else if (stored === "full") stopFull();
         },
         // Little room left: read little ahead, so stopping at the cap wastes little.
-        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)) },
+        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)), sink },
       );
       this.c.streamsDone++;
       this.logger?.debug(
@@ -263,6 +281,8 @@ export class Prefetcher {
         "prefetch stream failed; fetching the rest in batches",
       );
       this.fallBack(source, wanted);
+    } finally {
+      if (reservation) await this.store.endStream(reservation);
     }
   }
 

@@ -6,13 +6,22 @@
  * read instead of piling data up in memory.
  */
 import { Worker } from "node:worker_threads";
+import type { StreamedBlob } from "../cache/disk-cache.js";
 import { MesaError } from "../errors.js";
 import type { ObjectType, Oid } from "./objects.js";
-import type { FromWorker, ToWorker, WorkerOptions } from "./pack-worker.js";
+import type { BlobSink, FromWorker, ToWorker, WorkerOptions } from "./pack-worker.js";
 
-export interface InflaterOptions extends WorkerOptions {
-  /** Called for every object (of `types`); a returned promise counts against `maxPendingBytes`. */
+/** Wanted blobs go straight to a blob directory; the consumer hears what was stored. */
+export interface InflaterSink extends BlobSink {
+  onStored(blobs: StreamedBlob[]): void;
+  /** Its budget ran out (or a write failed): nothing more is stored. */
+  onFull(): void;
+}
+
+export interface InflaterOptions extends Omit<WorkerOptions, "sink"> {
+  /** Called for every object (of `types`) not given to `sink`; a returned promise counts against `maxPendingBytes`. */
   onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>;
+  sink?: InflaterSink;
   /** Pack bytes handed to the worker and not parsed yet, at most (default 2 MiB). */
   maxQueuedBytes?: number;
   /** Object bytes the consumer is still working on (its promises), at most (default 4 MiB). */
@@ -31,6 +40,8 @@ const WORKER_URL = new URL("./pack-worker.js", import.meta.url);
 export class PackInflater {
   private readonly worker: Worker;
   private readonly onObject: InflaterOptions["onObject"];
+  private readonly sink?: InflaterSink;
+  private sinkFull = false;
   private readonly maxQueued: number;
   private readonly maxPending: number;
   private queued = 0;
@@ -41,12 +52,20 @@ export class PackInflater {
   private finished?: { resolve: (r: InflaterResult) => void; reject: (e: Error) => void };
   private result?: InflaterResult;
   private terminated = false;
+  private exited = false;
+  private onStopped?: () => void;
 
   constructor(opts: InflaterOptions) {
     this.onObject = opts.onObject;
+    this.sink = opts.sink;
     this.maxQueued = opts.maxQueuedBytes ?? 2 << 20;
     this.maxPending = opts.maxPendingBytes ?? 4 << 20;
-    const data: WorkerOptions = { types: opts.types, baseCacheBytes: opts.baseCacheBytes };
+    const s = opts.sink;
+    const data: WorkerOptions = {
+      types: opts.types,
+      baseCacheBytes: opts.baseCacheBytes,
+      sink: s && { objects: s.objects, blockSize: s.blockSize, budget: s.budget, oids: s.oids },
+    };
     // A small young generation: the worker allocates much short-lived garbage (inflate output),
     // which a large one would let grow into tens of MB of resident memory.
     this.worker = new Worker(WORKER_URL, {
@@ -56,6 +75,8 @@ export class PackInflater {
     this.worker.on("message", (m: FromWorker) => this.onMessage(m));
     this.worker.on("error", (err) => this.failWith(new MesaError("INTERNAL", `pack worker: ${err.message}`)));
     this.worker.on("exit", () => {
+      this.exited = true;
+      this.onStopped?.();
       if (!this.result && !this.terminated)
         this.failWith(new MesaError("INTERNAL", "pack worker exited unexpectedly"));
     });
@@ -88,6 +109,15 @@ export class PackInflater {
 
   /** Stops the worker (always call it, also after `end`). */
   async close(): Promise<void> {
+    // Blobs the worker wrote must be booked before it goes: it posts them all before `stopped`.
+    if (this.sink && !this.result && !this.exited) {
+      const stopped = new Promise<void>((resolve) => {
+        this.onStopped = resolve;
+        setTimeout(resolve, 5_000).unref();
+      });
+      this.worker.postMessage({ t: "stop" } satisfies ToWorker);
+      await stopped;
+    }
     this.terminated = true;
     await this.worker.terminate();
     this.failWith(new MesaError("ABORTED", "pack stream closed"));
@@ -96,6 +126,11 @@ export class PackInflater {
   private onMessage(m: FromWorker): void {
     if (m.t === "objects") {
       this.queued -= m.bytes;
+      if (m.stored.length > 0) this.sink?.onStored(m.stored);
+      if (m.full && !this.sinkFull) {
+        this.sinkFull = true;
+        this.sink?.onFull();
+      }
       for (const o of m.objects) {
         const data = Buffer.from(o.data.buffer, o.data.byteOffset, o.data.byteLength);
         let r: void | Promise<void>;
@@ -121,6 +156,8 @@ export class PackInflater {
         }
       }
       this.wake();
+    } else if (m.t === "stopped") {
+      this.onStopped?.();
     } else if (m.t === "done") {
       this.result = { objects: m.objects, unresolved: m.unresolved };
       this.finished?.resolve(this.result);

@@ -1,18 +1,34 @@
 /**
  * Worker thread of `PackInflater`: parses a pack stream (inflation, delta resolution, SHA-1 of
- * every object, the pack's trailer) off the main thread and posts the objects back in batches.
+ * every object, the pack's trailer) off the main thread and posts the objects back in batches,
+ * or, given a blob directory, writes the wanted blobs there itself and posts only what it
+ * stored (the main thread then never holds their content).
  */
+import { closeSync, fstatSync, mkdirSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { blobDir, blobFile, diskCost, onDisk } from "../cache/blob-files.js";
+import type { StreamedBlob } from "../cache/disk-cache.js";
 import type { ObjectType, Oid } from "./objects.js";
 import { PackParser } from "./pack.js";
 
-export type ToWorker = { t: "chunk"; data: Uint8Array } | { t: "end" };
+/** `stop`: the stream is abandoned; the worker answers `stopped` once all it stored was posted. */
+export type ToWorker = { t: "chunk"; data: Uint8Array } | { t: "end" } | { t: "stop" };
+
+/** A blob directory (the disk cache's layout) the worker writes wanted blobs into. */
+export interface BlobSink {
+  objects: string;
+  blockSize: number;
+  /** Bytes it may fill (blocks, as `diskCost` counts them); past them it reports full. */
+  budget: number;
+  oids: string[];
+}
 
 export interface WorkerOptions {
   /** Object types to post back (default: all). */
   types?: string[];
   /** Bytes of objects kept as delta bases. */
   baseCacheBytes?: number;
+  sink?: BlobSink;
 }
 
 export interface WorkerObject {
@@ -22,18 +38,73 @@ export interface WorkerObject {
 }
 
 export type FromWorker =
-  | { t: "objects"; objects: WorkerObject[]; bytes: number }
+  | { t: "objects"; objects: WorkerObject[]; stored: StreamedBlob[]; full: boolean; bytes: number }
   | { t: "done"; objects: number; unresolved: number }
+  | { t: "stopped" }
   | { t: "error"; message: string; code?: string };
+
+/** Writes one blob at its final name, never over an existing file (a reader may hold it). */
+function writeBlob(sink: BlobSink, oid: string, data: Uint8Array): StreamedBlob | "exists" {
+  const file = blobFile(sink.objects, oid);
+  let fd: number;
+  try {
+    fd = openSync(file, "wx");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return "exists";
+    if (code !== "ENOENT") throw err;
+    // Its directory was removed when it emptied, or never made.
+    mkdirSync(blobDir(sink.objects, oid), { recursive: true });
+    fd = openSync(file, "wx");
+  }
+  try {
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    const bytes = onDisk(fstatSync(fd));
+    return { oid, size: data.length, bytes, cost: diskCost(data.length, sink.blockSize) };
+  } catch (err) {
+    closeSync(fd);
+    fd = -1;
+    try {
+      unlinkSync(file);
+    } catch {}
+    throw err;
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
 
 const port = parentPort;
 if (port) {
   let batch: WorkerObject[] = [];
+  let stored: StreamedBlob[] = [];
   const opts = (workerData ?? {}) as WorkerOptions;
   const wantTypes = opts.types ? new Set(opts.types) : undefined;
+  const sink = opts.sink;
+  const sinkOids = new Set(sink?.oids);
+  let sinkUsed = 0;
+  let full = false;
+  const sinkBlob = (oid: string, data: Uint8Array) => {
+    if (full || !sinkOids.has(oid)) return;
+    sinkOids.delete(oid);
+    if (sinkUsed + diskCost(data.length, sink!.blockSize) > sink!.budget) {
+      full = true;
+      return;
+    }
+    try {
+      const r = writeBlob(sink!, oid, data);
+      if (r === "exists") return;
+      sinkUsed += r.cost;
+      stored.push(r);
+    } catch {
+      // No space or no permission: stop storing, as the cap would.
+      full = true;
+    }
+  };
   const parser = new PackParser({
     onObject: (oid, type, data) => {
-      if (!wantTypes || wantTypes.has(type)) batch.push({ oid, type, data });
+      if (wantTypes && !wantTypes.has(type)) return;
+      if (sink && type === "blob") sinkBlob(oid, data);
+      else batch.push({ oid, type, data });
     },
     baseCacheBytes: opts.baseCacheBytes,
   });
@@ -43,20 +114,25 @@ if (port) {
     const e = err as { message?: string; code?: string };
     port.postMessage({ t: "error", message: e.message ?? String(err), code: e.code } satisfies FromWorker);
   };
+  // The objects are copied into the message: the parser keeps its own as delta bases.
+  const post = (bytes: number) => {
+    port.postMessage({ t: "objects", objects: batch, stored, full, bytes } satisfies FromWorker);
+    batch = [];
+    stored = [];
+  };
   port.on("message", (msg: ToWorker) => {
+    if (msg.t === "stop") {
+      port.postMessage({ t: "stopped" } satisfies FromWorker);
+      return;
+    }
     if (failed) return;
     try {
       if (msg.t === "chunk") {
         parser.push(msg.data);
-        const objects = batch;
-        batch = [];
-        // The objects are copied into the message: the parser keeps its own as delta bases.
-        port.postMessage({ t: "objects", objects, bytes: msg.data.length } satisfies FromWorker);
+        post(msg.data.length);
       } else {
         parser.end();
-        const objects = batch;
-        batch = [];
-        if (objects.length > 0) port.postMessage({ t: "objects", objects, bytes: 0 } satisfies FromWorker);
+        if (batch.length > 0 || stored.length > 0) post(0);
         port.postMessage({
           t: "done",
           objects: parser.objectsParsed,
@@ -64,6 +140,8 @@ if (port) {
         } satisfies FromWorker);
       }
     } catch (err) {
+      // What was written before a corrupt object is whole and verified: book it.
+      if (stored.length > 0) post(0);
       fail(err);
     }
   });

@@ -32,7 +32,7 @@ import {
 } from "./objects.js";
 import { type GitObject, PackParser, writePack } from "./pack.js";
 import { isFileBlob, type PackObject, writePackFile } from "./pack-file.js";
-import { PackInflater } from "./pack-inflater.js";
+import { type InflaterSink, PackInflater } from "./pack-inflater.js";
 import { DELIM, FLUSH, PktReader, pkt, serverError } from "./pktline.js";
 import { GitHttp, type HttpResponse, type StreamBody, type TransportOptions } from "./transport.js";
 
@@ -299,14 +299,15 @@ export class GitRemote {
   /**
    * The whole commit (depth 1) as one pack stream, as `git clone --depth 1` fetches it. The
    * pack is parsed and every object hashed in a worker thread; `onObject` gets the objects of
-   * `types` as they arrive (a returned promise slows the stream down while it is pending).
+   * `types` as they arrive (a returned promise slows the stream down while it is pending), or,
+   * with a `sink`, the worker writes the wanted blobs into its directory itself.
    * Objects handed over are whole and verified even when the stream then fails. `unresolved`
    * counts deltas whose base had to be dropped to bound memory: fetch those another way.
    */
   async streamCommit(
     commit: Oid,
     onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>,
-    opts: { types?: ObjectType[]; signal?: AbortSignal; maxQueuedBytes?: number } = {},
+    opts: { types?: ObjectType[]; signal?: AbortSignal; maxQueuedBytes?: number; sink?: InflaterSink } = {},
   ): Promise<{ objects: number; unresolved: number; bytes: number }> {
     checkOids([commit]);
     if (!(await this.hasFeature("fetch", "shallow")))
@@ -320,6 +321,7 @@ export class GitRemote {
           onObject,
           types: opts.types,
           maxQueuedBytes: opts.maxQueuedBytes,
+          sink: opts.sink,
         });
         let bytes = 0;
         try {

@@ -7,8 +7,9 @@
  *   goes straight back to reading: it never waits for JavaScript. JavaScript answers each
  *   request later, on the main thread, with one of the reply functions below.
  * - Requests that need no data are answered on the worker itself: readdir chunks after the
- *   first (the listing JavaScript gave for the first is kept), forget, and read-only opens of
- *   committed files. Opendir is answered ENOSYS once where the kernel supports that: it then
+ *   first (the listing JavaScript gave for the first is kept), forget, read-only opens of
+ *   committed files, and reads of committed files whose content is in a local file JavaScript
+ *   named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports that: it then
  *   opens directories without asking (no opendir/releasedir round trips) and keeps their
  *   listings in its page cache; readdir then comes with handle 0 and listings are kept per inode.
  *   Open and flush likewise, so a warm read of a file sends nothing at all (files created with
@@ -169,6 +170,26 @@ typedef struct listing_map {
   size_t nbuckets, count;
 } listing_map;
 
+/*
+ * Local files holding a committed inode's content exactly (blobs in the daemon's disk cache),
+ * by inode: reads with handle 0 of such an inode are answered here from the file, so a first
+ * read of cached content never waits for JavaScript. Set by JavaScript when it reports the
+ * inode (lookup, getattr, listing) or after it served a read; dropped before anything may
+ * change the inode's content (a write or truncate arriving here, an invalidation, JavaScript
+ * saying so) and when the file is gone (the cache evicted it: the read then goes to JavaScript).
+ */
+typedef struct backing {
+  fuse_ino_t ino;
+  struct backing *next;
+  char path[];
+} backing;
+
+typedef struct backing_map {
+  pthread_mutex_t lock;
+  backing **buckets;
+  size_t nbuckets, count;
+} backing_map;
+
 typedef struct session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
@@ -190,6 +211,7 @@ typedef struct session {
   int nstop;
   ino_set committed;
   listing_map listings;
+  backing_map backings;
 } session;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -275,6 +297,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 
 static void drop_listing(session *s, fuse_ino_t ino);
+static void drop_backing(session *s, fuse_ino_t ino);
+static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   request *r = new_request(OP_FORGET, NULL, 0);
@@ -314,6 +338,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   if (from_self(req)) return;
+  if (to_set & FUSE_SET_ATTR_SIZE) drop_backing(session_of(req), ino);
   request *r = new_request(OP_SETATTR, req, ino);
   r->attr = *attr;
   r->to_set = to_set;
@@ -407,12 +432,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     fuse_reply_open(req, fi);
     return;
   }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) drop_backing(s, ino);
   request *r = new_request(OP_OPEN, req, ino);
   r->flags = fi->flags;
   to_js(session_of(req), r);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  if (fi->fh == 0 && read_backing(session_of(req), req, ino, size, off)) return;
   request *r = new_request(OP_READ, req, ino);
   r->fh = fi->fh;
   r->size = size;
@@ -422,6 +449,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
+  drop_backing(session_of(req), ino); /* its content is about to change */
   request *r = new_request(OP_WRITE, req, ino);
   r->fh = fi->fh;
   r->off = off;
@@ -535,6 +563,99 @@ static void drop_listing(session *s, fuse_ino_t ino) {
   pthread_mutex_lock(&s->listings.lock);
   if (s->listings.count) map_drop(&s->listings, ino);
   pthread_mutex_unlock(&s->listings.lock);
+}
+
+/* Called with m->lock held. */
+static backing **backing_slot(backing_map *m, fuse_ino_t ino) {
+  if (!m->nbuckets) return NULL;
+  backing **p = &m->buckets[slot_of(ino, m->nbuckets)];
+  while (*p && (*p)->ino != ino) p = &(*p)->next;
+  return p;
+}
+
+static void drop_backing(session *s, fuse_ino_t ino) {
+  backing_map *m = &s->backings;
+  pthread_mutex_lock(&m->lock);
+  backing **p = backing_slot(m, ino);
+  if (p && *p) {
+    backing *b = *p;
+    *p = b->next;
+    m->count--;
+    free(b);
+  }
+  pthread_mutex_unlock(&m->lock);
+}
+
+static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len) {
+  backing *b = malloc(sizeof(backing) + len + 1);
+  b->ino = ino;
+  memcpy(b->path, path, len);
+  b->path[len] = 0;
+  backing_map *m = &s->backings;
+  pthread_mutex_lock(&m->lock);
+  backing **p = backing_slot(m, ino);
+  if (p && *p) { /* replace */
+    backing *old = *p;
+    b->next = old->next;
+    *p = b;
+    free(old);
+    pthread_mutex_unlock(&m->lock);
+    return;
+  }
+  if (m->count + 1 > m->nbuckets) {
+    size_t n = m->nbuckets ? m->nbuckets * 2 : 1024;
+    backing **nb = calloc(n, sizeof(backing *));
+    for (size_t i = 0; i < m->nbuckets; i++)
+      for (backing *e = m->buckets[i], *next; e; e = next) {
+        next = e->next;
+        size_t j = slot_of(e->ino, n);
+        e->next = nb[j];
+        nb[j] = e;
+      }
+    free(m->buckets);
+    m->buckets = nb;
+    m->nbuckets = n;
+  }
+  size_t j = slot_of(ino, m->nbuckets);
+  b->next = m->buckets[j];
+  m->buckets[j] = b;
+  m->count++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* Answers a read from the inode's backing file; 0 when it has none (or it is gone). */
+static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
+  char path[4096];
+  backing_map *m = &s->backings;
+  pthread_mutex_lock(&m->lock);
+  backing **p = backing_slot(m, ino);
+  int found = p && *p && strlen((*p)->path) < sizeof(path);
+  if (found) strcpy(path, (*p)->path);
+  pthread_mutex_unlock(&m->lock);
+  if (!found) return 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    drop_backing(s, ino);
+    return 0;
+  }
+  char *buf = malloc(size ? size : 1);
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = pread(fd, buf + got, size - got, off + (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      free(buf);
+      close(fd);
+      drop_backing(s, ino);
+      return 0;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  fuse_reply_buf(req, buf, got);
+  free(buf);
+  return 1;
 }
 
 static void fill_stat(struct stat *st, const double *a) {
@@ -979,6 +1100,16 @@ static void try_destroy(session *s) {
   s->listings.buckets = NULL;
   s->listings.nbuckets = s->listings.count = 0;
   pthread_mutex_unlock(&s->listings.lock);
+  pthread_mutex_lock(&s->backings.lock);
+  for (size_t i = 0; i < s->backings.nbuckets; i++)
+    for (backing *b = s->backings.buckets[i], *next; b; b = next) {
+      next = b->next;
+      free(b);
+    }
+  free(s->backings.buckets);
+  s->backings.buckets = NULL;
+  s->backings.nbuckets = s->backings.count = 0;
+  pthread_mutex_unlock(&s->backings.lock);
   fuse_session_destroy(s->se);
   s->se = NULL;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
@@ -1052,6 +1183,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_cond_init(&s->ncond, NULL);
   pthread_mutex_init(&s->committed.lock, NULL);
   pthread_mutex_init(&s->listings.lock, NULL);
+  pthread_mutex_init(&s->backings.lock, NULL);
 
   mount_log[0] = 0;
   fuse_set_log_func(log_to_buffer);
@@ -1322,6 +1454,7 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   notify_item *it = calloc(1, sizeof(notify_item));
   it->ino = (fuse_ino_t)get_num(env, argv[1]);
   drop_listing(s, it->ino);
+  drop_backing(s, it->ino);
   it->off = (off_t)get_num(env, argv[2]);
   it->len = (off_t)get_num(env, argv[3]);
   enqueue_notify(s, it);
@@ -1334,6 +1467,29 @@ static napi_value js_set_committed(napi_env env, napi_callback_info info) {
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   set_put(&s->committed, (uint64_t)get_num(env, argv[1]), get_num(env, argv[2]) != 0);
+  return NULL;
+}
+
+/* setBacking(session, ino, path | null): the local file holding the inode's content, or none. */
+static napi_value js_set_backing(napi_env env, napi_callback_info info) {
+  JS_ARGS(3);
+  session *s = get_session(env, argv[0]);
+  if (!s) return NULL;
+  fuse_ino_t ino = (fuse_ino_t)get_num(env, argv[1]);
+  napi_valuetype t;
+  napi_typeof(env, argv[2], &t);
+  if (t != napi_string) {
+    drop_backing(s, ino);
+    return NULL;
+  }
+  char path[4096];
+  size_t len = 0;
+  napi_get_value_string_utf8(env, argv[2], path, sizeof(path), &len);
+  if (len + 1 >= sizeof(path)) {
+    drop_backing(s, ino);
+    return NULL;
+  }
+  put_backing(s, ino, path, len);
   return NULL;
 }
 
@@ -1360,6 +1516,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
       {"setCommitted", NULL, js_set_committed, NULL, NULL, NULL, napi_default, NULL},
+      {"setBacking", NULL, js_set_backing, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -6,13 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixture } from "./helpers/fixture.js";
 import { countingProxy, generateRepo, gitSync, mesa, run, waitFor } from "./helpers/mount.js";
 import {
   authHeader,
+  camelKeys,
   cloneRepo,
   type Daemon,
   importSmallRepo,
@@ -236,4 +237,80 @@ test("a server killed mid-walk: uncached reads fail with EIO promptly, nothing h
     ),
     "reads did not recover after the server came back",
   );
+});
+
+async function prefetchIdle(d: Daemon): Promise<boolean> {
+  const r = await mesa(["status", "--json"], d.env);
+  assert.equal(r.code, 0, r.stderr);
+  const c = (
+    camelKeys(JSON.parse(r.stdout)) as { cache: { inflight: number; prefetch: Record<string, number> } }
+  ).cache;
+  return c.inflight === 0 && !c.prefetch.streaming && c.prefetch.inFlight === 0 && c.prefetch.queued === 0;
+}
+
+/** The daemon's counters (`mesa stats --json`): `fs.read` counts reads that reached the filesystem. */
+async function fsReads(d: Daemon): Promise<number> {
+  const r = await mesa(["stats", "--json"], d.env);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { fs: { read: number } }).fs.read;
+}
+
+test("first reads of cached files come from the cache file through the binding; a push, a write or an eviction sends reads to the filesystem again", async (t) => {
+  const fx = fixture(t, "kcache-backing");
+  const dir = fx.dir;
+  const serve = await fx.serve();
+  generateRepo(join(dir, "src"), { files: 300, bigFileBytes: 1 << 20 });
+  await serve.importRepo("local/app", join(dir, "src"));
+  const d = await fx.daemon(serve);
+  const src = join(dir, "src");
+  const files = (await run("git", ["-C", src, "ls-files", "-s", "-z"])).stdout
+    .split("\0")
+    .filter(Boolean)
+    .map((l) => {
+      const [meta, path] = l.split("\t");
+      const [mode, oid] = meta.split(" ");
+      return { mode, oid, path };
+    })
+    .filter((f) => f.mode === "100644" || f.mode === "100755");
+  // The whole tree is in the disk cache once the prefetch stream went idle.
+  const cacheFile = (oid: string) =>
+    join(d.env.MESA_CACHE_PATH as string, "objects", oid.slice(0, 2), oid.slice(2));
+  assert.ok(await waitFor(() => prefetchIdle(d), 60_000, 100), "the prefetch stream did not end");
+  for (const f of files) assert.ok(existsSync(cacheFile(f.oid)), `${f.path} is not in the disk cache`);
+
+  // An evicted blob: its reads go to the filesystem, which fetches it again.
+  const evicted = files.find((f) => f.path.endsWith(".txt"))!;
+  rmSync(cacheFile(evicted.oid));
+  const r0 = await fsReads(d);
+  const sums = 'for f in "$@"; do sha1sum "$f"; done';
+  const all = files.map((f) => f.path);
+  const got = await run("sh", ["-c", sums, "sh", ...all], { cwd: d.root("app"), timeoutMs: 60_000 });
+  const want = await run("sh", ["-c", sums, "sh", ...all], { cwd: src });
+  assert.equal(got.code, 0, got.stderr);
+  assert.equal(got.stdout, want.stdout);
+  const r1 = await fsReads(d);
+  assert.ok(r1 > r0, "the evicted file was read through the filesystem");
+  assert.ok(r1 - r0 <= 2, `${r1 - r0} reads reached the filesystem for ${files.length} cached files`);
+
+  // A git push from outside changes a file the binding was reading from the cache.
+  const pushed = files.find((f) => f.path !== evicted.path && f.path.endsWith(".txt"))!;
+  const clone = cloneRepo(serve, "app", join(dir, "clone"));
+  writeFileSync(join(clone, pushed.path), "pushed content\n");
+  gitSync(clone, ["commit", "-q", "-am", "external"]);
+  gitSync(clone, ["-c", authHeader(serve.adminKey), "push", "-q", "origin", "HEAD:main"]);
+  await expectWithin(
+    10_000,
+    "the pushed content",
+    async () => (await d.sh("app", `cat '${pushed.path}'`)).stdout,
+    (s) => s === "pushed content\n",
+  );
+
+  // A write through the mount to another cached file.
+  const written = files.find(
+    (f) => ![evicted.path, pushed.path].includes(f.path) && f.path.endsWith(".txt"),
+  )!;
+  const before = readFileSync(join(src, written.path), "utf8");
+  assert.equal((await d.sh("app", `printf appended >> '${written.path}'`)).code, 0);
+  assert.equal((await d.sh("app", `cat '${written.path}'`)).stdout, `${before}appended`);
+  assert.equal(readFileSync(join(d.root("app"), written.path), "utf8"), `${before}appended`);
 });

@@ -192,6 +192,16 @@ export class BlobStore {
     return this.memory.has(oid) || (this.disk?.has(oid) ?? false);
   }
 
+  /**
+   * The disk file holding blob `oid`, when it is there and verified; it counts as read from
+   * then on (whoever asked will read it directly, unseen by the cache's recency order).
+   */
+  localFile(oid: string): string | undefined {
+    if (!this.disk?.isVerified(oid) || this.flights.has(oid)) return undefined;
+    this.disk.markRead(oid);
+    return this.disk.fileOf(oid);
+  }
+
   /** Size of a locally stored blob, without reading it. */
   localSize(oid: string): number | undefined {
     return this.memory.get(oid)?.length ?? this.disk?.sizeOf(oid);

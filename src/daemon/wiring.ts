@@ -313,6 +313,7 @@ export async function createSession(
     },
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
+    localFile: (oid) => blobs.localFile(oid),
     onDirectoryListed(snap, files) {
       void remoteFor(snap.org, snap.repo).then(
         (remote) => prefetcher.onDirectoryListed(remote, files),

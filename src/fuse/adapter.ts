@@ -84,6 +84,9 @@ interface Node {
   handles?: Set<number>;
   /** In the binding's set of committed files: its read-only opens never reach JavaScript. */
   committed?: boolean;
+  /** The committed blob it shows, and whether the binding reads it from a local file. */
+  blob?: string;
+  backed?: boolean;
   /** The handle that serves reads through handle 0 (opens the binding answered). */
   shared?: SharedHandle;
 }
@@ -585,23 +588,44 @@ class FuseFace {
     this.b.replyAttr(req, ...attrOf(node.ino, s), CACHE_SECONDS);
   }
 
-  // ---- committed files: opens answered by the binding ------------------------------------
+  // ---- committed files: opens and reads answered by the binding --------------------------
 
   /**
-   * Keeps the binding's set of committed inodes (whose read-only opens it answers) in step with
-   * what the filesystem reports; with kernel opens there are no opens to answer.
+   * Keeps the binding's set of committed inodes (whose read-only opens it answers) and their
+   * local files (whose reads it answers) in step with what the filesystem reports; with kernel
+   * opens there are no opens to answer.
    */
   private noteCommitted(node: Node, s: Stat): void {
+    if (!this.session) return;
     const on = s.committed === true && (s.mode & S_IFMT) === S_IFREG && node.removedPath === undefined;
-    if (on === Boolean(node.committed) || !this.session) return;
-    node.committed = on;
-    if (!this.kernelOpens) this.b.setCommitted(this.session, node.ino, on ? 1 : 0);
+    if (on !== Boolean(node.committed)) {
+      node.committed = on;
+      if (!this.kernelOpens) this.b.setCommitted(this.session, node.ino, on ? 1 : 0);
+    }
+    const blob = on ? s.blob : undefined;
+    if (blob !== node.blob || (blob !== undefined && !node.backed)) {
+      node.blob = blob;
+      this.back(node);
+    }
+  }
+
+  /**
+   * Points the binding at a local file holding the node's committed blob (it then answers
+   * reads with handle 0 itself), or at none.
+   */
+  private back(node: Node): void {
+    const file = node.blob !== undefined ? this.fs.localBlobFile?.(node.blob) : undefined;
+    if ((file === undefined && !node.backed) || !this.session) return;
+    node.backed = file !== undefined;
+    this.b.setBacking(this.session, node.ino, file ?? null);
   }
 
   /** Before a change to the file through the mount, or when the kernel lets go of it. */
   private uncommit(node: Node): void {
     if (node.committed && this.session && !this.kernelOpens) this.b.setCommitted(this.session, node.ino, 0);
     node.committed = false;
+    node.blob = undefined;
+    this.back(node);
   }
 
   /**
@@ -617,6 +641,8 @@ class FuseFace {
       const data = await this.fs.read(this.inodes.pathOf(node), await shared.fh, size, off);
       // Committed content is read whole: a short read is its end.
       atEnd = data.length < size;
+      // Its blob is local now: further reads are the binding's.
+      if (node.blob !== undefined && !node.backed && !shared.writable) this.back(node);
       return data;
     } finally {
       shared.reads--;

@@ -100,6 +100,8 @@ export interface Binding {
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */
   setCommitted(session: Session, ino: number, on: number): void;
+  /** The local file holding `ino`'s content exactly, read by the binding itself; null: none. */
+  setBacking(session: Session, ino: number, path: string | null): void;
 }
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -21,6 +21,8 @@ export interface ContentProvider {
   read(snap: RepoSnapshot, oid: string, offset: number, length: number): Promise<Buffer>;
   pin(oid: string): void;
   unpin(oid: string): void;
+  /** A local file holding blob `oid` exactly (verified), if there is one now. */
+  localFile?(oid: string): string | undefined;
   /** A directory was listed: its files may be fetched in the background. */
   onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
   /** A snapshot is mounted (or replaced): its content may be fetched in the background. */

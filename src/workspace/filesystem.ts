@@ -320,6 +320,7 @@ export class WorkspaceFileSystem implements FileSystem {
           size: n.size,
           nlink: 1,
           committed: n.content === undefined,
+          ...(n.content === undefined && n.blob !== undefined ? { blob: n.blob } : {}),
         };
       case "special":
         return { ...base, mode: (n.t === "p" ? S_IFIFO : S_IFSOCK) | (n.perm & 0o7777), size: 0, nlink: 1 };
@@ -342,6 +343,10 @@ export class WorkspaceFileSystem implements FileSystem {
   }
 
   // ---- reads ----------------------------------------------------------------------------
+
+  localBlobFile(oid: string): string | undefined {
+    return this.content.provider.localFile?.(oid);
+  }
 
   async getattr(path: string): Promise<Stat> {
     this.counters.getattr++;

@@ -52,6 +52,8 @@ export interface Stat {
    * filesystem or by a change announced on `onChange`, so the kernel may open it without asking.
    */
   committed?: boolean;
+  /** The committed blob's object id, when `committed`. */
+  blob?: string;
 }
 
 /** Who asked: the requesting process's effective uid and gid (owner of what it creates). */
@@ -111,6 +113,12 @@ export interface FileSystem {
   fgetattr?(path: string, fh: number): Promise<Stat>;
   /** Subscribes to changes made by others; returns the unsubscribe function. */
   onChange?(listener: ChangeListener): () => void;
+  /**
+   * A local file holding blob `oid` exactly (verified), for a face that can read it directly;
+   * undefined while it is not local. The file may go (the cache evicts it): reads then come
+   * back through `read`.
+   */
+  localBlobFile?(oid: string): string | undefined;
 }
 
 /** The mutating calls of the workspace filesystem (src/workspace/write-ops.ts). */

@@ -633,7 +633,10 @@ static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size,
   if (found) strcpy(path, (*p)->path);
   pthread_mutex_unlock(&m->lock);
   if (!found) return 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* No atime update: a first read of a freshly written blob would otherwise write its inode
+   * (relatime) while the stream is creating the next blobs beside it. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     drop_backing(s, ino);
     return 0;

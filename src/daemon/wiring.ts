@@ -152,6 +152,15 @@ export async function createSession(
   const metadata = new TreeStore({ path: metadataDir, logger: log });
   await metadata.open();
   const knownSizes = new Map<string, number>();
+  // Written after the mount is ready (a remount that finds them missing fetches them again).
+  const persisting = new Set<Promise<void>>();
+  const persist = (what: string, write: Promise<void>): void => {
+    const p = write.catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, `could not cache ${what} on disk`),
+    );
+    persisting.add(p);
+    void p.finally(() => persisting.delete(p));
+  };
   const timeFile = (oid: string) => join(metadataDir, "commit-times", oid);
   const readCommitTime = async (oid: string): Promise<Date | undefined> => {
     try {
@@ -217,7 +226,7 @@ export async function createSession(
       });
       const commitTime = new Date(commit.committer.timestamp * 1000);
       await writeCommitTime(commitOid, commitTime);
-      await metadata.putTrees(trees);
+      persist("trees", metadata.putTrees(trees));
       return { commitTime, rootTree: commit.tree, trees };
     },
 
@@ -238,7 +247,7 @@ export async function createSession(
           notes.add(
             `${org}/${repo}: the Git server lacks object-info; file sizes load per directory when first needed`,
           );
-        await metadata.putSizes(fetched);
+        persist("file sizes", metadata.putSizes(fetched));
         for (const [o, s] of fetched) out.set(o, s);
       }
       return out;
@@ -360,6 +369,7 @@ export async function createSession(
     async close() {
       for (const t of tokens.values()) t.stop();
       prefetcher.stop();
+      await Promise.all([...persisting]);
       await blobs.close();
       await Promise.all([...remotes.values()].map((r) => r.close()));
     },

@@ -9,11 +9,11 @@ import type { Command } from "commander";
 import { MesaError } from "../errors.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { parseRepoSlug } from "../names.js";
-import { mintAdminKey } from "../server/admin-key.js";
-import { parseListen, runImport, runServe } from "../server/serve.js";
 import { progressLine } from "./progress.js";
 
 const DEFAULT_LISTEN = "127.0.0.1:7878";
+/** The server's code is loaded by the commands that run it: other commands start faster without it. */
+const server = () => import("../server/serve.js");
 
 function defaultDataDir(): string {
   return path.join(homedir(), ".local", "share", "mesa", "server");
@@ -48,6 +48,7 @@ export function register(program: Command): void {
             );
           gitIdleTimeoutMs = s * 1000;
         }
+        const { parseListen, runServe } = await server();
         const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
         // Serving logs at info by default: the "listening" line is how callers find the port.
         const level = (cmd.optsWithGlobals() as { logLevel?: LogLevel }).logLevel ?? "info";
@@ -79,6 +80,7 @@ export function register(program: Command): void {
         const progress = progressLine({ quiet: opts.quiet === true });
         // git prints these lines only when asked; ask only when they will be shown.
         const show = process.stderr.isTTY && !opts.quiet ? progress.update : undefined;
+        const { runImport } = await server();
         const res = await runImport(resolveDir(opts.dataDir ?? parentDir), org, repo, source, show).finally(
           progress.end,
         );
@@ -99,6 +101,7 @@ export function register(program: Command): void {
       const parent = (cmd.parent?.opts() ?? {}) as { dataDir?: string; org?: string };
       const org = opts.org ?? parent.org;
       if (!org) throw new MesaError("USAGE", "mesa serve admin-key needs --org <name>");
+      const { mintAdminKey } = await import("../server/admin-key.js");
       const minted = await mintAdminKey(resolveDir(opts.dataDir ?? parent.dataDir), org, { name: opts.name });
       process.stdout.write(`admin key: ${minted.key}\n`);
     });

@@ -9,7 +9,6 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { envWithoutSecrets } from "../config/env.js";
 import { MesaError } from "../errors.js";
-import { runImport } from "../server/serve.js";
 import { isAlive, readPid } from "./pidfile.js";
 
 export const QUICKSTART_ORG = "local";
@@ -161,6 +160,8 @@ export async function stopServer(paths: QuickstartPaths): Promise<boolean> {
 export async function importSample(paths: QuickstartPaths): Promise<boolean> {
   if (await exists(join(paths.serverDir, "repos", QUICKSTART_ORG, `${QUICKSTART_REPO}.git`))) return false;
   try {
+    // Loaded here: the server's code would slow every other command's start.
+    const { runImport } = await import("../server/serve.js");
     await runImport(paths.serverDir, QUICKSTART_ORG, QUICKSTART_REPO, paths.sampleDir);
     return true;
   } catch (err) {

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { Decrypter, Encrypter } from "age-encryption";
 import { MesaError } from "../errors.js";
 import type { FileCodec } from "./file-store.js";
 import { parseEntries, serializeEntries } from "./format.js";
@@ -44,6 +43,9 @@ async function passphraseFor(path: string, src: PassphraseSource, creating: bool
   return pass;
 }
 
+/** Loaded when a vault is used: most commands never need it (it costs a start ~80 ms). */
+const age = () => import("age-encryption");
+
 /**
  * The encrypted-file backend: the same TOML as the plaintext file, encrypted with age
  * to an scrypt passphrase recipient, so `age -d` with the passphrase opens it too.
@@ -54,7 +56,7 @@ export function vaultCodec(path: string, src: PassphraseSource): FileCodec {
     path,
     async decode(bytes) {
       const pass = await passphraseFor(path, src, false);
-      const d = new Decrypter();
+      const d = new (await age()).Decrypter();
       d.addPassphrase(pass);
       let text: string;
       try {
@@ -80,7 +82,7 @@ export function vaultCodec(path: string, src: PassphraseSource): FileCodec {
       return `${path}\0${createHash("sha256").update(pass).digest("hex")}`;
     },
     async encode(entries, creating) {
-      const e = new Encrypter();
+      const e = new (await age()).Encrypter();
       e.setPassphrase(await passphraseFor(path, src, creating));
       return e.encrypt(serializeEntries(entries));
     },

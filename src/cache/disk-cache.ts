@@ -6,7 +6,9 @@
  * renamed, so a crash leaves either a whole blob or a `.tmp-` file that `open` removes.
  * Contents are verified by the caller on read, so a torn file is detected and refetched.
  * A prefetch stream's worker writes blobs straight to their final names (never over an
- * existing one) into space reserved for it here; they join the index when it reports them.
+ * existing one) into space reserved for it here; they join the index when it reports them. A
+ * crash mid-write leaves a partial file there: the next `open` indexes it unverified, and the
+ * first read hashes it (and deletes it when it does not match).
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";

@@ -44,10 +44,22 @@ enum {
 
 #define ATTR_FIELDS 9 /* ino, mode, size, uid, gid, nlink, atime ms, mtime ms, ctime ms */
 
-typedef struct dir_handle {
-  pthread_mutex_t lock;
-  struct dir_handle *next; /* chain in a listing_map */
+/* The first member of whatever an ino_map holds (listings, backing files). */
+typedef struct ino_link {
+  struct ino_link *next;
   fuse_ino_t ino;
+} ino_link;
+
+/* A chained hash map by inode; callers hold `lock` around map_find, map_take and map_insert. */
+typedef struct ino_map {
+  pthread_mutex_t lock;
+  ino_link **buckets;
+  size_t nbuckets, count;
+} ino_map;
+
+typedef struct dir_handle {
+  ino_link link; /* ino: the directory */
+  pthread_mutex_t lock;
   fuse_ino_t parent;
   int filled;
   size_t count;
@@ -159,18 +171,6 @@ static int set_has(ino_set *t, uint64_t ino) {
 }
 
 /*
- * Listings of directories read with handle 0 (no opendir), by inode: filled by JavaScript for
- * the first chunk of a readdir stream (offset 0), used for the chunks after it, dropped once the
- * end was read (the kernel then holds the listing), and on invalidation or forget of the inode.
- * Chained hash, one mutex held while a chunk is built from a listing.
- */
-typedef struct listing_map {
-  pthread_mutex_t lock;
-  dir_handle **buckets;
-  size_t nbuckets, count;
-} listing_map;
-
-/*
  * Local files holding a committed inode's content exactly (blobs in the daemon's disk cache),
  * by inode: reads with handle 0 of such an inode are answered here from the file, so a first
  * read of cached content never waits for JavaScript. Set by JavaScript when it reports the
@@ -179,16 +179,9 @@ typedef struct listing_map {
  * saying so) and when the file is gone (the cache evicted it: the read then goes to JavaScript).
  */
 typedef struct backing {
-  fuse_ino_t ino;
-  struct backing *next;
+  ino_link link;
   char path[];
 } backing;
-
-typedef struct backing_map {
-  pthread_mutex_t lock;
-  backing **buckets;
-  size_t nbuckets, count;
-} backing_map;
 
 typedef struct session {
   struct fuse_session *se;
@@ -210,8 +203,12 @@ typedef struct session {
   notify_item *nhead, *ntail;
   int nstop;
   ino_set committed;
-  listing_map listings;
-  backing_map backings;
+  /* Listings of directories read with handle 0 (no opendir): filled by JavaScript for the
+   * first chunk of a readdir stream (offset 0), used for the chunks after it, dropped once the
+   * end was read (the kernel then holds the listing), and on invalidation or forget of the
+   * inode. The lock is held while a chunk is built from one. */
+  ino_map listings; /* of dir_handle */
+  ino_map backings; /* of backing */
 } session;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -497,7 +494,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   }
   dir_handle *d = calloc(1, sizeof(dir_handle));
   pthread_mutex_init(&d->lock, NULL);
-  d->ino = ino;
+  d->link.ino = ino;
   fi->fh = (uint64_t)(uintptr_t)d;
   /* Listings are answered from memory and the kernel may keep them: it is told when they change. */
   fi->cache_readdir = 1;
@@ -513,125 +510,103 @@ static void free_dir(dir_handle *d) {
   free(d);
 }
 
-static dir_handle **map_slot(listing_map *m, fuse_ino_t ino) {
+static ino_link **map_slot(ino_map *m, fuse_ino_t ino) {
   if (!m->nbuckets) return NULL;
-  dir_handle **p = &m->buckets[slot_of(ino, m->nbuckets)];
+  ino_link **p = &m->buckets[slot_of(ino, m->nbuckets)];
   while (*p && (*p)->ino != ino) p = &(*p)->next;
   return p;
 }
 
-/* Called with m->lock held. */
-static dir_handle *map_find(listing_map *m, fuse_ino_t ino) {
-  dir_handle **p = map_slot(m, ino);
+static void *map_find(ino_map *m, fuse_ino_t ino) {
+  ino_link **p = map_slot(m, ino);
   return p ? *p : NULL;
 }
 
-/* Called with m->lock held. */
-static void map_drop(listing_map *m, fuse_ino_t ino) {
-  dir_handle **p = map_slot(m, ino);
-  if (!p || !*p) return;
-  dir_handle *d = *p;
-  *p = d->next;
+/* Unlinks the inode's entry and returns it (the caller frees it), or NULL. */
+static void *map_take(ino_map *m, fuse_ino_t ino) {
+  ino_link **p = map_slot(m, ino);
+  if (!p || !*p) return NULL;
+  ino_link *e = *p;
+  *p = e->next;
   m->count--;
-  free_dir(d);
+  return e;
 }
 
-/* Called with m->lock held: stores `d`, replacing the inode's previous listing. */
-static void map_put(listing_map *m, dir_handle *d) {
-  map_drop(m, d->ino);
+/* Adds `e`, whose inode has no entry. */
+static void map_insert(ino_map *m, ino_link *e) {
   if (m->count + 1 > m->nbuckets) {
     size_t n = m->nbuckets ? m->nbuckets * 2 : 64;
-    dir_handle **b = calloc(n, sizeof(dir_handle *));
+    ino_link **b = calloc(n, sizeof(ino_link *));
     for (size_t i = 0; i < m->nbuckets; i++)
-      for (dir_handle *e = m->buckets[i], *next; e; e = next) {
-        next = e->next;
-        size_t j = slot_of(e->ino, n);
-        e->next = b[j];
-        b[j] = e;
+      for (ino_link *x = m->buckets[i], *next; x; x = next) {
+        next = x->next;
+        size_t j = slot_of(x->ino, n);
+        x->next = b[j];
+        b[j] = x;
       }
     free(m->buckets);
     m->buckets = b;
     m->nbuckets = n;
   }
-  size_t j = slot_of(d->ino, m->nbuckets);
-  d->next = m->buckets[j];
-  m->buckets[j] = d;
+  size_t j = slot_of(e->ino, m->nbuckets);
+  e->next = m->buckets[j];
+  m->buckets[j] = e;
   m->count++;
+}
+
+/* Empties the map, handing every entry to `release`. */
+static void map_clear(ino_map *m, void (*release)(void *)) {
+  pthread_mutex_lock(&m->lock);
+  for (size_t i = 0; i < m->nbuckets; i++)
+    for (ino_link *x = m->buckets[i], *next; x; x = next) {
+      next = x->next;
+      release(x);
+    }
+  free(m->buckets);
+  m->buckets = NULL;
+  m->nbuckets = m->count = 0;
+  pthread_mutex_unlock(&m->lock);
+}
+
+/* Called with m->lock held: stores `d`, replacing the inode's previous listing. */
+static void put_listing(ino_map *m, dir_handle *d) {
+  dir_handle *old = map_take(m, d->link.ino);
+  if (old) free_dir(old);
+  map_insert(m, &d->link);
 }
 
 static void drop_listing(session *s, fuse_ino_t ino) {
   pthread_mutex_lock(&s->listings.lock);
-  if (s->listings.count) map_drop(&s->listings, ino);
+  dir_handle *d = map_take(&s->listings, ino);
   pthread_mutex_unlock(&s->listings.lock);
-}
-
-/* Called with m->lock held. */
-static backing **backing_slot(backing_map *m, fuse_ino_t ino) {
-  if (!m->nbuckets) return NULL;
-  backing **p = &m->buckets[slot_of(ino, m->nbuckets)];
-  while (*p && (*p)->ino != ino) p = &(*p)->next;
-  return p;
+  if (d) free_dir(d);
 }
 
 static void drop_backing(session *s, fuse_ino_t ino) {
-  backing_map *m = &s->backings;
-  pthread_mutex_lock(&m->lock);
-  backing **p = backing_slot(m, ino);
-  if (p && *p) {
-    backing *b = *p;
-    *p = b->next;
-    m->count--;
-    free(b);
-  }
-  pthread_mutex_unlock(&m->lock);
+  pthread_mutex_lock(&s->backings.lock);
+  free(map_take(&s->backings, ino));
+  pthread_mutex_unlock(&s->backings.lock);
 }
 
 static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len) {
   backing *b = malloc(sizeof(backing) + len + 1);
-  b->ino = ino;
+  b->link.ino = ino;
   memcpy(b->path, path, len);
   b->path[len] = 0;
-  backing_map *m = &s->backings;
-  pthread_mutex_lock(&m->lock);
-  backing **p = backing_slot(m, ino);
-  if (p && *p) { /* replace */
-    backing *old = *p;
-    b->next = old->next;
-    *p = b;
-    free(old);
-    pthread_mutex_unlock(&m->lock);
-    return;
-  }
-  if (m->count + 1 > m->nbuckets) {
-    size_t n = m->nbuckets ? m->nbuckets * 2 : 1024;
-    backing **nb = calloc(n, sizeof(backing *));
-    for (size_t i = 0; i < m->nbuckets; i++)
-      for (backing *e = m->buckets[i], *next; e; e = next) {
-        next = e->next;
-        size_t j = slot_of(e->ino, n);
-        e->next = nb[j];
-        nb[j] = e;
-      }
-    free(m->buckets);
-    m->buckets = nb;
-    m->nbuckets = n;
-  }
-  size_t j = slot_of(ino, m->nbuckets);
-  b->next = m->buckets[j];
-  m->buckets[j] = b;
-  m->count++;
-  pthread_mutex_unlock(&m->lock);
+  pthread_mutex_lock(&s->backings.lock);
+  free(map_take(&s->backings, ino));
+  map_insert(&s->backings, &b->link);
+  pthread_mutex_unlock(&s->backings.lock);
 }
 
 /* Answers a read from the inode's backing file; 0 when it has none (or it is gone). */
 static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   char path[4096];
-  backing_map *m = &s->backings;
-  pthread_mutex_lock(&m->lock);
-  backing **p = backing_slot(m, ino);
-  int found = p && *p && strlen((*p)->path) < sizeof(path);
-  if (found) strcpy(path, (*p)->path);
-  pthread_mutex_unlock(&m->lock);
+  pthread_mutex_lock(&s->backings.lock);
+  backing *b = map_find(&s->backings, ino);
+  int found = b && strlen(b->path) < sizeof(path);
+  if (found) strcpy(path, b->path);
+  pthread_mutex_unlock(&s->backings.lock);
   if (!found) return 0;
   /* No atime update: a first read of a freshly written blob would otherwise write its inode
    * (relatime) while the stream is creating the next blobs beside it. */
@@ -705,7 +680,7 @@ static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t 
     int with_attr = 0;
     if (i < 2) {
       name = i == 0 ? "." : "..";
-      e.ino = i == 0 ? d->ino : d->parent;
+      e.ino = i == 0 ? d->link.ino : d->parent;
       e.attr.st_ino = e.ino;
       e.attr.st_mode = S_IFDIR;
     } else {
@@ -757,7 +732,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
     if (l) {
       found = 1;
       if ((size_t)off >= l->count + 2)
-        map_drop(&s->listings, ino); /* the end: the kernel has it all now */
+        free_dir(map_take(&s->listings, ino)); /* the end: the kernel has it all now */
       else
         len = build_dir_chunk(s, req, l, size, off, plus, &chunk);
     }
@@ -1093,26 +1068,8 @@ static void try_destroy(session *s) {
   if (s->destroyed || !atomic_load(&s->ended) || atomic_load(&s->outstanding) > 0) return;
   s->destroyed = 1;
   pthread_join(s->loop_thread, NULL);
-  pthread_mutex_lock(&s->listings.lock);
-  for (size_t i = 0; i < s->listings.nbuckets; i++)
-    for (dir_handle *d = s->listings.buckets[i], *next; d; d = next) {
-      next = d->next;
-      free_dir(d);
-    }
-  free(s->listings.buckets);
-  s->listings.buckets = NULL;
-  s->listings.nbuckets = s->listings.count = 0;
-  pthread_mutex_unlock(&s->listings.lock);
-  pthread_mutex_lock(&s->backings.lock);
-  for (size_t i = 0; i < s->backings.nbuckets; i++)
-    for (backing *b = s->backings.buckets[i], *next; b; b = next) {
-      next = b->next;
-      free(b);
-    }
-  free(s->backings.buckets);
-  s->backings.buckets = NULL;
-  s->backings.nbuckets = s->backings.count = 0;
-  pthread_mutex_unlock(&s->backings.lock);
+  map_clear(&s->listings, (void (*)(void *))free_dir);
+  map_clear(&s->backings, free);
   fuse_session_destroy(s->se);
   s->se = NULL;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
@@ -1401,14 +1358,14 @@ static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
   } else {
     d = calloc(1, sizeof(dir_handle));
     pthread_mutex_init(&d->lock, NULL);
-    d->ino = (fuse_ino_t)get_num(env, argv[2]);
+    d->link.ino = (fuse_ino_t)get_num(env, argv[2]);
     fill_dir(env, argv + 3, d);
     pthread_mutex_lock(&s->listings.lock);
     len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
     if ((size_t)off >= d->count + 2)
       free_dir(d); /* read to its end already */
     else
-      map_put(&s->listings, d);
+      put_listing(&s->listings, d);
     pthread_mutex_unlock(&s->listings.lock);
   }
   reply_chunk(req, chunk, len);

@@ -128,6 +128,19 @@ test("stream: the whole tree arrives in one fetch request, every blob verified",
   assert.equal(s.counter.commands.length, before);
 });
 
+test("stream: without sizes (a server without object-info) the whole tree is still stored", async (t) => {
+  const s = await setup(t, mixedFiles(300, 150));
+  await s.pf.streamCommit(
+    s.remote,
+    s.fx.commit,
+    s.files.map((f) => ({ oid: f.oid })),
+  );
+  const st = s.pf.stats();
+  assert.equal(st.streamsFull, 0, JSON.stringify(st));
+  for (const f of s.files) assert.ok(s.store.hasLocal(f.oid), `${f.oid} not cached`);
+  assert.equal(s.counter.blobFetches().length, 1, "one stream, no batches");
+});
+
 for (const fault of [
   { name: "corrupt", f: { kind: "corrupt", offsetFromEnd: 3000 } },
   { name: "truncated", f: { kind: "truncate", keepBytes: -5000 } },

@@ -109,6 +109,8 @@ class DepthQueue {
 }
 
 const PAUSE_POLL_MS = 20;
+/** A streamed file whose size the snapshot lacks (a server without object-info). */
+const UNKNOWN_SIZE = -1;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -177,19 +179,19 @@ export class Prefetcher {
   }
 
   /**
-   * Whole-tree mode: streams the content of `commit` (its files are `files`) in the
-   * background. Streams of several repos run one after another. Resolves when this one ended.
+   * Whole-tree mode: streams the content of `commit` (its files are `files`; a size is
+   * missing when the server lacks object-info) in the background. Streams of several repos run one after another. Resolves when this one ended.
    */
   streamCommit(
     source: StreamSource,
     commit: string,
-    files: Array<{ oid: string; size: number }>,
+    files: Array<{ oid: string; size?: number }>,
   ): Promise<void> {
     if (!this.streams || this.stopped) return Promise.resolve();
     const wanted = new Map<string, number>();
     for (const f of files) {
       if (this.streamed.has(f.oid) || this.pending.has(f.oid) || wanted.has(f.oid)) continue;
-      if (!this.store.canStore(f.size)) {
+      if (f.size !== undefined && !this.store.canStore(f.size)) {
         this.c.skippedTooBig++;
         continue;
       }
@@ -197,14 +199,14 @@ export class Prefetcher {
         this.c.skippedLocal++;
         continue;
       }
-      wanted.set(f.oid, f.size);
+      wanted.set(f.oid, f.size ?? UNKNOWN_SIZE);
     }
     if (wanted.size === 0) return Promise.resolve();
     // A commit mostly cached already (a new commit of a mounted repo) costs less in batches.
     if (wanted.size * 2 < files.length) {
       this.queueFiles(
         source,
-        [...wanted].map(([oid, size]) => ({ oid, size, depth: 1 })),
+        [...wanted].map(([oid, size]) => ({ oid, size: Math.max(0, size), depth: 1 })),
       );
       return Promise.resolve();
     }
@@ -235,9 +237,11 @@ export class Prefetcher {
       this.logger?.info({ commit }, "prefetch stream stopped: the cache is full");
       full.abort(new MesaError("ABORTED", "the cache is full"));
     };
-    // With a disk cache the pack's worker writes the blobs there itself.
+    // With a disk cache the pack's worker writes the blobs there itself, into room reserved for
+    // them: all free room when some sizes are not known.
     let want = 0;
-    for (const size of wanted.values()) want += this.store.storageCost(size);
+    for (const size of wanted.values())
+      want = size === UNKNOWN_SIZE ? Number.POSITIVE_INFINITY : want + this.store.storageCost(size);
     const reservation = this.store.beginStream(want);
     const sink: InflaterSink | undefined = reservation && {
       objects: reservation.objects,
@@ -291,7 +295,7 @@ export class Prefetcher {
     const rest: PrefetchFile[] = [];
     for (const [oid, size] of wanted) {
       this.streamed.delete(oid);
-      if (!this.store.hasLocal(oid)) rest.push({ oid, size, depth: 1 });
+      if (!this.store.hasLocal(oid)) rest.push({ oid, size: Math.max(0, size), depth: 1 });
     }
     this.queueFiles(source, rest);
   }

@@ -312,9 +312,9 @@ export async function createSession(
     sizes: sizesOf,
     onSnapshotReady(snap) {
       if (!prefetcher.streams) return;
-      const files: Array<{ oid: string; size: number }> = [];
+      const files: Array<{ oid: string; size?: number }> = [];
       for (const [oid, kind] of listBlobs(snap))
-        if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) ?? 0 });
+        if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) });
       void remoteFor(snap.org, snap.repo).then(
         (remote) => prefetcher.streamCommit(remote, snap.commitOid, files),
         () => undefined,

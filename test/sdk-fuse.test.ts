@@ -13,7 +13,7 @@ import { authHeader, importSmallRepo, waitPushed } from "./helpers/write.js";
 test("an SDK filesystem and a FUSE mount on one bookmark see each other's edits within 3 s", async (t) => {
   const fx = fixture(t, "sdk-fuse");
   const dir = fx.dir;
-  isolateSdkEnv(join(dir, "home"));
+  isolateSdkEnv(fx, join(dir, "home"));
   const serve = await fx.serve();
   await importSmallRepo(serve, dir, "shared");
   const d = await fx.daemon(serve);

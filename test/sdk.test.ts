@@ -38,7 +38,7 @@ const suite = fixture({ after }, "sdk");
 
 before(async () => {
   dir = suite.dir;
-  isolateSdkEnv(join(dir, "home"));
+  isolateSdkEnv(suite, join(dir, "home"));
   serve = await suite.serve();
   await importCodeRepo(serve, dir, "code");
   mesa = client(serve);

@@ -8,8 +8,17 @@ import { Mesa } from "../../src/sdk/index.js";
 import { gitSync } from "./mount.js";
 import type { ServeHandle } from "./serve.js";
 
-/** The SDK reads MESA_* and config.toml like the CLI: keep the tests' own out of it. */
-export function isolateSdkEnv(home: string): void {
+/**
+ * The SDK reads MESA_* and config.toml like the CLI: keep the tests' own out of it. The
+ * environment is restored when `fx` cleans up, so later tests (and the processes they start)
+ * do not inherit a HOME that is gone.
+ */
+export function isolateSdkEnv(fx: { defer(step: () => unknown): void }, home: string): void {
+  const saved = { ...process.env };
+  fx.defer(() => {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  });
   for (const k of Object.keys(process.env))
     if (k.startsWith("MESA_") || k.startsWith("XDG_")) delete process.env[k];
   process.env.HOME = home;

@@ -9,9 +9,10 @@
  * - Requests that need no data are answered on the worker itself: readdir chunks after the
  *   first (the listing JavaScript gave for the first is kept), forget, read-only opens of
  *   committed files, and reads of committed files whose content is in a local file JavaScript
- *   named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports that: it then
- *   opens directories without asking (no opendir/releasedir round trips) and keeps their
- *   listings in its page cache; readdir then comes with handle 0 and listings are kept per inode.
+ *   named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
+ *   that: it then opens directories without asking (no opendir/releasedir round trips) and
+ *   keeps their listings in its page cache; readdir then comes with handle 0 and listings are
+ *   kept per inode.
  *   Open and flush likewise, so a warm read of a file sends nothing at all (files created with
  *   create still get their own handle and release).
  * - Kernel cache invalidations run on their own notifier thread: libfuse's notify calls block
@@ -568,6 +569,16 @@ static void map_clear(ino_map *m, void (*release)(void *)) {
   pthread_mutex_unlock(&m->lock);
 }
 
+/* Takes the lock, removes the inode's entry and hands it to `release`. */
+static void map_drop(ino_map *m, fuse_ino_t ino, void (*release)(void *)) {
+  pthread_mutex_lock(&m->lock);
+  void *e = map_take(m, ino);
+  pthread_mutex_unlock(&m->lock);
+  if (e) release(e);
+}
+
+static void release_dir(void *d) { free_dir(d); }
+
 /* Called with m->lock held: stores `d`, replacing the inode's previous listing. */
 static void put_listing(ino_map *m, dir_handle *d) {
   dir_handle *old = map_take(m, d->link.ino);
@@ -575,18 +586,9 @@ static void put_listing(ino_map *m, dir_handle *d) {
   map_insert(m, &d->link);
 }
 
-static void drop_listing(session *s, fuse_ino_t ino) {
-  pthread_mutex_lock(&s->listings.lock);
-  dir_handle *d = map_take(&s->listings, ino);
-  pthread_mutex_unlock(&s->listings.lock);
-  if (d) free_dir(d);
-}
+static void drop_listing(session *s, fuse_ino_t ino) { map_drop(&s->listings, ino, release_dir); }
 
-static void drop_backing(session *s, fuse_ino_t ino) {
-  pthread_mutex_lock(&s->backings.lock);
-  free(map_take(&s->backings, ino));
-  pthread_mutex_unlock(&s->backings.lock);
-}
+static void drop_backing(session *s, fuse_ino_t ino) { map_drop(&s->backings, ino, free); }
 
 static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len) {
   backing *b = malloc(sizeof(backing) + len + 1);
@@ -1068,7 +1070,7 @@ static void try_destroy(session *s) {
   if (s->destroyed || !atomic_load(&s->ended) || atomic_load(&s->outstanding) > 0) return;
   s->destroyed = 1;
   pthread_join(s->loop_thread, NULL);
-  map_clear(&s->listings, (void (*)(void *))free_dir);
+  map_clear(&s->listings, release_dir);
   map_clear(&s->backings, free);
   fuse_session_destroy(s->se);
   s->se = NULL;

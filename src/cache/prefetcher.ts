@@ -180,7 +180,8 @@ export class Prefetcher {
 
   /**
    * Whole-tree mode: streams the content of `commit` (its files are `files`; a size is
-   * missing when the server lacks object-info) in the background. Streams of several repos run one after another. Resolves when this one ended.
+   * missing when the server lacks object-info) in the background. Streams of several repos
+   * run one after another. Resolves when this one ended.
    */
   streamCommit(
     source: StreamSource,

@@ -4,7 +4,7 @@
  * or, given a blob directory, writes the wanted blobs there itself and posts only what it
  * stored (the main thread then never holds their content).
  */
-import { closeSync, fstatSync, mkdirSync, openSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { blobDir, blobFile, diskCost, onDisk } from "../cache/blob-files.js";
 import type { StreamedBlob } from "../cache/disk-cache.js";
@@ -57,19 +57,16 @@ function writeBlob(sink: BlobSink, oid: string, data: Uint8Array): StreamedBlob 
     mkdirSync(blobDir(sink.objects, oid), { recursive: true });
     fd = openSync(file, "wx");
   }
+  let written = false;
   try {
     for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
     const bytes = onDisk(fstatSync(fd));
+    written = true;
     return { oid, size: data.length, bytes, cost: diskCost(data.length, sink.blockSize) };
-  } catch (err) {
-    closeSync(fd);
-    fd = -1;
-    try {
-      unlinkSync(file);
-    } catch {}
-    throw err;
   } finally {
-    if (fd >= 0) closeSync(fd);
+    closeSync(fd);
+    // A partial file (no space) must not stay under the blob's name.
+    if (!written) rmSync(file, { force: true });
   }
 }
 
@@ -83,15 +80,15 @@ if (port) {
   const sinkOids = new Set(sink?.oids);
   let sinkUsed = 0;
   let full = false;
-  const sinkBlob = (oid: string, data: Uint8Array) => {
+  const sinkBlob = (to: BlobSink, oid: string, data: Uint8Array) => {
     if (full || !sinkOids.has(oid)) return;
     sinkOids.delete(oid);
-    if (sinkUsed + diskCost(data.length, sink!.blockSize) > sink!.budget) {
+    if (sinkUsed + diskCost(data.length, to.blockSize) > to.budget) {
       full = true;
       return;
     }
     try {
-      const r = writeBlob(sink!, oid, data);
+      const r = writeBlob(to, oid, data);
       if (r === "exists") return;
       sinkUsed += r.cost;
       stored.push(r);
@@ -103,7 +100,7 @@ if (port) {
   const parser = new PackParser({
     onObject: (oid, type, data) => {
       if (wantTypes && !wantTypes.has(type)) return;
-      if (sink && type === "blob") sinkBlob(oid, data);
+      if (sink && type === "blob") sinkBlob(sink, oid, data);
       else batch.push({ oid, type, data });
     },
     baseCacheBytes: opts.baseCacheBytes,

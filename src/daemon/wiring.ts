@@ -323,12 +323,16 @@ export async function createSession(
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
     localFile: (oid) => blobs.localFile(oid),
-    onDirectoryListed(snap, files) {
-      void remoteFor(snap.org, snap.repo).then(
-        (remote) => prefetcher.onDirectoryListed(remote, files),
-        () => undefined,
-      );
-    },
+    // Whole-tree streams bring every file of each shown commit; listings then queue nothing
+    // (and skip walking the tree below the listed directory).
+    onDirectoryListed: prefetcher.streams
+      ? undefined
+      : (snap, files) => {
+          void remoteFor(snap.org, snap.repo).then(
+            (remote) => prefetcher.onDirectoryListed(remote, files),
+            () => undefined,
+          );
+        },
     stats: () => {
       // Git requests of every repo, and the pack bytes they brought (content and trees).
       const network: FetchStats = { requests: 0, objects: 0, bytes: 0 };

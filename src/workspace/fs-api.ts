@@ -29,7 +29,11 @@ export type ErrnoName =
 export class FsError extends Error {
   readonly errno: ErrnoName;
   constructor(errno: ErrnoName, message?: string) {
+    // An answer, not a fault: no stack to capture (a walk gets thousands of ENOENTs).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? errno);
+    Error.stackTraceLimit = limit;
     this.name = "FsError";
     this.errno = errno;
   }

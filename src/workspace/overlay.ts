@@ -434,6 +434,8 @@ export class RepoOverlay implements RepoView {
 
   /** Names in directory `rel` (which must be a directory). */
   list(rel: string, dir: Node & { type: "dir" }): string[] {
+    // Nothing changed in it: the committed names as they are.
+    if (!this.kids.get(rel)?.size) return this.layer.names(dir.tree);
     const names = new Set<string>();
     for (const name of this.layer.names(dir.tree)) names.add(name);
     for (const n of this.kids.get(rel) ?? []) names.add(n);

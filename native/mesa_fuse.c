@@ -7,9 +7,11 @@
  *   goes straight back to reading: it never waits for JavaScript. JavaScript answers each
  *   request later, on the main thread, with one of the reply functions below.
  * - Requests that need no data are answered on the worker itself: readdir chunks after the
- *   first (the listing JavaScript gave for the first is kept), forget, read-only opens of
- *   committed files, and reads of committed files whose content is in a local file JavaScript
- *   named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
+ *   first (the listing JavaScript gave for the first is kept), readdirs and lookups in a
+ *   directory whose kept listing is still exact (see session.gen; JavaScript hands over the
+ *   listings of a listed directory's subdirectories ahead of the kernel), forget, read-only
+ *   opens of committed files, and reads of committed files whose content is in a local file
+ *   JavaScript named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
  *   that: it then opens directories without asking (no opendir/releasedir round trips) and
  *   keeps their listings in its page cache; readdir then comes with handle 0 and listings are
  *   kept per inode.
@@ -40,7 +42,7 @@ enum {
   OP_INIT = 1, OP_ENDED, OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD,
   OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE,
   OP_FLUSH, OP_RELEASE, OP_FSYNC, OP_READDIR, OP_STATFS, OP_CREATE, OP_SETXATTR, OP_REMOVEXATTR,
-  OP_LOOKUPS /* entries a readdirplus chunk handed to the kernel */
+  OP_LOOKUPS /* entries a readdirplus chunk handed to the kernel */, OP_LISTED /* a listing served here */
 };
 
 #define ATTR_FIELDS 9 /* ino, mode, size, uid, gid, nlink, atime ms, mtime ms, ctime ms */
@@ -67,6 +69,10 @@ typedef struct dir_handle {
   char **names;
   double *attrs; /* ATTR_FIELDS per entry */
   double entry_timeout, attr_timeout;
+  /* Listings kept by inode: the session's generation it was made at (0: not known). While that
+   * is still the generation, the listing is exactly the directory's and answers readdirs from
+   * offset 0 and lookups of its names (and misses) here. */
+  unsigned long gen;
 } dir_handle;
 
 typedef struct request {
@@ -204,12 +210,21 @@ typedef struct session {
   notify_item *nhead, *ntail;
   int nstop;
   ino_set committed;
-  /* Listings of directories read with handle 0 (no opendir): filled by JavaScript for the
-   * first chunk of a readdir stream (offset 0), used for the chunks after it, dropped once the
-   * end was read (the kernel then holds the listing), and on invalidation or forget of the
-   * inode. The lock is held while a chunk is built from one. */
+  /* Listings of directories read with handle 0 (no opendir), given by JavaScript for a
+   * readdir or ahead of one (prefill): used for the chunks after the first, for whole readdirs
+   * and lookups while exact, dropped on invalidation or forget of the inode (or at the end of
+   * a read when no longer exact). The lock is held while a chunk is built from one. */
   ino_map listings; /* of dir_handle */
   ino_map backings; /* of backing */
+  /* Generation of the namespace: advanced whenever a name or an attribute may have changed (a
+   * mutating request's reply, an invalidation), so listings made before stop answering for
+   * the directory. Mutating requests in flight are kept to advance it again as they are
+   * answered: a listing made while one ran may or may not show its effect. */
+  atomic_ulong gen;
+  pthread_mutex_t mlock;
+  fuse_req_t *mutating;
+  size_t nmutating, capmutating;
+  atomic_int any_mutating;
 } session;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -262,6 +277,37 @@ static void caller(request *r) {
   r->gid = ctx->gid;
 }
 
+/* A request that may change names or attributes is on its way to JavaScript. */
+static void mutation_begins(session *s, fuse_req_t req) {
+  pthread_mutex_lock(&s->mlock);
+  if (s->nmutating == s->capmutating) {
+    s->capmutating = s->capmutating ? s->capmutating * 2 : 16;
+    s->mutating = realloc(s->mutating, s->capmutating * sizeof(fuse_req_t));
+  }
+  s->mutating[s->nmutating++] = req;
+  atomic_store(&s->any_mutating, 1);
+  atomic_fetch_add(&s->gen, 1);
+  pthread_mutex_unlock(&s->mlock);
+}
+
+/* Called before every reply from JavaScript: a mutating request's effect is in place now. */
+static void mutation_replied(session *s, fuse_req_t req) {
+  if (!atomic_load(&s->any_mutating)) return;
+  pthread_mutex_lock(&s->mlock);
+  for (size_t i = 0; i < s->nmutating; i++)
+    if (s->mutating[i] == req) {
+      s->mutating[i] = s->mutating[--s->nmutating];
+      atomic_fetch_add(&s->gen, 1);
+      break;
+    }
+  atomic_store(&s->any_mutating, s->nmutating > 0);
+  pthread_mutex_unlock(&s->mlock);
+}
+
+/* The kept listing of `ino` while it is exact, with the listings' lock held; NULL (unlocked) otherwise. */
+static dir_handle *exact_listing(session *s, fuse_ino_t ino);
+static void lookups_held(session *s, uint64_t *inos, size_t n);
+
 /* ---- low-level operations -------------------------------------------------------------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
@@ -287,8 +333,40 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   to_js(s, r);
 }
 
+static void fill_stat(struct stat *st, const double *a);
+
+/* Answers a lookup from the parent's exact listing: its entry, or a miss. 0: JavaScript must. */
+static int lookup_in_listing(session *s, fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (strlen(name) > 255) return 0; /* ENAMETOOLONG comes from JavaScript */
+  dir_handle *l = exact_listing(s, parent);
+  if (!l) return 0;
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof(e));
+  int answer = 1;
+  size_t i = 0;
+  while (i < l->count && strcmp(l->names[i], name) != 0) i++;
+  if (i < l->count) {
+    const double *a = l->attrs + i * ATTR_FIELDS;
+    answer = a[5] != 0; /* nlink 0: attributes not known here */
+    fill_stat(&e.attr, a);
+    e.ino = e.attr.st_ino;
+    e.attr_timeout = l->attr_timeout;
+  }
+  e.entry_timeout = l->entry_timeout;
+  pthread_mutex_unlock(&s->listings.lock);
+  if (!answer) return 0;
+  if (e.ino) {
+    uint64_t *held = malloc(sizeof(uint64_t));
+    held[0] = e.ino;
+    lookups_held(s, held, 1);
+  }
+  fuse_reply_entry(req, &e);
+  return 1;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   if (from_self(req)) return;
+  if (lookup_in_listing(session_of(req), req, parent, name)) return;
   request *r = new_request(OP_LOOKUP, req, parent);
   r->name = dup_str(name);
   to_js(session_of(req), r);
@@ -337,6 +415,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   if (from_self(req)) return;
   if (to_set & FUSE_SET_ATTR_SIZE) drop_backing(session_of(req), ino);
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_SETATTR, req, ino);
   r->attr = *attr;
   r->to_set = to_set;
@@ -354,6 +433,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_MKNOD, req, parent);
   r->name = dup_str(name);
   r->rdev = rdev;
@@ -364,6 +444,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_MKDIR, req, parent);
   r->name = dup_str(name);
   caller(r);
@@ -373,6 +454,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_UNLINK, req, parent);
   r->name = dup_str(name);
   to_js(session_of(req), r);
@@ -380,6 +462,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_RMDIR, req, parent);
   r->name = dup_str(name);
   to_js(session_of(req), r);
@@ -387,6 +470,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_SYMLINK, req, parent);
   r->name = dup_str(name);
   r->name2 = dup_str(link);
@@ -397,6 +481,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_RENAME, req, parent);
   r->name = dup_str(name);
   r->ino2 = newparent;
@@ -407,6 +492,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_LINK, req, ino);
   r->ino2 = newparent;
   r->name2 = dup_str(newname);
@@ -430,7 +516,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     fuse_reply_open(req, fi);
     return;
   }
-  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) drop_backing(s, ino);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    drop_backing(s, ino);
+    mutation_begins(s, req);
+  }
   request *r = new_request(OP_OPEN, req, ino);
   r->flags = fi->flags;
   to_js(session_of(req), r);
@@ -448,6 +537,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi) {
   drop_backing(session_of(req), ino); /* its content is about to change */
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_WRITE, req, ino);
   r->fh = fi->fh;
   r->off = off;
@@ -703,16 +793,29 @@ static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t 
     if (plus && with_attr) held[nheld++] = e.ino;
   }
   if (nheld > 0) {
-    /* Queued before the reply: the kernel cannot forget these entries before JavaScript counts them. */
-    request *r = new_request(OP_LOOKUPS, NULL, 0);
-    r->ninos = nheld;
-    r->inos = held;
+    lookups_held(s, held, nheld);
     held = NULL;
-    to_js(s, r);
   }
   free(held);
   *out = buf;
   return pos;
+}
+
+/* Entries handed to the kernel here (taking `inos`): each is a lookup it now holds. Queued
+ * before the reply, so the kernel cannot forget them before JavaScript counts them. */
+static void lookups_held(session *s, uint64_t *inos, size_t n) {
+  request *r = new_request(OP_LOOKUPS, NULL, 0);
+  r->ninos = n;
+  r->inos = inos;
+  to_js(s, r);
+}
+
+static dir_handle *exact_listing(session *s, fuse_ino_t ino) {
+  pthread_mutex_lock(&s->listings.lock);
+  dir_handle *l = map_find(&s->listings, ino);
+  if (l && l->gen == atomic_load(&s->gen)) return l;
+  pthread_mutex_unlock(&s->listings.lock);
+  return NULL;
 }
 
 static void reply_chunk(fuse_req_t req, char *buf, size_t len) {
@@ -727,19 +830,23 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
   char *chunk = NULL;
   size_t len = 0;
   if (!d) {
-    /* Handle 0 (no opendir): a stream's first chunk asks JavaScript, the next ones use its listing. */
+    /* Handle 0 (no opendir): the kept listing answers while it is exact (see dir_handle.gen);
+     * otherwise a stream's first chunk asks JavaScript and the next ones use its listing. */
     int found = 0;
     pthread_mutex_lock(&s->listings.lock);
-    dir_handle *l = off > 0 ? map_find(&s->listings, ino) : NULL;
-    if (l) {
+    dir_handle *l = map_find(&s->listings, ino);
+    int exact = l && l->gen == atomic_load(&s->gen);
+    if (l && (off > 0 || exact)) {
       found = 1;
-      if ((size_t)off >= l->count + 2)
+      if ((size_t)off >= l->count + 2 && !exact)
         free_dir(map_take(&s->listings, ino)); /* the end: the kernel has it all now */
       else
         len = build_dir_chunk(s, req, l, size, off, plus, &chunk);
     }
     pthread_mutex_unlock(&s->listings.lock);
     if (found) {
+      /* JavaScript lists the subdirectories next, ahead of the kernel. */
+      if (off == 0) to_js(s, new_request(OP_LISTED, NULL, ino));
       reply_chunk(req, chunk, len);
       return;
     }
@@ -783,6 +890,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
   if (from_self(req)) return;
+  mutation_begins(session_of(req), req);
   request *r = new_request(OP_CREATE, req, parent);
   r->name = dup_str(name);
   r->flags = fi->flags;
@@ -871,7 +979,8 @@ static const struct fuse_lowlevel_ops ops = {
 #define JS_REPLY_ARGS(n)                                                                     \
   JS_ARGS(n);                                                                                \
   fuse_req_t req = get_req(env, argv[0]);                                                    \
-  session *s = session_of(req)
+  session *s = session_of(req);                                                              \
+  mutation_replied(s, req)
 
 static napi_value num(napi_env env, double v) {
   napi_value out;
@@ -1072,6 +1181,8 @@ static void try_destroy(session *s) {
   pthread_join(s->loop_thread, NULL);
   map_clear(&s->listings, release_dir);
   map_clear(&s->backings, free);
+  free(s->mutating);
+  s->mutating = NULL;
   fuse_session_destroy(s->se);
   s->se = NULL;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
@@ -1146,6 +1257,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->committed.lock, NULL);
   pthread_mutex_init(&s->listings.lock, NULL);
   pthread_mutex_init(&s->backings.lock, NULL);
+  pthread_mutex_init(&s->mlock, NULL);
+  atomic_store(&s->gen, 1);
 
   mount_log[0] = 0;
   fuse_set_log_func(log_to_buffer);
@@ -1338,14 +1451,21 @@ static void fill_dir(napi_env env, napi_value *argv, dir_handle *d) {
   d->filled = 1;
 }
 
+/* Keeps a handle-0 listing made at generation `gen`: exact while that is still the generation. */
+static void keep_listing(session *s, dir_handle *d, unsigned long gen) {
+  d->gen = gen == atomic_load(&s->gen) ? gen : 0;
+  put_listing(&s->listings, d);
+}
+
 /*
  * dirFill(req, dirHandle, dirIno, parentIno, names: string[], attrs: Float64Array, entryTimeout,
- *         attrTimeout, size, off, plus)
- * Stores the listing (in the handle, or by inode for handle 0) and answers the readdir request
- * that asked for it (its size, offset and kind as the dispatcher received them).
+ *         attrTimeout, size, off, plus, gen)
+ * Stores the listing (in the handle, or by inode for handle 0; `gen`: the generation read
+ * before it was made) and answers the readdir request that asked for it (its size, offset and
+ * kind as the dispatcher received them).
  */
 static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
-  JS_REPLY_ARGS(11);
+  JS_REPLY_ARGS(12);
   dir_handle *d = (dir_handle *)(uintptr_t)get_num(env, argv[1]);
   size_t size = (size_t)get_num(env, argv[8]);
   off_t off = (off_t)get_num(env, argv[9]);
@@ -1364,15 +1484,43 @@ static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
     fill_dir(env, argv + 3, d);
     pthread_mutex_lock(&s->listings.lock);
     len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
-    if ((size_t)off >= d->count + 2)
-      free_dir(d); /* read to its end already */
-    else
-      put_listing(&s->listings, d);
+    keep_listing(s, d, (unsigned long)get_num(env, argv[11]));
     pthread_mutex_unlock(&s->listings.lock);
   }
   reply_chunk(req, chunk, len);
   answered(s);
   return NULL;
+}
+
+/*
+ * prefill(session, dirIno, parentIno, names, attrs, entryTimeout, attrTimeout, gen) -> boolean
+ * Keeps a directory's listing before the kernel asks for it; false (nothing kept) when the
+ * generation moved since `gen` was read.
+ */
+static napi_value js_prefill(napi_env env, napi_callback_info info) {
+  JS_ARGS(8);
+  session *s = get_session(env, argv[0]);
+  napi_value out;
+  unsigned long gen = (unsigned long)get_num(env, argv[7]);
+  int kept = s && !s->destroyed && gen == atomic_load(&s->gen);
+  if (kept) {
+    dir_handle *d = calloc(1, sizeof(dir_handle));
+    pthread_mutex_init(&d->lock, NULL);
+    d->link.ino = (fuse_ino_t)get_num(env, argv[1]);
+    fill_dir(env, argv + 2, d);
+    pthread_mutex_lock(&s->listings.lock);
+    keep_listing(s, d, gen);
+    pthread_mutex_unlock(&s->listings.lock);
+  }
+  napi_get_boolean(env, kept, &out);
+  return out;
+}
+
+/* generation(session): read before making a listing (see dirFill, prefill). */
+static napi_value js_generation(napi_env env, napi_callback_info info) {
+  JS_ARGS(1);
+  session *s = get_session(env, argv[0]);
+  return num(env, s ? (double)atomic_load(&s->gen) : 0);
 }
 
 static void enqueue_notify(session *s, notify_item *it) {
@@ -1397,6 +1545,7 @@ static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
   JS_ARGS(3);
   session *s = get_session(env, argv[0]);
   if (!s || s->destroyed) return NULL;
+  atomic_fetch_add(&s->gen, 1);
   notify_item *it = calloc(1, sizeof(notify_item));
   it->entry = 1;
   it->ino = (fuse_ino_t)get_num(env, argv[1]);
@@ -1413,6 +1562,7 @@ static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   JS_ARGS(4);
   session *s = get_session(env, argv[0]);
   if (!s || s->destroyed) return NULL;
+  atomic_fetch_add(&s->gen, 1);
   notify_item *it = calloc(1, sizeof(notify_item));
   it->ino = (fuse_ino_t)get_num(env, argv[1]);
   drop_listing(s, it->ino);
@@ -1475,6 +1625,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_default, NULL},
       {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},
       {"dirFill", NULL, js_dir_fill, NULL, NULL, NULL, napi_default, NULL},
+      {"prefill", NULL, js_prefill, NULL, NULL, NULL, napi_default, NULL},
+      {"generation", NULL, js_generation, NULL, NULL, NULL, napi_default, NULL},
       {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
       {"setCommitted", NULL, js_set_committed, NULL, NULL, NULL, napi_default, NULL},

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixture } from "./helpers/fixture.js";
@@ -248,11 +248,23 @@ async function prefetchIdle(d: Daemon): Promise<boolean> {
   return c.inflight === 0 && !c.prefetch.streaming && c.prefetch.inFlight === 0 && c.prefetch.queued === 0;
 }
 
-/** The daemon's counters (`mesa stats --json`): `fs.read` counts reads that reached the filesystem. */
-async function fsReads(d: Daemon): Promise<number> {
+interface FsCounters {
+  /** Reads, listings and stats that reached the filesystem; listings made ahead of the kernel. */
+  read: number;
+  readdir: number;
+  getattr: number;
+  listedAhead: number;
+}
+
+/** The daemon's filesystem counters (`mesa stats --json`). */
+async function fsCounters(d: Daemon): Promise<FsCounters> {
   const r = await mesa(["stats", "--json"], d.env);
   assert.equal(r.code, 0, r.stderr);
-  return (JSON.parse(r.stdout) as { fs: { read: number } }).fs.read;
+  return camelKeys((JSON.parse(r.stdout) as { fs: unknown }).fs) as FsCounters;
+}
+
+async function fsReads(d: Daemon): Promise<number> {
+  return (await fsCounters(d)).read;
 }
 
 test("first reads of cached files come from the cache file through the binding; a push, a write or an eviction sends reads to the filesystem again", async (t) => {
@@ -313,4 +325,65 @@ test("first reads of cached files come from the cache file through the binding; 
   assert.equal((await d.sh("app", `printf appended >> '${written.path}'`)).code, 0);
   assert.equal((await d.sh("app", `cat '${written.path}'`)).stdout, `${before}appended`);
   assert.equal(readFileSync(join(d.root("app"), written.path), "utf8"), `${before}appended`);
+});
+
+test("listings handed to the binding ahead of the kernel answer readdirs and lookups, misses too; a create, an unlink, a rename and a write through the mount show at once", async (t) => {
+  const fx = fixture(t, "kcache-ahead");
+  const dir = fx.dir;
+  const serve = await fx.serve();
+  const src = join(dir, "src");
+  generateRepo(src, { files: 300 });
+  await serve.importRepo("local/app", src);
+  const d = await fx.daemon(serve);
+  const subdirs = readdirSync(src, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && e.name !== ".git")
+    .map((e) => e.name)
+    .sort();
+  assert.ok(subdirs.length >= 3, `the generated repo has subdirectories: ${subdirs}`);
+
+  // Listing the repo's top level hands the binding its subdirectories' listings.
+  assert.equal((await d.sh("app", "ls >/dev/null")).code, 0);
+  assert.ok(
+    await waitFor(async () => (await fsCounters(d)).listedAhead >= subdirs.length, 10_000, 50),
+    "the subdirectories were not listed ahead",
+  );
+  // (Listing a directory makes the kernel refresh its atime with the next stat: that one now.)
+  assert.equal((await d.sh("app", "stat . >/dev/null")).code, 0);
+  const c0 = await fsCounters(d);
+  // Each subdirectory listed with attributes, and a miss in each (ripgrep's ignore files).
+  const walk = subdirs.map((s) => `ls -lA --time-style=+ '${s}' && ! stat '${s}/.ignore' 2>/dev/null`);
+  const got = await d.sh("app", walk.join(" && "));
+  assert.equal(got.code, 0, got.stderr);
+  const c1 = await fsCounters(d);
+  assert.equal(c1.readdir - c0.readdir, 0, "listings reached the filesystem");
+  assert.equal(c1.getattr - c0.getattr, 0, "lookups reached the filesystem");
+  const want = await run("sh", ["-c", walk.join(" && ")], { cwd: src });
+  const names = (out: string) =>
+    out
+      .split("\n")
+      .filter((l) => /^[-dl]/.test(l))
+      .map((l) => l.split(/\s+/).slice(4).join(" "));
+  assert.deepEqual(names(got.stdout), names(want.stdout), "sizes and names as in the commit");
+
+  // Changes through the mount: every listing and lookup after one shows it.
+  const a = subdirs.find((s) => readdirSync(join(src, s)).some((n) => n.endsWith(".txt")))!;
+  const b = subdirs.find((s) => s !== a)!;
+  const gone = readdirSync(join(src, a)).find((n) => n.endsWith(".txt"));
+  const steps = [
+    `! stat '${a}/new.txt' 2>/dev/null`,
+    `echo new > '${a}/new.txt'`,
+    `ls '${a}' | grep -qx new.txt`,
+    `rm '${a}/${gone}'`,
+    `! ls '${a}' | grep -qx '${gone}'`,
+    `! stat '${a}/${gone}' 2>/dev/null`,
+    `mv '${a}/new.txt' '${b}/moved.txt'`,
+    `ls '${b}' | grep -qx moved.txt`,
+    `! ls '${a}' | grep -qx new.txt`,
+    `printf more >> '${b}/moved.txt'`,
+    `test "$(ls -l '${b}' | awk '$NF == "moved.txt" { print $5 }')" = 8`,
+  ];
+  for (const step of steps) {
+    const r = await d.sh("app", step);
+    assert.equal(r.code, 0, `${step}: ${r.stderr}`);
+  }
 });

@@ -89,6 +89,8 @@ interface Node {
   backed?: boolean;
   /** The handle that serves reads through handle 0 (opens the binding answered). */
   shared?: SharedHandle;
+  /** The binding's generation when it was given this directory's listing. */
+  listedAt?: number;
 }
 
 interface SharedHandle {
@@ -425,6 +427,11 @@ class FuseFace {
         case Op.LOOKUPS:
           for (const n of args[0] as number[]) this.inodes.lookedUp(n);
           return;
+        case Op.LISTED: {
+          const dir = this.inodes.find(ino);
+          if (dir) this.listAhead(dir);
+          return;
+        }
       }
       const p = this.handle(op, req, ino, args);
       p.catch((err) => this.fail(op, req, ino, err));
@@ -786,16 +793,8 @@ class FuseFace {
 
   private async readdir(req: Req, dir: Node, a: number[]): Promise<void> {
     const [dirHandle, size, off, plus] = a;
-    const entries = await this.listing(this.inodes.pathOf(dir));
-    const attrs = new Float64Array(entries.length * ATTR_FIELDS);
-    entries.forEach((e, i) => {
-      const node = this.inodes.child(dir, e.name, e.mode & S_IFMT);
-      if (e.stat) this.noteCommitted(node, e.stat);
-      // nlink 0 tells the binding the attributes are not known: name and type only.
-      const attr = e.stat ? attrOf(node.ino, e.stat) : [node.ino, e.mode & S_IFMT, 0, 0, 0, 0, 0, 0, 0];
-      attrs.set(attr, i * ATTR_FIELDS);
-    });
-    const names = entries.map((e) => e.name);
+    const gen = this.b.generation(this.session as Session);
+    const { names, attrs } = this.entryArrays(dir, await this.listing(this.inodes.pathOf(dir)));
     this.b.dirFill(
       req,
       dirHandle,
@@ -808,7 +807,68 @@ class FuseFace {
       size,
       off,
       plus,
+      gen,
     );
+    if (dirHandle === 0) {
+      dir.listedAt = gen;
+      this.listAhead(dir);
+    }
+  }
+
+  /** Names and binding attributes of a listing; nodes for its entries. */
+  private entryArrays(dir: Node, entries: DirEntry[]): { names: string[]; attrs: Float64Array } {
+    const attrs = new Float64Array(entries.length * ATTR_FIELDS);
+    const names: string[] = new Array(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
+      const node = this.inodes.child(dir, e.name, e.mode & S_IFMT);
+      if (e.stat) this.noteCommitted(node, e.stat);
+      // nlink 0 tells the binding the attributes are not known: name and type only.
+      const attr = e.stat ? attrOf(node.ino, e.stat) : [node.ino, e.mode & S_IFMT, 0, 0, 0, 0, 0, 0, 0];
+      attrs.set(attr, i * ATTR_FIELDS);
+      names[i] = e.name;
+    }
+    return { names, attrs };
+  }
+
+  // ---- listing ahead ----------------------------------------------------------------------
+
+  /**
+   * A walker that listed `dir` lists its subdirectories next: hand the binding their listings
+   * before the kernel asks, so those readdirs, and lookups of their names and misses (ripgrep
+   * looks for ignore files in every directory), are answered without waiting for JavaScript.
+   * One directory per turn of the event loop, so requests are not held up; one level ahead
+   * (the binding reports each listing it serves, which moves this on).
+   */
+  private listAhead(dir: Node): void {
+    if (!dir.children || !this.session) return;
+    this.aheadQueue.push(dir);
+    if (this.aheadQueue.length === 1) setImmediate(() => void this.runAhead());
+  }
+
+  private readonly aheadQueue: Node[] = [];
+
+  private async runAhead(): Promise<void> {
+    const session = this.session;
+    for (let dir = this.aheadQueue[0]; dir && session && !this.ended; dir = this.aheadQueue[0]) {
+      for (const child of dir.children?.values() ?? []) {
+        if (child.type !== S_IFDIR || child.removedPath !== undefined) continue;
+        const gen = this.b.generation(session);
+        if (child.listedAt === gen) continue;
+        try {
+          const entries = await this.fs.readdirEntries?.(this.inodes.pathOf(child), { ahead: true });
+          if (!entries || child.removedPath !== undefined) continue;
+          const { names, attrs } = this.entryArrays(child, entries);
+          if (this.b.prefill(session, child.ino, dir.ino, names, attrs, CACHE_SECONDS, CACHE_SECONDS, gen))
+            child.listedAt = gen;
+        } catch {
+          // Gone or unreadable: the kernel's own readdir will say so.
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+      this.aheadQueue.shift();
+    }
+    this.aheadQueue.length = 0;
   }
 
   private async setattr(req: Req, node: Node, a: number[]): Promise<void> {

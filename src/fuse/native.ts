@@ -36,6 +36,8 @@ export const Op = {
   SETXATTR: 24,
   REMOVEXATTR: 25,
   LOOKUPS: 26,
+  /** The binding answered a readdir from a listing it kept (no reply expected). */
+  LISTED: 27,
 } as const;
 
 /** Numbers per entry in attribute arrays: ino, mode, size, uid, gid, nlink, atime, mtime, ctime (ms). */
@@ -82,7 +84,11 @@ export interface Binding {
     ffree: number,
     namemax: number,
   ): void;
-  /** `dirHandle` 0: the kernel opened the directory itself; the listing is kept by `dirIno`. */
+  /**
+   * `dirHandle` 0: the kernel opened the directory itself; the listing is kept by `dirIno`
+   * and, while `gen` (read with `generation` before the listing was made) is current, answers
+   * readdirs and lookups in that directory without JavaScript.
+   */
   dirFill(
     req: Req,
     dirHandle: number,
@@ -95,7 +101,21 @@ export interface Binding {
     size: number,
     off: number,
     plus: number,
+    gen: number,
   ): void;
+  /** Keeps a listing before the kernel asks (as dirFill does); false when `gen` is no longer current. */
+  prefill(
+    session: Session,
+    dirIno: number,
+    parentIno: number,
+    names: string[],
+    attrs: Float64Array,
+    entryTimeout: number,
+    attrTimeout: number,
+    gen: number,
+  ): boolean;
+  /** Advances whenever a name or attribute may have changed (a mutating request, an invalidation). */
+  generation(session: Session): number;
   invalEntry(session: Session, parentIno: number, name: string): void;
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */

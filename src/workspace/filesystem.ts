@@ -92,6 +92,8 @@ export type Handle =
 export interface FileSystemCounters {
   getattr: number;
   readdir: number;
+  /** Listings made ahead of a reader (see `readdirEntries`' `ahead`). */
+  listedAhead: number;
   open: number;
   read: number;
   readBytes: number;
@@ -117,6 +119,7 @@ export class WorkspaceFileSystem implements FileSystem {
   readonly counters: FileSystemCounters = {
     getattr: 0,
     readdir: 0,
+    listedAhead: 0,
     open: 0,
     read: 0,
     readBytes: 0,
@@ -369,8 +372,10 @@ export class WorkspaceFileSystem implements FileSystem {
   /** The names of directory `path`, and its repo and node when it is inside one. */
   private async listing(
     path: string,
+    ahead = false,
   ): Promise<{ names: string[]; loc?: Located; dir?: Node & { type: "dir" } }> {
-    this.counters.readdir++;
+    if (ahead) this.counters.listedAhead++;
+    else this.counters.readdir++;
     const loc = this.locate(path);
     if (!loc) {
       const parts = path.split("/").filter(Boolean);
@@ -379,13 +384,13 @@ export class WorkspaceFileSystem implements FileSystem {
     }
     const dir = this.node(loc);
     if (dir.type !== "dir") throw new FsError("ENOTDIR");
-    // Listing a committed directory starts the prefetcher below it.
-    if (dir.tree) this.content.listed(loc.repo.view.base, dir.tree, loc.rel);
+    // A reader listing a committed directory starts the prefetcher below it.
+    if (dir.tree && !ahead) this.content.listed(loc.repo.view.base, dir.tree, loc.rel);
     return { names: loc.repo.view.list(loc.rel, dir), loc, dir };
   }
 
-  async readdirEntries(path: string): Promise<DirEntry[]> {
-    const { names, loc, dir } = await this.listing(path);
+  async readdirEntries(path: string, opts?: { ahead?: boolean }): Promise<DirEntry[]> {
+    const { names, loc, dir } = await this.listing(path, opts?.ahead);
     if (!loc || !dir) {
       const stat = this.dirStat();
       return names.map((name) => ({ name, mode: S_IFDIR, stat }));

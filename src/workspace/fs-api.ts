@@ -103,8 +103,12 @@ export interface DirEntry {
 export interface FileSystem {
   getattr(path: string): Promise<Stat>;
   readdir(path: string): Promise<string[]>;
-  /** A listing with types (d_type, READDIRPLUS); the adapter should prefer it over `readdir`. */
-  readdirEntries?(path: string): Promise<DirEntry[]>;
+  /**
+   * A listing with types (d_type, READDIRPLUS); the adapter should prefer it over `readdir`.
+   * `ahead`: listed before anyone asked (the FUSE face lists subdirectories of a listed
+   * directory ahead of the kernel), so it is not a reader's listing and starts no prefetch.
+   */
+  readdirEntries?(path: string, opts?: { ahead?: boolean }): Promise<DirEntry[]>;
   readlink(path: string): Promise<string>;
   /** Returns a file handle number passed to read/release. */
   open(path: string, flags: number): Promise<number>;

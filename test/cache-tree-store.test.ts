@@ -39,23 +39,16 @@ function storeDir(t: TestContext): string {
   return d;
 }
 
-test("tree store: a damaged snapshot or tree file reads as absent and is removed", async (t) => {
+test("tree store: a damaged snapshot file reads as absent and is removed", async (t) => {
   const { fx, root, trees, sizes } = realTrees(t);
   const dir = storeDir(t);
   const s = new TreeStore({ path: dir });
   await s.open();
   await s.putSnapshot({ commit: fx.commit, tree: root, trees, sizes });
-  await s.putTrees(trees);
   const snapFile = join(dir, "snapshots", fx.commit);
   writeFileSync(snapFile, Buffer.from("not a snapshot"));
   assert.equal(await s.getSnapshot(fx.commit), undefined);
   assert.equal(existsSync(snapFile), false);
-  const treeFile = join(dir, "trees", root.slice(0, 2), root.slice(2));
-  writeFileSync(treeFile, Buffer.from([0xff, 0x0d, 1, 2, 3]));
-  assert.equal(await s.getTree(root), undefined);
-  assert.equal(existsSync(treeFile), false);
-  // The other trees are intact.
-  for (const [oid, entries] of trees) if (oid !== root) assert.deepEqual(await s.getTree(oid), entries);
 });
 
 test("tree store: a size record torn by a crash is cut on open and later records stay readable", async (t) => {
@@ -83,11 +76,18 @@ test("tree store: bad input is refused and nothing is written", async (t) => {
   const s = new TreeStore({ path: dir });
   await s.open();
   const bad = (e: unknown) => isMesaError(e, "INVALID_ARGUMENT");
-  await assert.rejects(s.getTree("../../etc/passwd"), bad);
+  await assert.rejects(s.getSnapshot("../../etc/passwd"), bad);
   await assert.rejects(s.putSizes(new Map([[fx.commit, -1]])), bad);
-  await assert.rejects(s.putTrees(new Map([[root, [{ mode: "777", name: "x", oid: root }]]]) as never), bad);
+  await assert.rejects(
+    s.putSnapshot({
+      commit: fx.commit,
+      tree: root,
+      trees: new Map([[root, [{ mode: "777", name: "x", oid: root }]]]),
+      sizes,
+    } as never),
+    bad,
+  );
   await assert.rejects(s.putSnapshot({ commit: fx.commit, tree: "f".repeat(40), trees, sizes }), bad);
   assert.deepEqual(readdirSync(join(dir, "snapshots")), []);
-  assert.deepEqual(readdirSync(join(dir, "trees")), []);
   assert.deepEqual(readdirSync(join(dir, "sizes")), []);
 });

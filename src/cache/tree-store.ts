@@ -3,8 +3,8 @@
  * fetch and no object-info. Trees and commits are immutable, so entries never go stale.
  *
  *   <path>/snapshots/<commit>   everything one mounted commit needs, in one file (fast remount)
- *   <path>/trees/ab/cdef…       one tree's entries
- *   <path>/sizes/ab.bin         blob sizes, append-only records (oid bytes, u64 size)
+ *   <path>/sizes/ab.bin         blob sizes, append-only records (oid bytes, u64 size): most of
+ *                               a new commit's blobs have a size known from an earlier one
  *
  * Values are encoded with v8.serialize; an unreadable file counts as absent and is removed.
  * Keep this directory outside the blob cache directory: it is not under the blob cache cap.
@@ -64,7 +64,7 @@ export class TreeStore {
    * by a crash, so records appended later stay aligned.
    */
   async open(): Promise<void> {
-    for (const d of ["snapshots", "trees", "sizes"]) await mkdir(join(this.path, d), { recursive: true });
+    for (const d of ["snapshots", "sizes"]) await mkdir(join(this.path, d), { recursive: true });
     const snaps = join(this.path, "snapshots");
     for (const name of await readdir(snaps))
       if (name.includes(".tmp-")) await rm(join(snaps, name), { force: true });
@@ -112,6 +112,8 @@ export class TreeStore {
     assertOid(s.tree);
     if (!s.trees.has(s.tree))
       throw new MesaError("INVALID_ARGUMENT", `snapshot of ${s.commit} lacks its root tree ${s.tree}`);
+    for (const [oid, entries] of s.trees)
+      if (!isEntries(entries)) throw new MesaError("INVALID_ARGUMENT", `tree ${oid} has malformed entries`);
     if (s.commitTime !== undefined && !Number.isFinite(s.commitTime))
       throw new MesaError("INVALID_ARGUMENT", `bad commit time for ${s.commit}`);
     const data = serialize({
@@ -122,31 +124,6 @@ export class TreeStore {
       commitTime: s.commitTime,
     });
     await writeFileAtomic(join(this.path, "snapshots", s.commit), data);
-  }
-
-  async getTree(oid: string): Promise<TreeEntry[] | undefined> {
-    assertOid(oid);
-    const file = this.treeFile(oid);
-    const v = await this.readValue(file);
-    if (v === undefined) return undefined;
-    if (isEntries(v)) return v;
-    this.logger?.warn({ file }, "unreadable metadata cache file; removed");
-    await rm(file, { force: true });
-    return undefined;
-  }
-
-  async putTrees(trees: Map<string, TreeEntry[]>): Promise<void> {
-    const items = [...trees];
-    for (const [oid, entries] of items) {
-      assertOid(oid);
-      if (!isEntries(entries)) throw new MesaError("INVALID_ARGUMENT", `tree ${oid} has malformed entries`);
-    }
-    for (let i = 0; i < items.length; i += 32)
-      await Promise.all(
-        items
-          .slice(i, i + 32)
-          .map(([oid, entries]) => writeFileAtomic(this.treeFile(oid), serialize(entries))),
-      );
   }
 
   /** Sizes known for `oids` (unknown ones are absent from the result). */
@@ -241,10 +218,6 @@ export class TreeStore {
       await rm(file, { force: true });
       return undefined;
     }
-  }
-
-  private treeFile(oid: string): string {
-    return join(this.path, "trees", oid.slice(0, 2), oid.slice(2));
   }
 
   private sizesFile(prefix: string): string {

@@ -21,6 +21,6 @@ export interface RepoBackend {
   commitTrees(org: string, repo: string, commitOid: string): Promise<CommitTrees>;
   objectSizes(org: string, repo: string, oids: string[]): Promise<Map<string, number>>;
   fetchBlobs(org: string, repo: string, oids: string[]): Promise<Map<string, Buffer>>;
-  /** Keep a loaded snapshot's metadata for the next mount (optional). */
-  remember?(snap: RepoSnapshot): Promise<void>;
+  /** Keep a loaded snapshot's metadata for the next mount (optional; written in the background). */
+  remember?(snap: RepoSnapshot): void;
 }

@@ -48,6 +48,8 @@ export interface Session {
 
 /** A foreground read waits at most this long for the server before failing with EIO. */
 const READ_TIMEOUT_MS = 20_000;
+/** Metadata reaches the disk this long after it arrived: a walk right after the mount goes first. */
+const PERSIST_DELAY_MS = 3000;
 
 function jwtExpiry(token: string): Date | undefined {
   try {
@@ -152,14 +154,27 @@ export async function createSession(
   const metadata = new TreeStore({ path: metadataDir, logger: log });
   await metadata.open();
   const knownSizes = new Map<string, number>();
-  // Written after the mount is ready (a remount that finds them missing fetches them again).
-  const persisting = new Set<Promise<void>>();
-  const persist = (what: string, write: Promise<void>): void => {
-    const p = write.catch((err: unknown) =>
-      log.warn({ err: (err as Error).message }, `could not cache ${what} on disk`),
-    );
-    persisting.add(p);
-    void p.finally(() => persisting.delete(p));
+  // Written one after another a few seconds after they arrived, so the first walk of a fresh
+  // mount does not share the event loop with them; close writes what is still queued (a
+  // remount that finds them missing fetches them again).
+  const queuedWrites: Array<{ what: string; write: () => Promise<void> }> = [];
+  let persistTimer: NodeJS.Timeout | undefined;
+  let persisting = Promise.resolve();
+  const flushWrites = (): Promise<void> => {
+    clearTimeout(persistTimer);
+    persistTimer = undefined;
+    const batch = queuedWrites.splice(0);
+    persisting = persisting.then(async () => {
+      for (const { what, write } of batch)
+        await write().catch((err: unknown) =>
+          log.warn({ err: (err as Error).message }, `could not cache ${what} on disk`),
+        );
+    });
+    return persisting;
+  };
+  const persist = (what: string, write: () => Promise<void>): void => {
+    queuedWrites.push({ what, write });
+    persistTimer ??= setTimeout(() => void flushWrites(), PERSIST_DELAY_MS);
   };
   const timeFile = (oid: string) => join(metadataDir, "commit-times", oid);
   const readCommitTime = async (oid: string): Promise<Date | undefined> => {
@@ -226,7 +241,6 @@ export async function createSession(
       });
       const commitTime = new Date(commit.committer.timestamp * 1000);
       await writeCommitTime(commitOid, commitTime);
-      persist("trees", metadata.putTrees(trees));
       return { commitTime, rootTree: commit.tree, trees };
     },
 
@@ -247,7 +261,7 @@ export async function createSession(
           notes.add(
             `${org}/${repo}: the Git server lacks object-info; file sizes load per directory when first needed`,
           );
-        persist("file sizes", metadata.putSizes(fetched));
+        persist("file sizes", () => metadata.putSizes(fetched));
         for (const [o, s] of fetched) out.set(o, s);
       }
       return out;
@@ -260,10 +274,12 @@ export async function createSession(
       return new Map(oids.map((o, i) => [o, data[i]]));
     },
 
-    async remember(snap) {
+    remember(snap) {
       // The trees came from the Git client, so their entries are Git tree entries.
       const trees = snap.trees as Map<string, TreeEntry[]>;
-      await metadata.putSnapshot({ commit: snap.commitOid, tree: snap.rootTree, trees, sizes: snap.sizes });
+      persist("the snapshot", () =>
+        metadata.putSnapshot({ commit: snap.commitOid, tree: snap.rootTree, trees, sizes: snap.sizes }),
+      );
     },
   };
 
@@ -373,7 +389,7 @@ export async function createSession(
     async close() {
       for (const t of tokens.values()) t.stop();
       prefetcher.stop();
-      await Promise.all([...persisting]);
+      await flushWrites();
       await blobs.close();
       await Promise.all([...remotes.values()].map((r) => r.close()));
     },

@@ -17,7 +17,7 @@ export async function loadSnapshot(
   const rev = await backend.resolveRevision(org, repo, repoConfig?.rev);
   const readOnly = rev.pinned || (repoConfig?.readOnly ?? false);
   const snap = await commitSnapshot(backend, org, repo, rev.commitOid, rev.label, readOnly);
-  await backend.remember?.(snap);
+  backend.remember?.(snap);
   return snap;
 }
 

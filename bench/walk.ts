@@ -292,6 +292,14 @@ function cli(s: Sandbox, args: string[]) {
 }
 
 /**
+ * A config that mounts only `repo` of `org`: the benchmark's server holds every generated repo
+ * in one org, and a daemon mounting them all would load and stream the others too.
+ */
+function onlyRepo(org: string, repo: string): string {
+  return `[organizations.${org}]\nmount = "explicit"\n[organizations.${org}.repos.${repo}]\n`;
+}
+
+/**
  * Stops the daemon, gives it an empty disk cache, mounts again; returns the time `mesa mount -d`
  * took. Earlier caches are left for the work directory's removal at the end: ext4 without a
  * journal (as on the machines this ran on) skips recently deleted inodes one by one when it
@@ -367,11 +375,13 @@ async function benchRepo(
     )
   ).ms;
 
-  const s = sandbox(join(work, "mesa"), serve.org, name, {
-    MESA_API_KEY: serve.adminKey,
-    MESA_SERVICE_URL: serve.url,
-    ...DAEMON_ENV,
-  });
+  const s = sandbox(
+    join(work, "mesa"),
+    serve.org,
+    name,
+    { MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url, ...DAEMON_ENV },
+    onlyRepo(serve.org, name),
+  );
   try {
     // Cold content: ready, then the first search, against clone + search on a cold disk.
     process.stderr.write(`[${name}] cold content…\n`);
@@ -461,10 +471,13 @@ async function realtimeRows(
   rows: Row[],
 ): Promise<void> {
   process.stderr.write(`[${name}] realtime…\n`);
-  const b = sandbox(join(work, "mesa-b"), serve.org, name, {
-    MESA_API_KEY: serve.adminKey,
-    MESA_SERVICE_URL: serve.url,
-  });
+  const b = sandbox(
+    join(work, "mesa-b"),
+    serve.org,
+    name,
+    { MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url },
+    onlyRepo(serve.org, name),
+  );
   try {
     await freshMount(b);
     const lat: number[] = [];
@@ -510,7 +523,7 @@ async function noObjectInfoRows(name: string, bare: string, clone: string, work:
   const sandboxes: Sandbox[] = [];
   try {
     server = await serveGit(srv);
-    const config = `[organizations.acme]\nmount = "explicit"\n[organizations.acme.repos.${name}]\n`;
+    const config = onlyRepo("acme", name);
     // Alternating rounds, median of each: one mount is not a measurement on a busy machine.
     const ready: number[][] = [[], []];
     let lsMs = 0;

@@ -5,7 +5,8 @@
  */
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gzip as gzipCb } from "node:zlib";
 import { Pool } from "undici";
 import { MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -52,6 +53,7 @@ export interface HttpResponse {
   body: AsyncIterable<Buffer>;
 }
 
+const gzip = promisify(gzipCb);
 const GZIP_MIN_BYTES = 4096;
 const BACKOFF_BASE_MS = 150;
 const BACKOFF_MAX_MS = 4000;
@@ -179,7 +181,8 @@ export class GitHttp {
     const headers: Record<string, string> = { "user-agent": `mesa/${VERSION}`, ...req.headers };
     if (body && !Buffer.isBuffer(body)) headers["content-length"] = String(body.length);
     else if (body && req.gzip && body.length >= GZIP_MIN_BYTES) {
-      body = gzipSync(body, { level: 1 });
+      // On libuv's pool: a 20,000-oid object-info request is ~1 MB, 35 ms of deflate.
+      body = await gzip(body, { level: 1 });
       headers["content-encoding"] = "gzip";
     }
     const signals = [this.signal, req.signal].filter((s): s is AbortSignal => s !== undefined);

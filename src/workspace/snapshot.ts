@@ -47,7 +47,24 @@ export function entryKind(mode: string | number): EntryKind {
 }
 
 /** Every blob oid reachable from the root tree, with the kind of entry pointing at it. */
-export function listBlobs(snap: Pick<RepoSnapshot, "trees" | "rootTree">): Map<string, EntryKind> {
+export function listBlobs(snap: Pick<RepoSnapshot, "trees" | "rootTree">): ReadonlyMap<string, EntryKind> {
+  // Trees never change: walked once per tree map and root (mount, status and the stream ask).
+  let byRoot = blobLists.get(snap.trees);
+  if (!byRoot) {
+    byRoot = new Map();
+    blobLists.set(snap.trees, byRoot);
+  }
+  let out = byRoot.get(snap.rootTree);
+  if (!out) {
+    out = walkBlobs(snap);
+    byRoot.set(snap.rootTree, out);
+  }
+  return out;
+}
+
+const blobLists = new WeakMap<Map<string, SnapshotEntry[]>, Map<string, Map<string, EntryKind>>>();
+
+function walkBlobs(snap: Pick<RepoSnapshot, "trees" | "rootTree">): Map<string, EntryKind> {
   const out = new Map<string, EntryKind>();
   const seen = new Set<string>();
   const stack = [snap.rootTree];

@@ -19,6 +19,7 @@ import {
   type TreeEntry,
   writePack,
 } from "../src/vcs/index.js";
+import { pkt, pktLines } from "../src/vcs/pktline.js";
 import { fixture } from "./helpers/fixture.js";
 import {
   catFiles,
@@ -439,4 +440,13 @@ describe("buildTree properties", () => {
       { numRuns: 300 },
     );
   });
+});
+
+test("pktLines encodes many lines as pkt does one by one (UTF-8 lengths included)", () => {
+  fc.assert(
+    fc.property(fc.array(fc.string({ unit: "grapheme", maxLength: 60 }), { maxLength: 50 }), (lines) => {
+      const one = Buffer.concat(lines.map((l) => pkt(l)));
+      assert.deepEqual(pktLines(lines), one);
+    }),
+  );
 });

@@ -14,6 +14,17 @@ export function pkt(line: string | Uint8Array): Buffer {
   return Buffer.concat([Buffer.from((body.length + 4).toString(16).padStart(4, "0"), "latin1"), body]);
 }
 
+/** Many text lines as pkt-lines, in one buffer (an object-info request has 20,000). */
+export function pktLines(lines: string[]): Buffer {
+  const parts: string[] = new Array(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const len = Buffer.byteLength(lines[i]!) + 4;
+    if (len > MAX_PKT) throw new MesaError("INTERNAL", "pkt-line payload too long");
+    parts[i] = len.toString(16).padStart(4, "0") + lines[i];
+  }
+  return Buffer.from(parts.join(""), "utf8");
+}
+
 export type Packet =
   | { kind: "data"; data: Buffer }
   | { kind: "flush" }

@@ -33,7 +33,7 @@ import {
 import { type GitObject, PackParser, writePack } from "./pack.js";
 import { isFileBlob, type PackObject, writePackFile } from "./pack-file.js";
 import { type InflaterSink, PackInflater } from "./pack-inflater.js";
-import { DELIM, FLUSH, PktReader, pkt, serverError } from "./pktline.js";
+import { DELIM, FLUSH, PktReader, pkt, pktLines, serverError } from "./pktline.js";
 import { GitHttp, type HttpResponse, type StreamBody, type TransportOptions } from "./transport.js";
 
 /** Where the repository is and how to reach it (the transport's options). */
@@ -171,7 +171,7 @@ export class GitRemote {
     const head = [pkt(`command=${name}\n`)];
     if (caps.has("agent")) head.push(pkt(`agent=${AGENT}\n`));
     if (caps.has("object-format")) head.push(pkt("object-format=sha1\n"));
-    const body = Buffer.concat([...head, DELIM, ...args.map((a) => pkt(`${a}\n`)), FLUSH]);
+    const body = Buffer.concat([...head, DELIM, pktLines(args.map((a) => `${a}\n`)), FLUSH]);
     this.stats.requests++;
     return this.http.run(
       { method: "POST", path: "/git-upload-pack", headers: UPLOAD_HEADERS, body, gzip: true, signal },

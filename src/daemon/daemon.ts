@@ -187,7 +187,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     const unusable = await checkMountPoint(mountPoint, { create: true });
     if (unusable) throw unusable;
 
-    session = await createSession(config, log);
+    session = await createSession(config, log, { holdBackground: true });
     const backend: RepoBackend = session.backend;
     const orgs = configuredOrgs(config);
     if (orgs.length === 0)
@@ -376,6 +376,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
 
     log.info({ mountPoint, pid: process.pid, repos: fs.repos().length, ms: Date.now() - t0 }, "mounted");
     reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint, failed: failedRepos(failures) });
+    session.startBackground();
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.
     return await new Promise<number>(() => undefined);

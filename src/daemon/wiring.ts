@@ -39,6 +39,8 @@ export interface Session {
   notes(): string[];
   /** The Git client of one repo (the writer pushes through it). */
   gitRemote(org: string, repo: string): Promise<GitRemote>;
+  /** Lets background streams held by `SessionOptions.holdBackground` start. */
+  startBackground(): void;
   /** This session's credential for `org` (the access token it minted), for CLI commands to reuse. */
   credential(org: string): Promise<string>;
   /** Whether this session's credential may push to `org` (false for a read-scoped key or token). */
@@ -95,6 +97,11 @@ export interface SessionOptions {
    * one token it minted). A JWT is used as it is, until it expires.
    */
   credential?: string;
+  /**
+   * Background content streams wait for `startBackground` (the daemon calls it once the
+   * mount is ready, so a 100 MB pack stream does not compete with mounting on the same cores).
+   */
+  holdBackground?: boolean;
 }
 
 export async function createSession(
@@ -283,6 +290,7 @@ export async function createSession(
     },
   };
 
+  let heldStreams: Array<() => void> | undefined = opts.holdBackground ? [] : undefined;
   const prefetcher = new Prefetcher({
     store: blobs,
     enabled: config.prefetch.enabled,
@@ -328,13 +336,17 @@ export async function createSession(
     sizes: sizesOf,
     onSnapshotReady(snap) {
       if (!prefetcher.streams) return;
-      const files: Array<{ oid: string; size?: number }> = [];
-      for (const [oid, kind] of listBlobs(snap))
-        if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) });
-      void remoteFor(snap.org, snap.repo).then(
-        (remote) => prefetcher.streamCommit(remote, snap.commitOid, files),
-        () => undefined,
-      );
+      const start = () => {
+        const files: Array<{ oid: string; size?: number }> = [];
+        for (const [oid, kind] of listBlobs(snap))
+          if (kind === "file" || kind === "exec") files.push({ oid, size: snap.sizes.get(oid) });
+        void remoteFor(snap.org, snap.repo).then(
+          (remote) => prefetcher.streamCommit(remote, snap.commitOid, files),
+          () => undefined,
+        );
+      };
+      if (heldStreams) heldStreams.push(start);
+      else start();
     },
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
@@ -371,6 +383,11 @@ export async function createSession(
     ],
     notes: () => [...notes],
     gitRemote: remoteFor,
+    startBackground() {
+      const held = heldStreams ?? [];
+      heldStreams = undefined;
+      for (const start of held) start();
+    },
     credential: async (org) => (await credentialFor(org)).current(),
     async canWrite(org) {
       const credential = (await credentialFor(org)).current();

@@ -73,6 +73,8 @@ const AGENT = `mesa/${VERSION}`;
 const DEFAULT_BLOB_BATCH = 1000;
 // upload-pack's fixed cost per request dominates object-info; 20,000 oids is ~1 MB of request (gzip ~half).
 const OBJECT_INFO_BATCH = 20_000;
+/** object-info requests in flight at once. */
+const OBJECT_INFO_PARALLEL = 4;
 const UPLOAD_HEADERS = {
   "content-type": "application/x-git-upload-pack-request",
   accept: "application/x-git-upload-pack-result",
@@ -437,38 +439,52 @@ export class GitRemote {
       for (const [o, b] of blobs) out.set(o, b.length);
       return out;
     }
-    for (let i = 0; i < ask.length; i += OBJECT_INFO_BATCH) {
-      const batch = ask.slice(i, i + OBJECT_INFO_BATCH);
-      const args = ["size", ...batch.map((o) => `oid ${o}`)];
-      const sizes = await this.command(
-        "object-info",
-        args,
-        async (r) => {
-          const got = new Map<Oid, number>();
-          const first = await r.readLine();
-          if (first !== "size")
-            throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
-          for (;;) {
-            const line = await r.readLine();
-            if (typeof line !== "string") {
-              if (line.kind === "flush") break;
-              throw new MesaError("CORRUPT_DATA", "truncated object-info response (no flush)");
-            }
-            const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
-            if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
-            if (m[2] !== "") got.set(m[1]!, Number(m[2]));
-          }
-          return got;
-        },
-        opts.signal,
+    // Even batches, all at once: the server answers each in its own process, and the
+    // responses are parsed while the others are still being produced.
+    const n = Math.ceil(ask.length / OBJECT_INFO_BATCH);
+    const per = Math.ceil(ask.length / Math.max(1, n));
+    const batches: Oid[][] = [];
+    for (let i = 0; i < ask.length; i += per) batches.push(ask.slice(i, i + per));
+    const answers: Array<Map<Oid, number>> = [];
+    for (let i = 0; i < batches.length; i += OBJECT_INFO_PARALLEL)
+      answers.push(
+        ...(await Promise.all(
+          batches.slice(i, i + OBJECT_INFO_PARALLEL).map((b) => this.objectInfo(b, opts.signal)),
+        )),
       );
+    for (const [i, batch] of batches.entries())
       for (const o of batch) {
-        const s = sizes.get(o);
+        const s = answers[i]!.get(o);
         if (s === undefined) throw new MesaError("NOT_FOUND", `object ${o} is not on the server`);
         out.set(o, s);
       }
-    }
     return out;
+  }
+
+  /** One object-info request: the sizes the server knows of `oids`. */
+  private objectInfo(oids: Oid[], signal?: AbortSignal): Promise<Map<Oid, number>> {
+    return this.command(
+      "object-info",
+      ["size", ...oids.map((o) => `oid ${o}`)],
+      async (r) => {
+        const got = new Map<Oid, number>();
+        const first = await r.readLine();
+        if (first !== "size")
+          throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
+        for (;;) {
+          const line = await r.readLine();
+          if (typeof line !== "string") {
+            if (line.kind === "flush") break;
+            throw new MesaError("CORRUPT_DATA", "truncated object-info response (no flush)");
+          }
+          const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
+          if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
+          if (m[2] !== "") got.set(m[1]!, Number(m[2]));
+        }
+        return got;
+      },
+      signal,
+    );
   }
 
   /**

@@ -19,7 +19,13 @@ export interface StreamSource extends BlobFetcher {
   streamCommit(
     commit: string,
     onObject: (oid: string, type: string, data: Buffer) => void | Promise<void>,
-    opts?: { types?: Array<"blob">; signal?: AbortSignal; maxQueuedBytes?: number; sink?: InflaterSink },
+    opts?: {
+      types?: Array<"blob">;
+      signal?: AbortSignal;
+      maxQueuedBytes?: number;
+      sink?: InflaterSink;
+      yieldTo?: () => Promise<void>;
+    },
   ): Promise<{ objects: number; unresolved: number; bytes: number }>;
 }
 
@@ -43,6 +49,10 @@ export interface PrefetcherOptions {
   maxBatch?: number;
   /** Bytes per request (default budget / (4 × maxConcurrency), within 256 KiB..16 MiB). */
   maxBatchBytes?: number;
+  /** Awaited before each piece of a whole-tree stream: lets foreground work go first. */
+  yieldTo?: () => Promise<void>;
+  /** Awaited before a whole-tree stream starts (see `ForegroundActivity.beforeStream`). */
+  beforeStream?: () => Promise<void>;
 }
 
 export interface PrefetcherStats {
@@ -123,6 +133,8 @@ export class Prefetcher {
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
   private readonly logger?: Logger;
+  private readonly yieldTo?: () => Promise<void>;
+  private readonly beforeStream?: () => Promise<void>;
   private readonly queues = new Map<BlobFetcher, DepthQueue>();
   /** Queued or in flight: each oid is asked for once. */
   private readonly pending = new Set<string>();
@@ -171,6 +183,8 @@ export class Prefetcher {
         Math.max(256 << 10, Math.floor(opts.store.maxMemoryBytes / (4 * this.maxConcurrency))),
       );
     this.logger = opts.logger;
+    this.yieldTo = opts.yieldTo;
+    this.beforeStream = opts.beforeStream;
   }
 
   /** Whether whole-tree streams are used (enabled, no depth limit). */
@@ -222,6 +236,7 @@ export class Prefetcher {
   }
 
   private async runStream(source: StreamSource, commit: string, wanted: Map<string, number>): Promise<void> {
+    await this.beforeStream?.();
     if (this.stopped) return;
     const room = this.store.prefetchRoom(this.pressureLimit);
     if (room <= 0) {
@@ -266,7 +281,13 @@ export class Prefetcher {
           else if (stored === "full") stopFull();
         },
         // Little room left: read little ahead, so stopping at the cap wastes little.
-        { types: ["blob"], signal, maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)), sink },
+        {
+          types: ["blob"],
+          signal,
+          maxQueuedBytes: Math.max(64 << 10, Math.min(2 << 20, room / 16)),
+          sink,
+          yieldTo: this.yieldTo,
+        },
       );
       this.c.streamsDone++;
       this.logger?.debug(

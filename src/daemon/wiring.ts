@@ -11,6 +11,7 @@ import { mintAccessToken } from "../auth/mint.js";
 import { looksLikeJwt, PRIVATE_KEY_TTL } from "../auth/tokens.js";
 import { BlobStore, type BlobStoreStats } from "../cache/blob-store.js";
 import { failFastWhileDown } from "../cache/fail-fast.js";
+import { ForegroundActivity } from "../cache/foreground.js";
 import { Prefetcher, type PrefetcherStats } from "../cache/prefetcher.js";
 import { type TreeEntry, TreeStore } from "../cache/tree-store.js";
 import type { Config, RevSpec } from "../config/types.js";
@@ -291,7 +292,10 @@ export async function createSession(
   };
 
   let heldStreams: Array<() => void> | undefined = opts.holdBackground ? [] : undefined;
+  const foreground = new ForegroundActivity();
   const prefetcher = new Prefetcher({
+    yieldTo: () => foreground.quiet(),
+    beforeStream: () => foreground.beforeStream(),
     store: blobs,
     enabled: config.prefetch.enabled,
     maxDepth: config.prefetch.maxDepth,
@@ -331,9 +335,11 @@ export async function createSession(
 
   const content: SessionContent = {
     async read(snap: RepoSnapshot, oid, offset, length) {
+      foreground.read();
       return blobs.readRange(oid, offset, length, await remoteFor(snap.org, snap.repo));
     },
     sizes: sizesOf,
+    onListing: () => foreground.listed(),
     onSnapshotReady(snap) {
       if (!prefetcher.streams) return;
       const start = () => {

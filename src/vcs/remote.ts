@@ -309,7 +309,14 @@ export class GitRemote {
   async streamCommit(
     commit: Oid,
     onObject: (oid: Oid, type: ObjectType, data: Buffer) => void | Promise<void>,
-    opts: { types?: ObjectType[]; signal?: AbortSignal; maxQueuedBytes?: number; sink?: InflaterSink } = {},
+    opts: {
+      types?: ObjectType[];
+      signal?: AbortSignal;
+      maxQueuedBytes?: number;
+      sink?: InflaterSink;
+      /** Awaited before each piece of the pack is handed on (the reader pauses meanwhile). */
+      yieldTo?: () => Promise<void>;
+    } = {},
   ): Promise<{ objects: number; unresolved: number; bytes: number }> {
     checkOids([commit]);
     if (!(await this.hasFeature("fetch", "shallow")))
@@ -337,6 +344,7 @@ export class GitRemote {
             if (band === 1) {
               bytes += p.data.length - 1;
               this.stats.bytes += p.data.length - 1;
+              if (opts.yieldTo) await opts.yieldTo();
               await inflater.push(p.data.subarray(1));
             } else if (band === 3) throw serverError(p.data.subarray(1).toString("utf8"));
             else if (band !== 2) throw new MesaError("PROTOCOL", `unknown side-band channel ${band}`);

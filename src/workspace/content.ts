@@ -25,6 +25,8 @@ export interface ContentProvider {
   localFile?(oid: string): string | undefined;
   /** A directory was listed: its files may be fetched in the background. */
   onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
+  /** A listing or lookup is being answered: background fetching may give way. */
+  onListing?(): void;
   /** A snapshot is mounted (or replaced): its content may be fetched in the background. */
   onSnapshotReady?(snap: RepoSnapshot): void;
   /**

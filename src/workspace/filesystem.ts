@@ -353,6 +353,7 @@ export class WorkspaceFileSystem implements FileSystem {
 
   async getattr(path: string): Promise<Stat> {
     this.counters.getattr++;
+    this.content.provider.onListing?.();
     const loc = this.locate(path);
     if (!loc) return this.dirStat();
     checkNames(loc.rel);
@@ -376,6 +377,7 @@ export class WorkspaceFileSystem implements FileSystem {
   ): Promise<{ names: string[]; loc?: Located; dir?: Node & { type: "dir" } }> {
     if (ahead) this.counters.listedAhead++;
     else this.counters.readdir++;
+    this.content.provider.onListing?.();
     const loc = this.locate(path);
     if (!loc) {
       const parts = path.split("/").filter(Boolean);

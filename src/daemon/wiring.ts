@@ -322,6 +322,8 @@ export async function createSession(
       if (await remote.hasObjectInfo())
         for (const [o, s] of await remote.objectSizes(missing)) fetched.set(o, s);
       else {
+        // Content is wanted now (for sizes): the stream, which brings it all, must not wait.
+        foreground.read();
         // One request for the directory's files (the store coalesces them); their content is cached.
         const data = await Promise.all(missing.map((o) => blobs.get(o, remote)));
         for (const [i, o] of missing.entries()) fetched.set(o, data[i]!.length);

@@ -754,6 +754,7 @@ class FuseFace {
 
   private async lookup(req: Req, parent: Node, name: string): Promise<void> {
     if (Buffer.byteLength(name) > NAME_MAX) throw new FsError("ENAMETOOLONG");
+    this.listSoon(parent);
     let s: Stat;
     try {
       s = await this.fs.getattr(this.inodes.childPath(parent, name));
@@ -849,26 +850,47 @@ class FuseFace {
   private readonly aheadQueue: Node[] = [];
 
   private async runAhead(): Promise<void> {
-    const session = this.session;
-    for (let dir = this.aheadQueue[0]; dir && session && !this.ended; dir = this.aheadQueue[0]) {
+    for (let dir = this.aheadQueue[0]; dir && this.session && !this.ended; dir = this.aheadQueue[0]) {
       for (const child of dir.children?.values() ?? []) {
-        if (child.type !== S_IFDIR || child.removedPath !== undefined) continue;
-        const gen = this.b.generation(session);
-        if (child.listedAt === gen) continue;
-        try {
-          const entries = await this.fs.readdirEntries?.(this.inodes.pathOf(child), { ahead: true });
-          if (!entries || child.removedPath !== undefined) continue;
-          const { names, attrs } = this.entryArrays(child, entries);
-          if (this.b.prefill(session, child.ino, dir.ino, names, attrs, CACHE_SECONDS, CACHE_SECONDS, gen))
-            child.listedAt = gen;
-        } catch {
-          // Gone or unreadable: the kernel's own readdir will say so.
-        }
+        if (child.type !== S_IFDIR) continue;
+        await this.prefill(child);
         await new Promise((r) => setImmediate(r));
       }
       this.aheadQueue.shift();
     }
     this.aheadQueue.length = 0;
+  }
+
+  /**
+   * A lookup in `dir` reached JavaScript because the binding has no exact listing of it: make
+   * one, so the next lookups there and its readdir are answered by the binding (ripgrep looks
+   * for three ignore files in a directory before it lists it). Once per directory: lookups in
+   * a directory being written to (each change moves the generation) do not relist it each time.
+   */
+  private listSoon(dir: Node): void {
+    if (!this.session || dir.listedAt !== undefined || this.listingSoon.has(dir)) return;
+    this.listingSoon.add(dir);
+    setImmediate(() => void this.prefill(dir).finally(() => this.listingSoon.delete(dir)));
+  }
+
+  private readonly listingSoon = new Set<Node>();
+
+  /** Hands the binding `dir`'s listing unless it has an exact one. */
+  private async prefill(dir: Node): Promise<void> {
+    const session = this.session;
+    if (!session || this.ended || dir.removedPath !== undefined) return;
+    const gen = this.b.generation(session);
+    if (dir.listedAt === gen) return;
+    try {
+      const entries = await this.fs.readdirEntries?.(this.inodes.pathOf(dir), { ahead: true });
+      if (!entries || dir.removedPath !== undefined) return;
+      const { names, attrs } = this.entryArrays(dir, entries);
+      const parent = dir.parent?.ino ?? ROOT_INO;
+      if (this.b.prefill(session, dir.ino, parent, names, attrs, CACHE_SECONDS, CACHE_SECONDS, gen))
+        dir.listedAt = gen;
+    } catch {
+      // Gone or unreadable: the kernel's own readdir will say so.
+    }
   }
 
   private async setattr(req: Req, node: Node, a: number[]): Promise<void> {

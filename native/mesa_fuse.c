@@ -1484,7 +1484,11 @@ static napi_value js_dir_fill(napi_env env, napi_callback_info info) {
     fill_dir(env, argv + 3, d);
     pthread_mutex_lock(&s->listings.lock);
     len = build_dir_chunk(s, req, d, size, off, plus, &chunk);
-    keep_listing(s, d, (unsigned long)get_num(env, argv[11]));
+    unsigned long gen = (unsigned long)get_num(env, argv[11]);
+    if ((size_t)off >= d->count + 2 && gen != atomic_load(&s->gen))
+      free_dir(d); /* read to its end already, and answers nothing else */
+    else
+      keep_listing(s, d, gen);
     pthread_mutex_unlock(&s->listings.lock);
   }
   reply_chunk(req, chunk, len);

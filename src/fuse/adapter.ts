@@ -89,7 +89,7 @@ interface Node {
   backed?: boolean;
   /** The handle that serves reads through handle 0 (opens the binding answered). */
   shared?: SharedHandle;
-  /** The binding's generation when it was given this directory's listing. */
+  /** The binding's generation when it was given this directory's listing (0: asked for, see `listSoon`). */
   listedAt?: number;
 }
 
@@ -838,42 +838,52 @@ class FuseFace {
    * A walker that listed `dir` lists its subdirectories next: hand the binding their listings
    * before the kernel asks, so those readdirs, and lookups of their names and misses (ripgrep
    * looks for ignore files in every directory), are answered without waiting for JavaScript.
-   * One directory per turn of the event loop, so requests are not held up; one level ahead
-   * (the binding reports each listing it serves, which moves this on).
+   * One level ahead: the binding reports each listing it serves, which moves this on.
    */
   private listAhead(dir: Node): void {
-    if (!dir.children || !this.session) return;
-    this.aheadQueue.push(dir);
-    if (this.aheadQueue.length === 1) setImmediate(() => void this.runAhead());
-  }
-
-  private readonly aheadQueue: Node[] = [];
-
-  private async runAhead(): Promise<void> {
-    for (let dir = this.aheadQueue[0]; dir && this.session && !this.ended; dir = this.aheadQueue[0]) {
-      for (const child of dir.children?.values() ?? []) {
-        if (child.type !== S_IFDIR) continue;
-        await this.prefill(child);
-        await new Promise((r) => setImmediate(r));
-      }
-      this.aheadQueue.shift();
-    }
-    this.aheadQueue.length = 0;
+    for (const child of dir.children?.values() ?? []) if (child.type === S_IFDIR) this.toList.push(child);
+    this.listQueued();
   }
 
   /**
    * A lookup in `dir` reached JavaScript because the binding has no exact listing of it: make
-   * one, so the next lookups there and its readdir are answered by the binding (ripgrep looks
-   * for three ignore files in a directory before it lists it). Once per directory: lookups in
-   * a directory being written to (each change moves the generation) do not relist it each time.
+   * one, before those ahead, so the next lookups there and its readdir are answered by the
+   * binding (ripgrep looks for three ignore files in a directory before it lists it). Once per
+   * directory: lookups in a directory being written to (each change moves the generation) do
+   * not relist it each time.
    */
   private listSoon(dir: Node): void {
-    if (!this.session || dir.listedAt !== undefined || this.listingSoon.has(dir)) return;
-    this.listingSoon.add(dir);
-    setImmediate(() => void this.prefill(dir).finally(() => this.listingSoon.delete(dir)));
+    if (dir.listedAt !== undefined) return;
+    dir.listedAt = 0;
+    this.toListFirst.push(dir);
+    this.listQueued();
   }
 
-  private readonly listingSoon = new Set<Node>();
+  /** Directories whose listings the binding gets next: those looked up in first. */
+  private readonly toListFirst: Node[] = [];
+  private readonly toList: Node[] = [];
+  private listingQueued = false;
+
+  /** Lists the queued directories, one per turn of the event loop, so requests are not held up. */
+  private listQueued(): void {
+    if (this.listingQueued || !this.session) return;
+    this.listingQueued = true;
+    setImmediate(async () => {
+      try {
+        for (let dir = this.nextToList(); dir && !this.ended; dir = this.nextToList()) {
+          await this.prefill(dir);
+          await new Promise((r) => setImmediate(r));
+        }
+      } finally {
+        this.toListFirst.length = this.toList.length = 0;
+        this.listingQueued = false;
+      }
+    });
+  }
+
+  private nextToList(): Node | undefined {
+    return this.toListFirst.shift() ?? this.toList.shift();
+  }
 
   /** Hands the binding `dir`'s listing unless it has an exact one. */
   private async prefill(dir: Node): Promise<void> {

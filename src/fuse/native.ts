@@ -54,6 +54,8 @@ export type Session = { readonly [sessionBrand]: true };
 export type Req = number;
 
 type Attr = [number, number, number, number, number, number, number, number, number];
+/** A directory's listing as the binding keeps it (`dirFill`, `prefill`). */
+type Listing = [names: string[], attrs: Float64Array, entryTimeout: number, attrTimeout: number];
 
 export interface Binding {
   version(): number;
@@ -94,26 +96,10 @@ export interface Binding {
     dirHandle: number,
     dirIno: number,
     parentIno: number,
-    names: string[],
-    attrs: Float64Array,
-    entryTimeout: number,
-    attrTimeout: number,
-    size: number,
-    off: number,
-    plus: number,
-    gen: number,
+    ...rest: [...Listing, size: number, off: number, plus: number, gen: number]
   ): void;
   /** Keeps a listing before the kernel asks (as dirFill does); false when `gen` is no longer current. */
-  prefill(
-    session: Session,
-    dirIno: number,
-    parentIno: number,
-    names: string[],
-    attrs: Float64Array,
-    entryTimeout: number,
-    attrTimeout: number,
-    gen: number,
-  ): boolean;
+  prefill(session: Session, dirIno: number, parentIno: number, ...rest: [...Listing, gen: number]): boolean;
   /** Advances whenever a name or attribute may have changed (a mutating request, an invalidation). */
   generation(session: Session): number;
   invalEntry(session: Session, parentIno: number, name: string): void;

@@ -1385,6 +1385,56 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * replyBacked(req, ino, size, off): answers a read from the inode's backing file (set just
+ * before) on a thread of libuv's pool, off the event loop. When the file is gone by then, the
+ * read comes back to JavaScript as the kernel sent it.
+ */
+typedef struct backed_read {
+  napi_async_work work;
+  session *s;
+  fuse_req_t req;
+  fuse_ino_t ino;
+  size_t size;
+  off_t off;
+  int done;
+} backed_read;
+
+static void backed_read_run(napi_env env, void *data) {
+  (void)env;
+  backed_read *r = data;
+  r->done = read_backing(r->s, r->req, r->ino, r->size, r->off);
+}
+
+static void backed_read_end(napi_env env, napi_status status, void *data) {
+  (void)status;
+  backed_read *r = data;
+  if (!r->done) {
+    request *q = new_request(OP_READ, r->req, r->ino);
+    q->size = r->size;
+    q->off = r->off;
+    to_js(r->s, q);
+  }
+  napi_delete_async_work(env, r->work);
+  answered(r->s);
+  free(r);
+}
+
+static napi_value js_reply_backed(napi_env env, napi_callback_info info) {
+  JS_REPLY_ARGS(4);
+  backed_read *r = calloc(1, sizeof(backed_read));
+  r->s = s;
+  r->req = req;
+  r->ino = (fuse_ino_t)get_num(env, argv[1]);
+  r->size = (size_t)get_num(env, argv[2]);
+  r->off = (off_t)get_num(env, argv[3]);
+  napi_value name;
+  napi_create_string_utf8(env, "mesa_fuse.read", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, backed_read_run, backed_read_end, r, &r->work);
+  napi_queue_async_work(env, r->work);
+  return NULL;
+}
+
 /* replyWrite(req, count) */
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   JS_REPLY_ARGS(2);
@@ -1625,6 +1675,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"replyCreate", NULL, js_reply_create, NULL, NULL, NULL, napi_default, NULL},
       {"replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL},
       {"replyBuf", NULL, js_reply_buf, NULL, NULL, NULL, napi_default, NULL},
+      {"replyBacked", NULL, js_reply_backed, NULL, NULL, NULL, napi_default, NULL},
       {"replyWrite", NULL, js_reply_write, NULL, NULL, NULL, napi_default, NULL},
       {"replyReadlink", NULL, js_reply_readlink, NULL, NULL, NULL, napi_default, NULL},
       {"replyStatfs", NULL, js_reply_statfs, NULL, NULL, NULL, napi_default, NULL},

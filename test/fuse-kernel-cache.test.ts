@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixture } from "./helpers/fixture.js";
@@ -254,6 +254,7 @@ interface FsCounters {
   readdir: number;
   getattr: number;
   listedAhead: number;
+  aheadUsed: number;
 }
 
 /** The daemon's filesystem counters (`mesa stats --json`). */
@@ -327,12 +328,45 @@ test("first reads of cached files come from the cache file through the binding; 
   assert.equal(readFileSync(join(d.root("app"), written.path), "utf8"), `${before}appended`);
 });
 
+test("a file listed before its blob was local is read by the binding once it is (here: a copy of a file read before)", async (t) => {
+  const fx = fixture(t, "kcache-late-blob");
+  const serve = await fx.serve();
+  const src = join(fx.dir, "src");
+  mkdirSync(join(src, "docs"), { recursive: true });
+  const text = `same content\n${"y".repeat(9000)}\n`;
+  writeFileSync(join(src, "docs", "one.txt"), text);
+  writeFileSync(join(src, "docs", "two.txt"), text);
+  gitSync(src, ["init", "-q", "-b", "main"]);
+  gitSync(src, ["add", "-A"]);
+  gitSync(src, ["commit", "-q", "-m", "two copies"]);
+  await serve.importRepo("local/app", src);
+  // No prefetch: blobs become local only when read.
+  const d = await fx.daemon(serve, { env: { MESA_PREFETCH_ENABLED: "false" } });
+
+  // Both listed while their blob is not local: the binding has no file to read them from.
+  assert.equal((await d.sh("app", "ls -l docs >/dev/null")).code, 0);
+  const r0 = await fsReads(d);
+  assert.equal((await d.sh("app", "cat docs/one.txt")).stdout, text);
+  const r1 = await fsReads(d);
+  assert.ok(r1 > r0, "the first copy was read through the filesystem");
+  // The blob is local now: the other copy's read goes to the binding, which reads the cache file.
+  assert.equal((await d.sh("app", "cat docs/two.txt")).stdout, text);
+  assert.equal(await fsReads(d), r1, "the second copy was read through the filesystem");
+});
+
 test("listings handed to the binding ahead of the kernel answer readdirs and lookups, misses too; a create, an unlink, a rename and a write through the mount show at once", async (t) => {
   const fx = fixture(t, "kcache-ahead");
   const dir = fx.dir;
   const serve = await fx.serve();
   const src = join(dir, "src");
   generateRepo(src, { files: 300 });
+  // Levels below levels: listings are made ahead of a walker beyond the next level too.
+  for (const rel of ["deep/a/b/c", "deep/a/b/d", "deep/a/e", "deep/f/g/h"]) {
+    mkdirSync(join(src, rel), { recursive: true });
+    writeFileSync(join(src, rel, "leaf.txt"), `${rel}\n`);
+  }
+  gitSync(src, ["add", "-A"]);
+  gitSync(src, ["commit", "-q", "-m", "nested"]);
   await serve.importRepo("local/app", src);
   const d = await fx.daemon(serve);
   const subdirs = readdirSync(src, { withFileTypes: true })
@@ -341,11 +375,17 @@ test("listings handed to the binding ahead of the kernel answer readdirs and loo
     .sort();
   assert.ok(subdirs.length >= 3, `the generated repo has subdirectories: ${subdirs}`);
 
-  // Listing the repo's top level hands the binding its subdirectories' listings.
+  // Listing the repo's top level hands the binding its subdirectories' listings, and then,
+  // while nothing is read, those of every level below.
+  const tree = await run("find", [".", "-path", "./.git", "-prune", "-o", "-type", "d", "-print"], {
+    cwd: src,
+  });
+  const dirs = tree.stdout.split("\n").filter((l) => l !== "" && l !== ".").length;
+  assert.ok(dirs > subdirs.length, `the generated repo has nested directories (${dirs})`);
   assert.equal((await d.sh("app", "ls >/dev/null")).code, 0);
   assert.ok(
-    await waitFor(async () => (await fsCounters(d)).listedAhead >= subdirs.length, 10_000, 50),
-    "the subdirectories were not listed ahead",
+    await waitFor(async () => (await fsCounters(d)).listedAhead >= dirs, 10_000, 50),
+    "the directories below were not listed ahead",
   );
   // (Listing a directory makes the kernel refresh its atime with the next stat: that one now.)
   assert.equal((await d.sh("app", "stat . >/dev/null")).code, 0);
@@ -364,6 +404,16 @@ test("listings handed to the binding ahead of the kernel answer readdirs and loo
       .filter((l) => /^[-dl]/.test(l))
       .map((l) => l.split(/\s+/).slice(4).join(" "));
   assert.deepEqual(names(got.stdout), names(want.stdout), "sizes and names as in the commit");
+
+  // A find over the whole tree: no listing reaches the filesystem.
+  const find = "find . -path ./.git -prune -o -name '*.txt' -print | sort";
+  const c2 = await fsCounters(d);
+  const found = await d.sh("app", find);
+  const c3 = await fsCounters(d);
+  assert.equal(found.code, 0, found.stderr);
+  assert.equal(found.stdout, (await run("sh", ["-c", find], { cwd: src })).stdout);
+  assert.equal(c3.readdir - c2.readdir, 0, "find's listings reached the filesystem");
+  assert.ok(c3.aheadUsed - c2.aheadUsed > 0, "the listings made ahead were not counted as used");
 
   // Changes through the mount: every listing and lookup after one shows it.
   const a = subdirs.find((s) => readdirSync(join(src, s)).some((n) => n.endsWith(".txt")))!;

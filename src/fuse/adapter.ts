@@ -38,6 +38,13 @@ import {
 
 /** Seconds the kernel may keep entries, misses and attributes: it is told when they change. */
 const CACHE_SECONDS = 86_400;
+/** Entries listed for the binding beyond one level ahead of a walker (~130 bytes each there). */
+const DEEP_LIST_ENTRIES = 100_000;
+/**
+ * Deep listing stops when a read reached JavaScript this recently: a search reading content is
+ * paced by the content (listings made ahead of it only take the event loop from its reads).
+ */
+const DEEP_LIST_AFTER_READ_MS = 2000;
 /** Worker threads reading /dev/fuse; they never wait for JavaScript, so a few suffice. */
 const MAX_THREADS = 8;
 const NAME_MAX = 255;
@@ -429,7 +436,9 @@ class FuseFace {
           return;
         case Op.LISTED: {
           const dir = this.inodes.find(ino);
-          if (dir) this.listAhead(dir);
+          if (!dir) return;
+          this.fs.listedByReader?.(this.inodes.pathOf(dir));
+          this.listAhead(dir);
           return;
         }
       }
@@ -484,7 +493,13 @@ class FuseFace {
       case Op.READ: {
         const [fh, size, off] = a as number[];
         const node = this.inodes.get(ino);
+        this.lastRead = performance.now();
         if (fh !== 0) return b.replyBuf(req, await this.fs.read(this.inodes.pathOf(node), fh, size, off));
+        // A committed blob that became local since the binding was last told: it reads it.
+        if (node.blob !== undefined && !node.backed && !node.shared?.writable) {
+          this.back(node);
+          if (node.backed) return b.replyBacked(req, ino, size, off);
+        }
         return b.replyBuf(req, await this.readShared(node, size, off));
       }
       case Op.WRITE: {
@@ -859,9 +874,17 @@ class FuseFace {
     this.listQueued();
   }
 
-  /** Directories whose listings the binding gets next: those looked up in first. */
+  /**
+   * Directories whose listings the binding gets next: those looked up in first, then those a
+   * walker reaches next, then the rest of the tree below them (while nothing else is waiting).
+   */
   private readonly toListFirst: Node[] = [];
   private readonly toList: Node[] = [];
+  private readonly toListDeep: Node[] = [];
+  /** When a read last reached JavaScript: a search reading content gains nothing from deep listings. */
+  private lastRead = Number.NEGATIVE_INFINITY;
+  /** Entries still to be listed deep ahead of a walker (bounds what the binding keeps). */
+  private deepBudget = DEEP_LIST_ENTRIES;
   private listingQueued = false;
 
   /** Lists the queued directories, one per turn of the event loop, so requests are not held up. */
@@ -871,35 +894,52 @@ class FuseFace {
     setImmediate(async () => {
       try {
         for (let dir = this.nextToList(); dir && !this.ended; dir = this.nextToList()) {
-          await this.prefill(dir);
+          if (await this.prefill(dir)) this.listDeeper(dir);
           await new Promise((r) => setImmediate(r));
         }
       } finally {
-        this.toListFirst.length = this.toList.length = 0;
+        this.toListFirst.length = this.toList.length = this.toListDeep.length = 0;
         this.listingQueued = false;
       }
     });
   }
 
   private nextToList(): Node | undefined {
-    return this.toListFirst.shift() ?? this.toList.shift();
+    const next = this.toListFirst.shift() ?? this.toList.shift();
+    if (next || performance.now() - this.lastRead < DEEP_LIST_AFTER_READ_MS) return next;
+    return this.toListDeep.shift();
   }
 
-  /** Hands the binding `dir`'s listing unless it has an exact one. */
-  private async prefill(dir: Node): Promise<void> {
+  /**
+   * A walker gets ahead of listings made one level ahead (its threads overtake the event loop,
+   * which is idle half of a walk): the subdirectories of a directory listed ahead are listed
+   * too, after everything nearer, until the budget is spent. Each directory once.
+   */
+  private listDeeper(dir: Node): void {
+    if (this.deepBudget <= 0 || !dir.children) return;
+    this.deepBudget -= dir.children.size;
+    for (const child of dir.children.values())
+      if (child.type === S_IFDIR && child.listedAt === undefined) this.toListDeep.push(child);
+  }
+
+  /** Hands the binding `dir`'s listing unless it has an exact one; whether it made one. */
+  private async prefill(dir: Node): Promise<boolean> {
     const session = this.session;
-    if (!session || this.ended || dir.removedPath !== undefined) return;
+    if (!session || this.ended || dir.removedPath !== undefined) return false;
     const gen = this.b.generation(session);
-    if (dir.listedAt === gen) return;
+    if (dir.listedAt === gen) return false;
     try {
       const entries = await this.fs.readdirEntries?.(this.inodes.pathOf(dir), { ahead: true });
-      if (!entries || dir.removedPath !== undefined) return;
+      if (!entries || dir.removedPath !== undefined) return false;
       const { names, attrs } = this.entryArrays(dir, entries);
       const parent = dir.parent?.ino ?? ROOT_INO;
-      if (this.b.prefill(session, dir.ino, parent, names, attrs, CACHE_SECONDS, CACHE_SECONDS, gen))
-        dir.listedAt = gen;
+      if (!this.b.prefill(session, dir.ino, parent, names, attrs, CACHE_SECONDS, CACHE_SECONDS, gen))
+        return false;
+      dir.listedAt = gen;
+      return true;
     } catch {
       // Gone or unreadable: the kernel's own readdir will say so.
+      return false;
     }
   }
 

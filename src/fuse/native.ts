@@ -106,6 +106,11 @@ export interface Binding {
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */
   setCommitted(session: Session, ino: number, on: number): void;
+  /**
+   * Answers a read of `ino` from its backing file (`setBacking`) off the event loop; when the
+   * file is gone by then, the read comes back as an OP_READ.
+   */
+  replyBacked(req: Req, ino: number, size: number, off: number): void;
   /** The local file holding `ino`'s content exactly, read by the binding itself; null: none. */
   setBacking(session: Session, ino: number, path: string | null): void;
 }

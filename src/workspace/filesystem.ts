@@ -92,8 +92,9 @@ export type Handle =
 export interface FileSystemCounters {
   getattr: number;
   readdir: number;
-  /** Listings made ahead of a reader (see `readdirEntries`' `ahead`). */
+  /** Listings made ahead of a reader (see `readdirEntries`' `ahead`), and those a reader used. */
   listedAhead: number;
+  aheadUsed: number;
   open: number;
   read: number;
   readBytes: number;
@@ -120,6 +121,7 @@ export class WorkspaceFileSystem implements FileSystem {
     getattr: 0,
     readdir: 0,
     listedAhead: 0,
+    aheadUsed: 0,
     open: 0,
     read: 0,
     readBytes: 0,
@@ -377,7 +379,6 @@ export class WorkspaceFileSystem implements FileSystem {
   ): Promise<{ names: string[]; loc?: Located; dir?: Node & { type: "dir" } }> {
     if (ahead) this.counters.listedAhead++;
     else this.counters.readdir++;
-    this.content.provider.onListing?.();
     const loc = this.locate(path);
     if (!loc) {
       const parts = path.split("/").filter(Boolean);
@@ -386,9 +387,27 @@ export class WorkspaceFileSystem implements FileSystem {
     }
     const dir = this.node(loc);
     if (dir.type !== "dir") throw new FsError("ENOTDIR");
-    // A reader listing a committed directory starts the prefetcher below it.
-    if (dir.tree && !ahead) this.content.listed(loc.repo.view.base, dir.tree, loc.rel);
+    if (!ahead) this.readerListed(loc, dir);
     return { names: loc.repo.view.list(loc.rel, dir), loc, dir };
+  }
+
+  /**
+   * A reader listed `path` from a listing made ahead of it (the FUSE face kept it): as for a
+   * reader's `readdir`, the foreground is busy and the prefetcher starts below it.
+   */
+  listedByReader(path: string): void {
+    const loc = this.locate(path);
+    if (!loc) return;
+    const dir = loc.repo.view.lookup(loc.rel);
+    if (typeof dir === "string" || dir.type !== "dir") return;
+    this.counters.aheadUsed++;
+    this.readerListed(loc, dir);
+  }
+
+  private readerListed(loc: Located, dir: Node & { type: "dir" }): void {
+    this.content.provider.onListing?.();
+    // A reader listing a committed directory starts the prefetcher below it.
+    if (dir.tree) this.content.listed(loc.repo.view.base, dir.tree, loc.rel);
   }
 
   async readdirEntries(path: string, opts?: { ahead?: boolean }): Promise<DirEntry[]> {

@@ -109,6 +109,8 @@ export interface FileSystem {
    * directory ahead of the kernel), so it is not a reader's listing and starts no prefetch.
    */
   readdirEntries?(path: string, opts?: { ahead?: boolean }): Promise<DirEntry[]>;
+  /** A reader listed `path` from a listing made `ahead` (the face kept it and answered). */
+  listedByReader?(path: string): void;
   readlink(path: string): Promise<string>;
   /** Returns a file handle number passed to read/release. */
   open(path: string, flags: number): Promise<number>;

@@ -328,7 +328,7 @@ test("first reads of cached files come from the cache file through the binding; 
   assert.equal(readFileSync(join(d.root("app"), written.path), "utf8"), `${before}appended`);
 });
 
-test("a file listed before its blob was local is read by the binding once it is (here: a copy of a file read before)", async (t) => {
+test("a file listed before its blob was local is read by the binding once it is", async (t) => {
   const fx = fixture(t, "kcache-late-blob");
   const serve = await fx.serve();
   const src = join(fx.dir, "src");

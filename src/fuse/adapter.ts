@@ -450,7 +450,8 @@ class FuseFace {
   };
 
   private fail(op: number, req: Req, ino: number, err: unknown): void {
-    this.b.replyErr(req, errnoOf(err));
+    // Notices from the binding (forgets, listings served) carry no request to answer.
+    if (req !== 0) this.b.replyErr(req, errnoOf(err));
     if (err instanceof FsError) return;
     const node = this.inodes.find(ino);
     try {

@@ -277,6 +277,15 @@ export class WorkspaceFileSystem implements FileSystem {
     return { repo, rel: parts.slice(2).join("/") };
   }
 
+  /** As `locate`, undefined also where the org or repo is not (or no longer) mounted. */
+  private locateIfThere(path: string): Located | undefined {
+    try {
+      return this.locate(path);
+    } catch {
+      return undefined;
+    }
+  }
+
   node(loc: Located, rel = loc.rel): Node {
     const n = loc.repo.view.lookup(rel);
     if (typeof n === "string") throw new FsError(n);
@@ -285,12 +294,7 @@ export class WorkspaceFileSystem implements FileSystem {
 
   /** The repo of a path that is about to change; EROFS (EPERM at the root and orgs) elsewhere. */
   writable(path: string, root = false): WritableLocated {
-    let loc: Located | undefined;
-    try {
-      loc = this.locate(path);
-    } catch {
-      loc = undefined;
-    }
+    const loc = this.locateIfThere(path);
     if (!loc?.repo.writer) {
       this.counters.erofs++;
       // Like a read-only Linux filesystem: a missing parent is ENOENT before it is EROFS.
@@ -396,7 +400,7 @@ export class WorkspaceFileSystem implements FileSystem {
    * reader's `readdir`, the foreground is busy and the prefetcher starts below it.
    */
   listedByReader(path: string): void {
-    const loc = this.locate(path);
+    const loc = this.locateIfThere(path);
     if (!loc) return;
     const dir = loc.repo.view.lookup(loc.rel);
     if (typeof dir === "string" || dir.type !== "dir") return;

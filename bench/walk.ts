@@ -20,9 +20,9 @@
  * Every command's output is checked against the clone's; page caches are dropped before every
  * disk-cold row and a failed drop aborts. "Cold" for mesa is a fresh daemon with empty caches.
  * `--walks` picks walks by key; `--repeat N` runs each walk N times, cold (a fresh mount each
- * time) and warm, on both sides, and reports the medians; `--requests` counts, with `perf`'s FUSE tracepoints, the
- * requests one more warm run sends to the daemon (by opcode; needs root and `perf`); `--env K=V`
- * sets a variable for the measured daemons (repeatable).
+ * time) and warm, on both sides, and reports the medians; `--requests` counts, with `perf`'s
+ * FUSE tracepoints, the requests one more warm run sends to the daemon (by opcode; needs root
+ * and `perf`); `--env K=V` sets a variable for the measured daemons (repeatable).
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";

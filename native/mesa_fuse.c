@@ -1406,16 +1406,24 @@ static void backed_read_run(napi_env env, void *data) {
   r->done = read_backing(r->s, r->req, r->ino, r->size, r->off);
 }
 
+/* Hands the read back to JavaScript as the kernel sent it (handle 0), and frees `r`. */
+static void backed_read_to_js(backed_read *r) {
+  request *q = new_request(OP_READ, r->req, r->ino);
+  q->size = r->size;
+  q->off = r->off;
+  to_js(r->s, q);
+  answered(r->s);
+  free(r);
+}
+
 static void backed_read_end(napi_env env, napi_status status, void *data) {
   (void)status;
   backed_read *r = data;
-  if (!r->done) {
-    request *q = new_request(OP_READ, r->req, r->ino);
-    q->size = r->size;
-    q->off = r->off;
-    to_js(r->s, q);
-  }
   napi_delete_async_work(env, r->work);
+  if (!r->done) {
+    backed_read_to_js(r);
+    return;
+  }
   answered(r->s);
   free(r);
 }
@@ -1430,8 +1438,14 @@ static napi_value js_reply_backed(napi_env env, napi_callback_info info) {
   r->off = (off_t)get_num(env, argv[3]);
   napi_value name;
   napi_create_string_utf8(env, "mesa_fuse.read", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, backed_read_run, backed_read_end, r, &r->work);
-  napi_queue_async_work(env, r->work);
+  if (napi_create_async_work(env, NULL, name, backed_read_run, backed_read_end, r, &r->work) != napi_ok) {
+    backed_read_to_js(r); /* never left unanswered */
+    return NULL;
+  }
+  if (napi_queue_async_work(env, r->work) != napi_ok) {
+    napi_delete_async_work(env, r->work);
+    backed_read_to_js(r);
+  }
   return NULL;
 }
 

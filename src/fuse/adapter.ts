@@ -497,10 +497,7 @@ class FuseFace {
         this.lastRead = performance.now();
         if (fh !== 0) return b.replyBuf(req, await this.fs.read(this.inodes.pathOf(node), fh, size, off));
         // A committed blob that became local since the binding was last told: it reads it.
-        if (node.blob !== undefined && !node.backed && !node.shared?.writable) {
-          this.back(node);
-          if (node.backed) return b.replyBacked(req, ino, size, off);
-        }
+        if (this.backIfLocal(node, node.shared?.writable)) return b.replyBacked(req, ino, size, off);
         return b.replyBuf(req, await this.readShared(node, size, off));
       }
       case Op.WRITE: {
@@ -634,13 +631,24 @@ class FuseFace {
 
   /**
    * Points the binding at a local file holding the node's committed blob (it then answers
-   * reads with handle 0 itself), or at none.
+   * reads with handle 0 itself), or at none; whether it reads one now.
    */
-  private back(node: Node): void {
+  private back(node: Node): boolean {
     const file = node.blob !== undefined ? this.fs.localBlobFile?.(node.blob) : undefined;
-    if ((file === undefined && !node.backed) || !this.session) return;
+    if ((file === undefined && !node.backed) || !this.session) return false;
     node.backed = file !== undefined;
     this.b.setBacking(this.session, node.ino, file ?? null);
+    return node.backed;
+  }
+
+  /**
+   * Names the committed blob's local file to the binding when it became local since the node
+   * was last reported (not while a handle writes the file); whether it did just now. A node
+   * already backed gives false: its file was gone when the binding tried it.
+   */
+  private backIfLocal(node: Node, writable: boolean | undefined): boolean {
+    if (node.blob === undefined || node.backed || writable) return false;
+    return this.back(node);
   }
 
   /** Before a change to the file through the mount, or when the kernel lets go of it. */
@@ -665,7 +673,7 @@ class FuseFace {
       // Committed content is read whole: a short read is its end.
       atEnd = data.length < size;
       // Its blob is local now: further reads are the binding's.
-      if (node.blob !== undefined && !node.backed && !shared.writable) this.back(node);
+      this.backIfLocal(node, shared.writable);
       return data;
     } finally {
       shared.reads--;

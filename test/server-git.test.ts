@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { generatePrivateKey } from "../src/auth/keys.js";
 import { mintFromApiKey, mintFromPrivateKey } from "../src/auth/tokens.js";
+import { GitRemote } from "../src/vcs/index.js";
 import { changeIdFromOid } from "../src/vcs/objects.js";
 import { RestClient } from "../src/vcs/rest.js";
 import { fixture } from "./helpers/fixture.js";
@@ -118,6 +119,34 @@ describe("git smart HTTP", () => {
     assert.equal(changes[0]!.id, changeIdFromOid(head));
     assert.equal((await api.getRepo("local", "app")).head_change_id, changeIdFromOid(head));
     assert.equal((await api.getChange("local", "app", changeIdFromOid(head))).message, "commit 2\n");
+  });
+
+  it("a push's commits are indexed as changes before the pusher hears back", async () => {
+    // Pushed with the daemon's own client, which is done once it has read the report (git waits
+    // for the end of the response); read straight from the server's disk, as a lookup through
+    // the server would index again on a miss.
+    const src = path.join(work, "src");
+    const bare = path.join(srv.dataDir, "repos", "local", "app.git");
+    const pusher = suite.use(
+      new GitRemote({ url: remote(null), credential: srv.adminKey, timeoutMs: 20_000 }),
+    );
+    const raw = (type: string, rev: string) => ({
+      type: type as "blob" | "tree" | "commit",
+      data: execFileSync("git", ["cat-file", type, rev], { cwd: src, env: GIT_ENV }),
+    });
+    for (let i = 0; i < 5; i++) {
+      const old = gitSync(src, ["rev-parse", "HEAD"]);
+      execFileSync("sh", ["-c", `echo "indexed ${i}" > indexed.txt`], { cwd: src });
+      gitSync(src, ["add", "-A"]);
+      gitSync(src, ["commit", "-q", "-m", `indexed ${i}`]);
+      const head = gitSync(src, ["rev-parse", "HEAD"]);
+      await pusher.push(
+        [{ ref: "refs/heads/main", old, new: head }],
+        [raw("blob", "HEAD:indexed.txt"), raw("tree", "HEAD^{tree}"), raw("commit", "HEAD")],
+      );
+      const ref = `refs/mesa/changes/${changeIdFromOid(head)}`;
+      assert.equal(gitSync(bare, ["for-each-ref", "--format=%(objectname)", ref]), head, `push ${i}`);
+    }
   });
 
   it("a pushed commit with a change-id header keeps its change id", async () => {

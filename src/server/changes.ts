@@ -9,7 +9,7 @@ import {
   type Signature,
   serializeCommit,
 } from "../vcs/objects.js";
-import { badRequest, notFound } from "./errors.js";
+import { badRequest, conflict, notFound } from "./errors.js";
 import { git, OID_RE, runGit } from "./git.js";
 import type { DataDir } from "./storage.js";
 
@@ -71,7 +71,28 @@ export async function changeIdsOf(gitDir: string, oids: string[]): Promise<Map<s
  * when one change has several new commits the newest one wins; a change ref that already
  * points at a more recently committed version (an amend pushed by a mount) is left alone.
  */
-export async function indexChanges(gitDir: string, opts: { privateRepo?: boolean } = {}): Promise<number> {
+export function indexChanges(gitDir: string, opts: { privateRepo?: boolean } = {}): Promise<number> {
+  // One indexing at a time per repo: two at once (pushes in a row, a lookup's re-index) could
+  // each read the change refs before the other wrote them and put an older version back.
+  const run = (indexing.get(gitDir) ?? Promise.resolve()).then(async () => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const n = await indexOnce(gitDir, opts);
+      if (n !== undefined) return n;
+    }
+    throw conflict("changes kept moving while they were indexed; retry");
+  });
+  const tail = run.catch(() => undefined);
+  indexing.set(gitDir, tail);
+  void tail.then(() => {
+    if (indexing.get(gitDir) === tail) indexing.delete(gitDir);
+  });
+  return run;
+}
+
+const indexing = new Map<string, Promise<unknown>>();
+
+/** The number of change refs set, or undefined when another writer moved one meanwhile. */
+async function indexOnce(gitDir: string, opts: { privateRepo?: boolean }): Promise<number | undefined> {
   const revs = await git(
     gitDir,
     ["rev-list", "--topo-order", "--branches", "--not", `--glob=${CHANGE_REF_PREFIX}*`],
@@ -95,21 +116,27 @@ export async function indexChanges(gitDir: string, opts: { privateRepo?: boolean
   }
   const current = await existingChangeRefs(gitDir, [...found.keys()]);
   const currentCommits = await readCommits(gitDir, [...current.values()]);
-  const updates: Array<[string, string]> = [];
+  const updates: Array<[string, string, string]> = [];
   for (const [id, { oid, time }] of found) {
     const cur = current.get(id);
     const curCommit = cur ? currentCommits.get(cur) : undefined;
     if (cur === oid || (curCommit && curCommit.committer.timestamp > time)) continue;
-    updates.push([`${CHANGE_REF_PREFIX}${id}`, oid]);
+    updates.push([`${CHANGE_REF_PREFIX}${id}`, oid, cur ?? NO_REF]);
   }
   if (updates.length === 0) return 0;
   if (opts.privateRepo) await addPackedRefs(gitDir, updates);
   else {
-    const cmds = updates.map(([ref, oid]) => `update ${ref} ${oid}\n`).join("");
-    await git(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
+    // Compare-and-swap on every ref, all or nothing: a change amended meanwhile (REST) wins and
+    // the caller indexes again.
+    const cmds = updates.map(([ref, oid, old]) => `update ${ref} ${oid} ${old}\n`).join("");
+    const r = await runGit(gitDir, ["update-ref", "--stdin"], { input: cmds, timeoutMs: 600_000 });
+    if (r.code !== 0) return undefined;
   }
   return updates.length;
 }
+
+/** The old value that tells `update-ref` a ref must not exist yet. */
+const NO_REF = "0".repeat(40);
 
 /** Current commits of the given change ids' refs, looked up the cheaper way for the count. */
 async function existingChangeRefs(gitDir: string, ids: string[]): Promise<Map<string, string>> {
@@ -144,7 +171,7 @@ async function existingChangeRefs(gitDir: string, ids: string[]): Promise<Map<st
  * lock) per ref, which makes importing a long history seconds instead of minutes. Only for a
  * repo nobody else can see yet (an import in tmp/); git itself packs the existing refs first.
  */
-async function addPackedRefs(gitDir: string, refs: Array<[string, string]>): Promise<void> {
+async function addPackedRefs(gitDir: string, refs: Array<[string, string, string]>): Promise<void> {
   await git(gitDir, ["pack-refs", "--all"]);
   const file = path.join(gitDir, "packed-refs");
   let text = "";

@@ -124,6 +124,12 @@ function runBackend(
   reply.hijack();
   const res = reply.raw;
 
+  // A push's last body bytes (the end of its report) wait until its commits are indexed as
+  // changes: a pusher that goes on at once (a new change on top, a bookmark move by change id)
+  // finds them, and nothing it pushes next hides them from indexing.
+  const isPush = target.service === "git-receive-pack" && target.rest !== "info/refs";
+  let heldBack: Buffer | undefined;
+
   return new Promise<void>((resolve) => {
     let stderr = "";
     let headerBuf = Buffer.alloc(0);
@@ -183,7 +189,11 @@ function runBackend(
     child.stdout.on("data", (chunk: Buffer) => {
       touch();
       if (parsed) {
-        write(chunk);
+        if (!isPush) write(chunk);
+        else {
+          if (heldBack) write(heldBack);
+          heldBack = chunk;
+        }
         return;
       }
       headerBuf = Buffer.concat([headerBuf, chunk]);
@@ -212,7 +222,10 @@ function runBackend(
       }
       parsed = { status, headers: out };
       const restBody = headerBuf.subarray(end + sepLen);
-      if (restBody.length > 0) write(restBody);
+      if (restBody.length > 0) {
+        if (isPush) heldBack = restBody;
+        else write(restBody);
+      }
     });
 
     child.on("error", (e) => {
@@ -226,13 +239,13 @@ function runBackend(
       else if (code !== 0) fail(`exit ${code ?? signal}`);
       else if (!parsed) fail("no CGI headers");
       else {
-        if (target.service === "git-receive-pack" && target.rest !== "info/refs") {
-          // Index the new commits before the client hears back, so the REST view agrees.
+        if (isPush) {
           try {
             await indexChanges(opts.data.repoDir(target.org, target.repo));
           } catch (e) {
             log.error({ err: e }, "indexing changes after a push failed");
           }
+          if (heldBack) write(heldBack);
         }
         sendHeaders();
         res.end();

@@ -251,6 +251,8 @@ async function prefetchIdle(d: Daemon): Promise<boolean> {
 interface FsCounters {
   /** Reads, listings and stats that reached the filesystem; listings made ahead of the kernel. */
   read: number;
+  /** Reads that reached JavaScript only to be handed back to the binding. */
+  readsHandedBack: number;
   readdir: number;
   getattr: number;
   listedAhead: number;
@@ -352,6 +354,38 @@ test("a file listed before its blob was local is read by the binding once it is"
   // The blob is local now: the other copy's read goes to the binding, which reads the cache file.
   assert.equal((await d.sh("app", "cat docs/two.txt")).stdout, text);
   assert.equal(await fsReads(d), r1, "the second copy was read through the filesystem");
+});
+
+test("a file listed before its blob was local is read by the binding once a prefetch brought its blob", async (t) => {
+  const fx = fixture(t, "kcache-prefetched-blob");
+  const serve = await fx.serve();
+  const src = join(fx.dir, "src");
+  mkdirSync(join(src, "docs"), { recursive: true });
+  const files = Array.from({ length: 20 }, (_, i) => [
+    `docs/f${i}.txt`,
+    `file ${i}\n${"z".repeat(i * 300)}\n`,
+  ]);
+  for (const [rel, text] of files) writeFileSync(join(src, rel), text);
+  gitSync(src, ["init", "-q", "-b", "main"]);
+  gitSync(src, ["add", "-A"]);
+  gitSync(src, ["commit", "-q", "-m", "docs"]);
+  await serve.importRepo("local/app", src);
+  // Prefetch one level below a listed directory: the listing comes first, the blobs after it.
+  const d = await fx.daemon(serve, { env: { MESA_PREFETCH_MAX_DEPTH: "1" } });
+  assert.equal((await d.sh("app", "ls -l docs >/dev/null")).code, 0);
+  const prefetched = async () => {
+    const r = await mesa(["stats", "--json"], d.env);
+    return (camelKeys(JSON.parse(r.stdout)) as { cache: { prefetchedBlobs: number } }).cache.prefetchedBlobs;
+  };
+  assert.ok(
+    await waitFor(async () => (await prefetched()) >= files.length, 10_000, 50),
+    "nothing was prefetched",
+  );
+  const c0 = await fsCounters(d);
+  for (const [rel, text] of files) assert.equal((await d.sh("app", `cat ${rel}`)).stdout, text);
+  const c1 = await fsCounters(d);
+  assert.equal(c1.read - c0.read, 0, "reads reached the filesystem");
+  assert.equal(c1.readsHandedBack - c0.readsHandedBack, 0, "reads reached JavaScript to be handed back");
 });
 
 test("listings handed to the binding ahead of the kernel answer readdirs and lookups, misses too; a create, an unlink, a rename and a write through the mount show at once", async (t) => {

@@ -202,6 +202,24 @@ export class BlobStore {
     return this.disk.fileOf(oid);
   }
 
+  private readonly localListeners = new Set<(oids: string[]) => void>();
+
+  /** Tells `listener` about blobs stored on disk (`localFile` names them from then on). */
+  onLocal(listener: (oids: string[]) => void): () => void {
+    this.localListeners.add(listener);
+    return () => this.localListeners.delete(listener);
+  }
+
+  private storedLocally(oids: string[]): void {
+    for (const l of this.localListeners) {
+      try {
+        l(oids);
+      } catch (err) {
+        this.logger?.warn({ err }, "a listener for stored blobs failed");
+      }
+    }
+  }
+
   /** Size of a locally stored blob, without reading it. */
   localSize(oid: string): number | undefined {
     return this.memory.get(oid)?.length ?? this.disk?.sizeOf(oid);
@@ -295,11 +313,15 @@ export class BlobStore {
     this.c.prefetchedBlobs++;
     const cost = this.disk.costOf(data.length);
     this.transientBytes += cost;
+    let stored: boolean;
     try {
-      return (await this.disk.put(oid, data, { prefetched: true })) ? "stored" : "full";
+      stored = await this.disk.put(oid, data, { prefetched: true });
     } finally {
       this.transientBytes -= cost;
     }
+    if (!stored) return "full";
+    this.storedLocally([oid]);
+    return "stored";
   }
 
   /**
@@ -319,6 +341,7 @@ export class BlobStore {
     for (const b of blobs) this.c.fetchedBytes += b.size;
     this.c.fetchedBlobs += blobs.length;
     this.c.prefetchedBlobs += blobs.length;
+    this.storedLocally(blobs.map((b) => b.oid));
     return added;
   }
 
@@ -528,11 +551,12 @@ export class BlobStore {
     // When the disk falls behind, readers wait for the write: fetched data waiting for the
     // disk must not grow past the memory budget.
     if (this.transientBytes <= this.memory.maxBytes) f.resolve(data);
+    let stored = false;
     if (this.disk && !this.closed) {
       // The flight stays registered until the write lands, so a read meanwhile joins it.
       this.transientBytes += data.length;
       try {
-        const stored = await this.disk.put(oid, data, { prefetched: background });
+        stored = await this.disk.put(oid, data, { prefetched: background });
         // Too big for the disk cap but open: keep it in memory while it is open.
         if (!stored && this.isPinned(oid)) this.keepInMemory(oid, data);
         // On disk now: reads take ranges from the disk file (and the kernel's page cache), so
@@ -544,6 +568,7 @@ export class BlobStore {
     }
     f.resolve(data);
     if (this.flights.get(oid) === f) this.flights.delete(oid);
+    if (stored) this.storedLocally([oid]);
   }
 
   /** Memory copy when it fits the budget, or regardless of it for an open file not on disk. */

@@ -328,7 +328,14 @@ class FuseFace {
     return new Promise<FuseMount>((resolve, reject) => {
       this.ready = {
         resolve: () => {
-          this.unsubscribe = this.fs.onChange?.((changes) => this.invalidate(changes));
+          const unsubscribe = [
+            this.fs.onChange?.((changes) => this.invalidate(changes)),
+            this.fs.onBlobsLocal?.(this.blobsLocal),
+          ];
+          this.unsubscribe = () => {
+            for (const u of unsubscribe) u?.();
+            this.awaitingBlob.clear();
+          };
           resolve({
             mountPoint,
             unmount: () => this.unmount(mountPoint),
@@ -497,7 +504,10 @@ class FuseFace {
         this.lastRead = performance.now();
         if (fh !== 0) return b.replyBuf(req, await this.fs.read(this.inodes.pathOf(node), fh, size, off));
         // A committed blob that became local since the binding was last told: it reads it.
-        if (this.backIfLocal(node, node.shared?.writable)) return b.replyBacked(req, ino, size, off);
+        if (this.backIfLocal(node, node.shared?.writable)) {
+          this.fs.readHandedBack?.();
+          return b.replyBacked(req, ino, size, off);
+        }
         return b.replyBuf(req, await this.readShared(node, size, off));
       }
       case Op.WRITE: {
@@ -624,6 +634,7 @@ class FuseFace {
     }
     const blob = on ? s.blob : undefined;
     if (blob !== node.blob || (blob !== undefined && !node.backed)) {
+      if (node.blob !== undefined && blob !== node.blob) this.stopAwaiting(node, node.blob);
       node.blob = blob;
       this.back(node);
     }
@@ -635,6 +646,7 @@ class FuseFace {
    */
   private back(node: Node): boolean {
     const file = node.blob !== undefined ? this.fs.localBlobFile?.(node.blob) : undefined;
+    if (file === undefined && node.blob !== undefined) this.awaitBlob(node, node.blob);
     if ((file === undefined && !node.backed) || !this.session) return false;
     node.backed = file !== undefined;
     this.b.setBacking(this.session, node.ino, file ?? null);
@@ -651,10 +663,49 @@ class FuseFace {
     return this.back(node);
   }
 
+  /**
+   * Committed files whose blob is not local yet, by blob: named to the binding as their blobs
+   * arrive (a whole-tree stream after listings made at mount), so their first reads are the
+   * binding's instead of each going through JavaScript to be handed back.
+   */
+  private readonly awaitingBlob = new Map<string, Node | Node[]>();
+
+  private awaitBlob(node: Node, blob: string): void {
+    const waiting = this.awaitingBlob.get(blob);
+    if (waiting === undefined) this.awaitingBlob.set(blob, node);
+    else if (Array.isArray(waiting)) {
+      if (!waiting.includes(node)) waiting.push(node);
+    } else if (waiting !== node) this.awaitingBlob.set(blob, [waiting, node]);
+  }
+
+  private stopAwaiting(node: Node, blob: string): void {
+    const waiting = this.awaitingBlob.get(blob);
+    if (waiting === node) this.awaitingBlob.delete(blob);
+    else if (Array.isArray(waiting)) {
+      const rest = waiting.filter((n) => n !== node);
+      if (rest.length === 0) this.awaitingBlob.delete(blob);
+      else this.awaitingBlob.set(blob, rest.length === 1 ? rest[0] : rest);
+    }
+  }
+
+  /** Blobs became local: the binding reads the files waiting for them. */
+  private readonly blobsLocal = (oids: string[]): void => {
+    if (!this.session || this.ended) return;
+    for (const oid of oids) {
+      const waiting = this.awaitingBlob.get(oid);
+      if (waiting === undefined) continue;
+      this.awaitingBlob.delete(oid);
+      for (const node of Array.isArray(waiting) ? waiting : [waiting])
+        if (node.blob === oid && node.removedPath === undefined)
+          this.backIfLocal(node, node.shared?.writable);
+    }
+  };
+
   /** Before a change to the file through the mount, or when the kernel lets go of it. */
   private uncommit(node: Node): void {
     if (node.committed && this.session && !this.kernelOpens) this.b.setCommitted(this.session, node.ino, 0);
     node.committed = false;
+    if (node.blob !== undefined) this.stopAwaiting(node, node.blob);
     node.blob = undefined;
     this.back(node);
   }

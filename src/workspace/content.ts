@@ -23,6 +23,8 @@ export interface ContentProvider {
   unpin(oid: string): void;
   /** A local file holding blob `oid` exactly (verified), if there is one now. */
   localFile?(oid: string): string | undefined;
+  /** Subscribes to blobs becoming local; returns the unsubscribe function. */
+  onLocal?(listener: (oids: string[]) => void): () => void;
   /** A directory was listed: its files may be fetched in the background. */
   onDirectoryListed?(snap: RepoSnapshot, files: PrefetchFile[]): void;
   /** A listing or lookup is being answered: background fetching may give way. */

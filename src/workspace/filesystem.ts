@@ -97,6 +97,8 @@ export interface FileSystemCounters {
   aheadUsed: number;
   open: number;
   read: number;
+  /** Reads that reached JavaScript only to be handed back to the face's local-file reader. */
+  readsHandedBack: number;
   readBytes: number;
   readErrors: number;
   erofs: number;
@@ -124,6 +126,7 @@ export class WorkspaceFileSystem implements FileSystem {
     aheadUsed: 0,
     open: 0,
     read: 0,
+    readsHandedBack: 0,
     readBytes: 0,
     readErrors: 0,
     erofs: 0,
@@ -355,6 +358,14 @@ export class WorkspaceFileSystem implements FileSystem {
 
   localBlobFile(oid: string): string | undefined {
     return this.content.provider.localFile?.(oid);
+  }
+
+  readHandedBack(): void {
+    this.counters.readsHandedBack++;
+  }
+
+  onBlobsLocal(listener: (oids: string[]) => void): () => void {
+    return this.content.provider.onLocal?.(listener) ?? (() => undefined);
   }
 
   async getattr(path: string): Promise<Stat> {

@@ -129,6 +129,10 @@ export interface FileSystem {
    * back through `read`.
    */
   localBlobFile?(oid: string): string | undefined;
+  /** A read the face answered from `localBlobFile`'s file after it reached the face's JavaScript. */
+  readHandedBack?(): void;
+  /** Subscribes to blobs becoming local (`localBlobFile` may name them now); returns the unsubscribe function. */
+  onBlobsLocal?(listener: (oids: string[]) => void): () => void;
 }
 
 /** The mutating calls of the workspace filesystem (src/workspace/write-ops.ts). */

@@ -225,9 +225,24 @@ describe("git smart HTTP", () => {
       signal: AbortSignal.timeout(20_000),
     });
     assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "application/x-git-upload-pack-result");
     const text = await res.text();
     assert.match(text, /refs\/heads\/main/);
     assert.match(text, /refs\/heads\/jj/);
+    // An encoding git cannot read is refused before any git runs.
+    const br = await fetch(`${srv.url}/local/app.git/git-upload-pack`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${srv.adminKey}`,
+        "content-type": "application/x-git-upload-pack-request",
+        "content-encoding": "br",
+        "git-protocol": "version=2",
+      },
+      body,
+      signal: AbortSignal.timeout(20_000),
+    });
+    assert.equal(br.status, 415);
+    assert.match(await br.text(), /unknown content encoding br/);
   });
 
   it("push to an unknown repo is 404; bad repo names never reach git", async () => {

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
 import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "../log.js";
 import { nameProblem } from "../names.js";
@@ -39,6 +40,14 @@ const GIT_CONFIG: Array<[string, string]> = [
   ["receive.fsckObjects", "true"],
   ["gc.auto", "0"],
 ];
+
+/** What http-backend answers a fetch with. */
+const FETCH_HEADERS = {
+  "Content-Type": "application/x-git-upload-pack-result",
+  "Cache-Control": "no-cache, max-age=0, must-revalidate",
+  Pragma: "no-cache",
+  Expires: "Fri, 01 Jan 1980 00:00:00 GMT",
+};
 
 function configEnv(): Record<string, string> {
   const env: Record<string, string> = { GIT_CONFIG_COUNT: String(GIT_CONFIG.length) };
@@ -119,8 +128,22 @@ function runBackend(
   const proto = headers["git-protocol"];
   if (typeof proto === "string" && /^[\x20-\x7e]{1,256}$/.test(proto)) env.GIT_PROTOCOL = proto;
 
+  // A fetch skips the CGI: http-backend would only start `git upload-pack --stateless-rpc`, and
+  // starting it here saves a process (about a quarter of the server's time) per request, which
+  // a mount reading files lazily sends one of for each file it has to wait for.
+  const isFetch = target.rest === "git-upload-pack";
+  const encoding = headers["content-encoding"];
+  if (isFetch && encoding !== undefined && encoding !== "gzip" && encoding !== "x-gzip") {
+    gitError(reply, new ApiError(415, "UNSUPPORTED_MEDIA_TYPE", `unknown content encoding ${encoding}`));
+    return Promise.resolve();
+  }
   const log = opts.log.child({ org: target.org, repo: target.repo, service: target.service });
-  const child = spawn("git", ["http-backend"], { env: gitEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+  const child = isFetch
+    ? spawn("git", ["upload-pack", "--stateless-rpc", opts.data.repoDir(target.org, target.repo)], {
+        env: gitEnv({ ...configEnv(), ...(env.GIT_PROTOCOL ? { GIT_PROTOCOL: env.GIT_PROTOCOL } : {}) }),
+        stdio: ["pipe", "pipe", "pipe"],
+      })
+    : spawn("git", ["http-backend"], { env: gitEnv(env), stdio: ["pipe", "pipe", "pipe"] });
   reply.hijack();
   const res = reply.raw;
 
@@ -135,7 +158,9 @@ function runBackend(
     let headerBuf = Buffer.alloc(0);
     // CGI headers are parsed first but sent only with the first body byte (or a clean exit),
     // so a git that dies before producing anything still becomes a proper 500.
-    let parsed: { status: number; headers: Record<string, string> } | undefined;
+    let parsed: { status: number; headers: Record<string, string> } | undefined = isFetch
+      ? { status: 200, headers: FETCH_HEADERS }
+      : undefined;
     let headersSent = false;
     let killedForIdle = false;
     let timer: NodeJS.Timeout | undefined;
@@ -173,7 +198,11 @@ function runBackend(
     if (body) {
       body.on("data", touch);
       body.on("error", () => child.kill("SIGKILL"));
-      body.pipe(child.stdin);
+      if (isFetch && encoding !== undefined) {
+        const gunzip = createGunzip();
+        gunzip.on("error", () => child.kill("SIGKILL"));
+        body.pipe(gunzip).pipe(child.stdin);
+      } else body.pipe(child.stdin);
     } else child.stdin.end();
     child.stdin.on("error", () => {
       // git stopped reading (it failed or finished early); its exit status tells which.

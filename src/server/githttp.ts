@@ -14,7 +14,8 @@ import type { DataDir } from "./storage.js";
 
 /**
  * Git smart HTTP (compat.md §7) through the real `git http-backend`, as a CGI: the request
- * body is streamed in, the CGI headers are parsed and the rest is streamed back.
+ * body is streamed in, the CGI headers are parsed and the rest is streamed back. Fetches go
+ * straight to `git upload-pack --stateless-rpc`, the one thing http-backend would run for them.
  */
 export interface GitHttpOptions {
   data: DataDir;

@@ -5,7 +5,6 @@
 import type { Command } from "commander";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import { runChecks } from "../daemon/doctor.js";
 import { MesaError } from "../errors.js";
 import { globalOptions } from "./context.js";
 import { printJson } from "./json.js";
@@ -23,6 +22,7 @@ export function register(program: Command): void {
       } catch (err) {
         configError = (err as Error).message;
       }
+      const { runChecks } = await import("../daemon/doctor.js");
       const checks = await runChecks(config, configError);
       if (opts.json) printJson({ ok: checks.every((c) => c.ok || c.level === "warn"), checks });
       else

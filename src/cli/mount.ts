@@ -4,9 +4,9 @@
 import { closeSync, readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { dropSecretsFromEnv } from "../config/env.js";
-import { loadConfig } from "../config/load.js";
+import { configuredOrgs, loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import { configuredOrgs, type DaemonStatus, runDaemon } from "../daemon/daemon.js";
+import type { DaemonStatus } from "../daemon/daemon.js";
 import { cleanStaleDaemon, daemonLiveness } from "../daemon/liveness.js";
 import { settingsDiff } from "../daemon/settings-diff.js";
 import { daemonize, READY_FD_ENV, SECRET_FD_ENV } from "../daemon/spawn.js";
@@ -136,6 +136,8 @@ export function register(program: Command): void {
       if (readyFd === undefined) await prepareSecrets(config, g);
       // The config holds the credentials now; nothing the daemon starts may inherit them.
       dropSecretsFromEnv();
+      // Loaded here: the parent of `mount -d` never needs the daemon's modules.
+      const { runDaemon } = await import("../daemon/daemon.js");
       const code = await runDaemon(config, {
         logLevel: g.logLevel,
         readyFd: readyFd === undefined ? undefined : Number(readyFd),

@@ -10,8 +10,8 @@ import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
-import { GitRemote } from "../vcs/remote.js";
-import { RestClient } from "../vcs/rest.js";
+import type { GitRemote } from "../vcs/remote.js";
+import type { RestClient } from "../vcs/rest.js";
 import { globalOptions } from "./context.js";
 import { connectionFor } from "./credentials.js";
 
@@ -74,6 +74,10 @@ export async function clients(
     nonInteractive: globalOptions(cmd).nonInteractive,
     repo,
   });
+  const [{ RestClient }, { GitRemote }] = await Promise.all([
+    import("../vcs/rest.js"),
+    import("../vcs/remote.js"),
+  ]);
   const rest = new RestClient({ serviceUrl, credential });
   const git = new GitRemote({ url: `${serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`, credential });
   return {

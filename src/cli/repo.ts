@@ -3,20 +3,20 @@
  * ○ the ones it does not — configured ones, and with --all every repo the backend has.
  */
 import type { Command } from "commander";
-import { loadConfig } from "../config/load.js";
+import { configuredOrgs, loadConfig } from "../config/load.js";
 import { controlRequest } from "../daemon/control.js";
-import { configuredOrgs, type DaemonStatus } from "../daemon/daemon.js";
+import type { DaemonStatus } from "../daemon/daemon.js";
 import { runningDaemon } from "../daemon/liveness.js";
 import { registerRepoOpenClose } from "../daemon/repo-open.js";
 import { MesaError } from "../errors.js";
 import { validateOrgName } from "../names.js";
-import { RestClient } from "../vcs/rest.js";
 import { globalOptions } from "./context.js";
 import { connectionFor } from "./credentials.js";
 import { COMMON_ENV, withHelp } from "./help.js";
 import { printJson } from "./json.js";
 
 async function backendRepos(serviceUrl: string, org: string, credential: string): Promise<string[] | null> {
+  const { RestClient } = await import("../vcs/rest.js");
   const client = new RestClient({ serviceUrl, credential, timeoutMs: 15_000 });
   try {
     const names: string[] = [];

@@ -1,23 +1,17 @@
 import type { Command } from "commander";
 import { parseScopes } from "../auth/keys.js";
-import { mintAccessToken } from "../auth/mint.js";
-import { API_KEY_TTL } from "../auth/tokens.js";
 import { loadConfig } from "../config/load.js";
 import { MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
 import { applyEnvOrgs, envCredential, openSecretStore, resolveCredential } from "../secrets/index.js";
-import { whoamiKeyId } from "../vcs/rest.js";
 import { globalOptions } from "./context.js";
 
-function parseTtl(text: string): number {
+function parseTtl(text: string, max: number): number {
   if (!/^\d+$/.test(text))
     throw new MesaError("INVALID_ARGUMENT", `--ttl takes whole seconds, got ${JSON.stringify(text)}`);
   const ttl = Number(text);
-  if (ttl < 1 || ttl > API_KEY_TTL.max)
-    throw new MesaError(
-      "INVALID_ARGUMENT",
-      `token TTL ${ttl} s is out of range: use 1 to ${API_KEY_TTL.max} seconds`,
-    );
+  if (ttl < 1 || ttl > max)
+    throw new MesaError("INVALID_ARGUMENT", `token TTL ${ttl} s is out of range: use 1 to ${max} seconds`);
   return ttl;
 }
 
@@ -48,7 +42,13 @@ export function register(program: Command): void {
       const repos =
         opts.repo.length === 0 ? null : [...new Set(opts.repo.map((r) => `${org}/${validateRepoName(r)}`))];
       const scopes = parseScopes(opts.scope);
-      const ttlSeconds = opts.ttl === undefined ? undefined : parseTtl(opts.ttl);
+      // Signing and the server lookup are loaded when a token is made, not for every command.
+      const [{ API_KEY_TTL }, { mintAccessToken }, { whoamiKeyId }] = await Promise.all([
+        import("../auth/tokens.js"),
+        import("../auth/mint.js"),
+        import("../vcs/rest.js"),
+      ]);
+      const ttlSeconds = opts.ttl === undefined ? undefined : parseTtl(opts.ttl, API_KEY_TTL.max);
       // MESA_API_KEY needs no secret store: don't probe backends (or warn) for nothing.
       let credential = envCredential(config, org);
       if (credential === undefined) {

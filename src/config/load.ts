@@ -133,3 +133,11 @@ function mergeOrganizations(
   }
   return out;
 }
+
+/** Every org to mount: from config and from credentials given in the environment. */
+export function configuredOrgs(config: Config): string[] {
+  const orgs = new Set(Object.keys(config.organizations));
+  if (config.env.org) orgs.add(config.env.org);
+  for (const o of config.env.orgs) orgs.add(o.org);
+  return [...orgs].sort();
+}

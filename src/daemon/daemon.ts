@@ -7,6 +7,7 @@ import { mkdir } from "node:fs/promises";
 import type { Server } from "node:net";
 import { resolve } from "node:path";
 import pino, { type Logger } from "pino";
+import { configuredOrgs } from "../config/load.js";
 import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
 import { formatError, MesaError } from "../errors.js";
@@ -61,14 +62,6 @@ export interface FailedRepo {
   org: string;
   repo?: string;
   error: string;
-}
-
-/** Every org to mount: from config and from credentials given in the environment. */
-export function configuredOrgs(config: Config): string[] {
-  const orgs = new Set(Object.keys(config.organizations));
-  if (config.env.org) orgs.add(config.env.org);
-  for (const o of config.env.orgs) orgs.add(o.org);
-  return [...orgs].sort();
 }
 
 function openLog(

@@ -15,7 +15,6 @@ import type { Config } from "../config/types.js";
 import { isMesaError, MesaError } from "../errors.js";
 import { validateOrgName, validateRepoName } from "../names.js";
 import { BOOKMARK_REF_PREFIX } from "../vcs/refs.js";
-import { GitRemote } from "../vcs/remote.js";
 import { controlRequest } from "./control.js";
 import { runningDaemon } from "./liveness.js";
 
@@ -41,6 +40,7 @@ async function checkExists(
   nonInteractive: boolean,
 ): Promise<void> {
   const { credential, serviceUrl } = await connectionFor(config, org, { nonInteractive, repo });
+  const { GitRemote } = await import("../vcs/remote.js");
   const git = new GitRemote({
     url: `${serviceUrl.replace(/\/+$/, "")}/${org}/${repo}.git`,
     credential,

@@ -202,6 +202,7 @@ typedef struct session {
   int no_open_files;
   int max_threads;
   atomic_long outstanding; /* requests handed to JavaScript and not answered yet */
+  atomic_long queued;      /* of those, not yet taken up by JavaScript's event loop */
   atomic_int ended;
   int destroyed;
   pid_t own_pid;
@@ -251,10 +252,14 @@ static void free_request(request *r) {
 
 /* Queues a request for JavaScript; the worker returns to the loop at once. */
 static void to_js(session *s, request *r) {
-  if (r->req) atomic_fetch_add(&s->outstanding, 1);
+  if (r->req) {
+    atomic_fetch_add(&s->outstanding, 1);
+    atomic_fetch_add(&s->queued, 1);
+  }
   if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
     if (r->req) {
       atomic_fetch_sub(&s->outstanding, 1);
+      atomic_fetch_sub(&s->queued, 1);
       fuse_reply_err(r->req, EIO);
     }
     free_request(r);
@@ -1011,6 +1016,7 @@ static void try_destroy(session *s);
 static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   session *s = context;
   request *r = data;
+  if (r->req) atomic_fetch_sub(&s->queued, 1);
   if (!env) { /* the function is being torn down */
     if (r->req) {
       atomic_fetch_sub(&s->outstanding, 1);
@@ -1591,6 +1597,13 @@ static napi_value js_generation(napi_env env, napi_callback_info info) {
   return num(env, s ? (double)atomic_load(&s->gen) : 0);
 }
 
+/* Requests waiting for JavaScript's event loop: work it does on its own yields to them. */
+static napi_value js_queued(napi_env env, napi_callback_info info) {
+  JS_ARGS(1);
+  session *s = get_session(env, argv[0]);
+  return num(env, s ? (double)atomic_load(&s->queued) : 0);
+}
+
 static void enqueue_notify(session *s, notify_item *it) {
   pthread_mutex_lock(&s->nlock);
   if (s->nstop) {
@@ -1696,6 +1709,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dirFill", NULL, js_dir_fill, NULL, NULL, NULL, napi_default, NULL},
       {"prefill", NULL, js_prefill, NULL, NULL, NULL, napi_default, NULL},
       {"generation", NULL, js_generation, NULL, NULL, NULL, napi_default, NULL},
+      {"queued", NULL, js_queued, NULL, NULL, NULL, napi_default, NULL},
       {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
       {"setCommitted", NULL, js_set_committed, NULL, NULL, NULL, napi_default, NULL},

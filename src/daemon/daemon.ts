@@ -369,6 +369,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
 
     log.info({ mountPoint, pid: process.pid, repos: fs.repos().length, ms: Date.now() - t0 }, "mounted");
     reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint, failed: failedRepos(failures) });
+    fuse.listTree();
     session.startBackground();
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.

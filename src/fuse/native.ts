@@ -102,6 +102,8 @@ export interface Binding {
   prefill(session: Session, dirIno: number, parentIno: number, ...rest: [...Listing, gen: number]): boolean;
   /** Advances whenever a name or attribute may have changed (a mutating request, an invalidation). */
   generation(session: Session): number;
+  /** Requests handed to JavaScript that its event loop has not taken up yet. */
+  queued(session: Session): number;
   invalEntry(session: Session, parentIno: number, name: string): void;
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */

@@ -9,8 +9,8 @@
  * - Requests that need no data are answered on the worker itself: readdir chunks after the
  *   first (the listing JavaScript gave for the first is kept), readdirs and lookups in a
  *   directory whose kept listing is still exact (see session.gen; JavaScript hands over the
- *   listings of a listed directory's subdirectories ahead of the kernel), forget, read-only
- *   opens of committed files, and reads of committed files whose content is in a local file
+ *   listings of a listed directory's subdirectories ahead of the kernel), getattrs of
+ *   directories such a listing shows (see dir_attr), forget, read-only opens of committed files, and reads of committed files whose content is in a local file
  *   JavaScript named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
  *   that: it then opens directories without asking (no opendir/releasedir round trips) and
  *   keeps their listings in its page cache; readdir then comes with handle 0 and listings are
@@ -74,6 +74,19 @@ typedef struct dir_handle {
    * offset 0 and lookups of its names (and misses) here. */
   unsigned long gen;
 } dir_handle;
+
+/*
+ * A directory's attributes as its parent's exact listing gave them, kept by inode: a getattr
+ * of the directory is answered here while the generation is still the listing's (the kernel
+ * asks again after every readdir, to refresh the atime, so each directory of a warm walk would
+ * otherwise cost a trip through JavaScript).
+ */
+typedef struct dir_attr {
+  ino_link link;
+  unsigned long gen;
+  double attr_timeout;
+  double a[ATTR_FIELDS];
+} dir_attr;
 
 typedef struct request {
   int op;
@@ -217,6 +230,7 @@ typedef struct session {
    * a read when no longer exact). The lock is held while a chunk is built from one. */
   ino_map listings; /* of dir_handle */
   ino_map backings; /* of backing */
+  ino_map dir_attrs; /* of dir_attr */
   /* Generation of the namespace: advanced whenever a name or an attribute may have changed (a
    * mutating request's reply, an invalidation), so listings made before stop answering for
    * the directory. Mutating requests in flight are kept to advance it again as they are
@@ -378,6 +392,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 }
 
 static void drop_listing(session *s, fuse_ino_t ino);
+static void drop_dir_attrs(session *s, fuse_ino_t ino);
+static int getattr_of_dir(session *s, fuse_req_t req, fuse_ino_t ino);
 static void drop_backing(session *s, fuse_ino_t ino);
 static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
 
@@ -389,6 +405,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   r->ninos = 1;
   session *s = session_of(req);
   drop_listing(s, ino);
+  drop_dir_attrs(s, ino);
   fuse_reply_none(req);
   to_js(s, r);
 }
@@ -402,13 +419,17 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
   }
   r->ninos = count;
   session *s = session_of(req);
-  for (size_t i = 0; i < count; i++) drop_listing(s, forgets[i].ino);
+  for (size_t i = 0; i < count; i++) {
+    drop_listing(s, forgets[i].ino);
+    drop_dir_attrs(s, forgets[i].ino);
+  }
   fuse_reply_none(req);
   to_js(s, r);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   if (from_self(req)) return;
+  if (getattr_of_dir(session_of(req), req, ino)) return;
   request *r = new_request(OP_GETATTR, req, ino);
   if (fi) {
     r->fh = fi->fh;
@@ -671,6 +692,44 @@ static void map_drop(ino_map *m, fuse_ino_t ino, void (*release)(void *)) {
   pthread_mutex_unlock(&m->lock);
   if (e) release(e);
 }
+
+/* Keeps the attributes of the subdirectories in exact listing `d` (see dir_attr). */
+static void keep_dir_attrs(session *s, const dir_handle *d) {
+  pthread_mutex_lock(&s->dir_attrs.lock);
+  for (size_t i = 0; i < d->count; i++) {
+    const double *a = d->attrs + i * ATTR_FIELDS;
+    if (a[5] == 0 || ((mode_t)a[1] & S_IFMT) != S_IFDIR) continue; /* nlink 0: not known */
+    dir_attr *e = map_find(&s->dir_attrs, (fuse_ino_t)a[0]);
+    if (!e) {
+      e = malloc(sizeof(dir_attr));
+      e->link.ino = (fuse_ino_t)a[0];
+      map_insert(&s->dir_attrs, &e->link);
+    }
+    e->gen = d->gen;
+    e->attr_timeout = d->attr_timeout;
+    memcpy(e->a, a, sizeof(e->a));
+  }
+  pthread_mutex_unlock(&s->dir_attrs.lock);
+}
+
+/* Answers a getattr of a directory from its kept attributes; 0 when JavaScript must. */
+static int getattr_of_dir(session *s, fuse_req_t req, fuse_ino_t ino) {
+  struct stat st;
+  double timeout = 0;
+  int found = 0;
+  pthread_mutex_lock(&s->dir_attrs.lock);
+  dir_attr *e = map_find(&s->dir_attrs, ino);
+  if (e && e->gen == atomic_load(&s->gen)) {
+    fill_stat(&st, e->a);
+    timeout = e->attr_timeout;
+    found = 1;
+  }
+  pthread_mutex_unlock(&s->dir_attrs.lock);
+  if (found) fuse_reply_attr(req, &st, timeout);
+  return found;
+}
+
+static void drop_dir_attrs(session *s, fuse_ino_t ino) { map_drop(&s->dir_attrs, ino, free); }
 
 static void release_dir(void *d) { free_dir(d); }
 
@@ -1187,6 +1246,7 @@ static void try_destroy(session *s) {
   pthread_join(s->loop_thread, NULL);
   map_clear(&s->listings, release_dir);
   map_clear(&s->backings, free);
+  map_clear(&s->dir_attrs, free);
   free(s->mutating);
   s->mutating = NULL;
   fuse_session_destroy(s->se);
@@ -1263,6 +1323,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->committed.lock, NULL);
   pthread_mutex_init(&s->listings.lock, NULL);
   pthread_mutex_init(&s->backings.lock, NULL);
+  pthread_mutex_init(&s->dir_attrs.lock, NULL);
   pthread_mutex_init(&s->mlock, NULL);
   atomic_store(&s->gen, 1);
 
@@ -1525,6 +1586,7 @@ static void fill_dir(napi_env env, napi_value *argv, dir_handle *d) {
 static void keep_listing(session *s, dir_handle *d, unsigned long gen) {
   d->gen = gen == atomic_load(&s->gen) ? gen : 0;
   put_listing(&s->listings, d);
+  if (d->gen) keep_dir_attrs(s, d);
 }
 
 /*

@@ -447,6 +447,21 @@ test("listings handed to the binding ahead of the kernel answer readdirs and loo
   assert.equal(found.stdout, (await run("sh", ["-c", find], { cwd: src })).stdout);
   assert.equal(c3.readdir - c2.readdir, 0, "find's listings reached the filesystem");
   assert.ok(c3.aheadUsed - c2.aheadUsed > 0, "the listings made ahead were not counted as used");
+  // The kernel asks for a directory's attributes again after each listing (its atime): the
+  // binding answers from the parent's listing, as JavaScript would.
+  const dirStats =
+    "find . -path ./.git -prune -o -type d -print0 | sort -z | xargs -0 stat -c '%n %a %s %h %Y'";
+  const s0 = await d.sh("app", dirStats);
+  const c4 = await fsCounters(d);
+  const s1 = await d.sh(
+    "app",
+    `find . -path ./.git -prune -o -name '*.txt' -print >/dev/null && ${dirStats}`,
+  );
+  const c5 = await fsCounters(d);
+  assert.equal(s1.code, 0, s1.stderr);
+  assert.equal(s1.stdout, s0.stdout, "directory attributes as the filesystem gives them");
+  assert.equal(s1.stdout.split("\n").filter(Boolean).length, dirs + 1, "every directory was stat'ed");
+  assert.equal(c5.getattr - c4.getattr, 0, "directory stats after a walk reached the filesystem");
 
   // Changes through the mount: every listing and lookup after one shows it.
   const a = subdirs.find((s) => readdirSync(join(src, s)).some((n) => n.endsWith(".txt")))!;
@@ -464,6 +479,8 @@ test("listings handed to the binding ahead of the kernel answer readdirs and loo
     `! ls '${a}' | grep -qx new.txt`,
     `printf more >> '${b}/moved.txt'`,
     `test "$(ls -l '${b}' | awk '$NF == "moved.txt" { print $5 }')" = 8`,
+    // A directory's attributes after a change in it: not the ones kept from its parent's listing.
+    `m0=$(stat -c %y '${b}') && sleep 0.05 && touch '${b}/later.txt' && test "$(stat -c %y '${b}')" != "$m0"`,
   ];
   for (const step of steps) {
     const r = await d.sh("app", step);

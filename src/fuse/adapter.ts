@@ -350,6 +350,7 @@ class FuseFace {
           this.unsubscribe = () => {
             for (const u of unsubscribe) u?.();
             this.awaitingBlob.clear();
+            this.awaitQueue = [];
           };
           resolve({
             mountPoint,
@@ -662,7 +663,7 @@ class FuseFace {
    */
   private back(node: Node): boolean {
     const file = node.blob !== undefined ? this.fs.localBlobFile?.(node.blob) : undefined;
-    if (file === undefined && node.blob !== undefined) this.awaitBlob(node, node.blob);
+    if (file === undefined && node.blob !== undefined) this.awaitBlob(node);
     if ((file === undefined && !node.backed) || !this.session) return false;
     node.backed = file !== undefined;
     this.b.setBacking(this.session, node.ino, file ?? null);
@@ -685,16 +686,31 @@ class FuseFace {
    * binding's instead of each going through JavaScript to be handed back.
    */
   private readonly awaitingBlob = new Map<string, Node | Node[]>();
+  /**
+   * Nodes to file in `awaitingBlob` once blobs arrive: listing a fresh mount's tree meets tens
+   * of thousands of them, and filing each then was a third of the listing's time.
+   */
+  private awaitQueue: Node[] = [];
 
-  private awaitBlob(node: Node, blob: string): void {
-    const waiting = this.awaitingBlob.get(blob);
-    if (waiting === undefined) this.awaitingBlob.set(blob, node);
-    else if (Array.isArray(waiting)) {
-      if (!waiting.includes(node)) waiting.push(node);
-    } else if (waiting !== node) this.awaitingBlob.set(blob, [waiting, node]);
+  private awaitBlob(node: Node): void {
+    this.awaitQueue.push(node);
+  }
+
+  private fileAwaiting(): void {
+    for (const node of this.awaitQueue) {
+      const blob = node.blob;
+      if (blob === undefined || node.backed || node.removedPath !== undefined) continue;
+      const waiting = this.awaitingBlob.get(blob);
+      if (waiting === undefined) this.awaitingBlob.set(blob, node);
+      else if (Array.isArray(waiting)) {
+        if (!waiting.includes(node)) waiting.push(node);
+      } else if (waiting !== node) this.awaitingBlob.set(blob, [waiting, node]);
+    }
+    this.awaitQueue = [];
   }
 
   private stopAwaiting(node: Node, blob: string): void {
+    this.fileAwaiting();
     const waiting = this.awaitingBlob.get(blob);
     if (waiting === node) this.awaitingBlob.delete(blob);
     else if (Array.isArray(waiting)) {
@@ -707,6 +723,7 @@ class FuseFace {
   /** Blobs became local: the binding reads the files waiting for them. */
   private readonly blobsLocal = (oids: string[]): void => {
     if (!this.session || this.ended) return;
+    this.fileAwaiting();
     for (const oid of oids) {
       const waiting = this.awaitingBlob.get(oid);
       if (waiting === undefined) continue;

@@ -369,8 +369,11 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
 
     log.info({ mountPoint, pid: process.pid, repos: fs.repos().length, ms: Date.now() - t0 }, "mounted");
     reportReady(opts.readyFd, { ready: true, pid: process.pid, mountPoint, failed: failedRepos(failures) });
-    fuse.listTree();
-    session.startBackground();
+    // Content streams start once the tree is listed (or after a second): setting one up takes
+    // the event loop for tens of milliseconds, which a walk right after the mount waits for.
+    const started = session;
+    setTimeout(() => started.startBackground(), 1000).unref();
+    void fuse.listTree().then(() => started.startBackground());
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.
     return await new Promise<number>(() => undefined);

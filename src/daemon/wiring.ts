@@ -40,7 +40,7 @@ export interface Session {
   notes(): string[];
   /** The Git client of one repo (the writer pushes through it). */
   gitRemote(org: string, repo: string): Promise<GitRemote>;
-  /** Lets background streams held by `SessionOptions.holdBackground` start. */
+  /** Lets background streams held by `SessionOptions.holdBackground` start (once; later calls do nothing). */
   startBackground(): void;
   /** This session's credential for `org` (the access token it minted), for CLI commands to reuse. */
   credential(org: string): Promise<string>;

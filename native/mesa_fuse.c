@@ -10,8 +10,9 @@
  *   first (the listing JavaScript gave for the first is kept), readdirs and lookups in a
  *   directory whose kept listing is still exact (see session.gen; JavaScript hands over the
  *   listings of a listed directory's subdirectories ahead of the kernel), getattrs of
- *   directories such a listing shows (see dir_attr), forget, read-only opens of committed files, and reads of committed files whose content is in a local file
- *   JavaScript named (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
+ *   directories such a listing shows (see dir_attr), forget, read-only opens of committed
+ *   files, and reads of committed files whose content is in a local file JavaScript named
+ *   (the disk cache's blob). Opendir is answered ENOSYS once where the kernel supports
  *   that: it then opens directories without asking (no opendir/releasedir round trips) and
  *   keeps their listings in its page cache; readdir then comes with handle 0 and listings are
  *   kept per inode.

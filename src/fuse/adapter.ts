@@ -694,7 +694,9 @@ class FuseFace {
   private awaitQueue: Node[] = [];
 
   private awaitBlob(node: Node): void {
-    this.awaitQueue.push(node);
+    // Filed at once past the deep-listing budget: relistings with no blob arriving meanwhile
+    // (prefetch off, nothing read) queue the same nodes again.
+    if (this.awaitQueue.push(node) > DEEP_LIST_ENTRIES) this.fileAwaiting();
   }
 
   private fileAwaiting(): void {

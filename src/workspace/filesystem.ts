@@ -428,8 +428,11 @@ export class WorkspaceFileSystem implements FileSystem {
   async readdirEntries(path: string, opts?: { ahead?: boolean }): Promise<DirEntry[]> {
     const { names, loc, dir } = await this.listing(path, opts?.ahead);
     if (!loc || !dir) {
-      const stat = this.dirStat();
-      return names.map((name) => ({ name, mode: S_IFDIR, stat }));
+      // Orgs get the mount's directory attributes, repos their root's: what getattr gives.
+      return names.map((name) => {
+        const repo = this.locate(path === "/" ? `/${name}` : `${path}/${name}`);
+        return { name, mode: S_IFDIR, stat: repo ? this.stat(repo, this.node(repo)) : this.dirStat() };
+      });
     }
     const view = loc.repo.view;
     const out: DirEntry[] = [];

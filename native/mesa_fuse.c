@@ -18,6 +18,9 @@
  *   kept per inode.
  *   Open and flush likewise, so a warm read of a file sends nothing at all (files created with
  *   create still get their own handle and release).
+ * - Readdirplus replies carry attributes for directories always and for files only while
+ *   callers look files up (see files_wanted): a walk that reads only names then gives the
+ *   kernel no inode per file to make.
  * - Kernel cache invalidations run on their own notifier thread: libfuse's notify calls block
  *   while the kernel holds a lock that a pending request may hold too, and that request is
  *   answered by JavaScript, so calling them on the main thread could deadlock.
@@ -36,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Operation codes shared with src/fuse/native.ts (keep in step). */
@@ -225,6 +229,12 @@ typedef struct session {
   notify_item *nhead, *ntail;
   int nstop;
   ino_set committed;
+  /* Readdirplus replies give files' attributes only while some caller wants them (see
+   * files_wanted): until this time (CLOCK_MONOTONIC ns). Directories whose listing the kernel
+   * got without them are in `names_only`, to drop from its cache when that changes. */
+  atomic_llong files_wanted_until;
+  ino_set names_only;
+  atomic_ulong lookups_answered; /* by a kept listing, here (see lookupsAnswered) */
   /* Listings of directories read with handle 0 (no opendir), given by JavaScript for a
    * readdir or ahead of one (prefill): used for the chunks after the first, for whole readdirs
    * and lookups while exact, dropped on invalidation or forget of the inode (or at the end of
@@ -354,6 +364,43 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
 }
 
 static void fill_stat(struct stat *st, const double *a);
+static void enqueue_notify(session *s, notify_item *it);
+
+static long long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* How long after a caller last asked for a file's attributes readdirplus replies include them. */
+#define FILES_WANTED_NS 2000000000LL
+
+/*
+ * A lookup asked for a file's attributes. Readdirplus replies give the kernel an inode for
+ * every entry with attributes, and making 40,000 of them costs a name-only walk (`rg --files`,
+ * `find -name`: names and types from the listing are all they read) twice its time; so files
+ * get theirs only while callers want them, as `ls -l`, `stat` or a reader opening files do:
+ * their lookups turn them on for the next readdirplus replies. Listings the kernel already
+ * keeps without them are dropped from its cache then, so its next readdir asks again.
+ */
+static void files_wanted(session *s) {
+  long long now = now_ns();
+  if (atomic_exchange(&s->files_wanted_until, now + FILES_WANTED_NS) >= now) return;
+  ino_set *t = &s->names_only;
+  pthread_mutex_lock(&t->lock);
+  uint64_t *slots = t->slots;
+  size_t cap = t->cap;
+  t->slots = NULL;
+  t->cap = t->used = t->live = 0;
+  pthread_mutex_unlock(&t->lock);
+  for (size_t i = 0; i < cap; i++) {
+    if (slots[i] == SLOT_EMPTY || slots[i] == SLOT_GONE) continue;
+    notify_item *it = calloc(1, sizeof(notify_item));
+    it->ino = (fuse_ino_t)slots[i];
+    enqueue_notify(s, it);
+  }
+  free(slots);
+}
 
 /* Answers a lookup from the parent's exact listing: its entry, or a miss. 0: JavaScript must. */
 static int lookup_in_listing(session *s, fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -375,6 +422,8 @@ static int lookup_in_listing(session *s, fuse_req_t req, fuse_ino_t parent, cons
   e.entry_timeout = l->entry_timeout;
   pthread_mutex_unlock(&s->listings.lock);
   if (!answer) return 0;
+  atomic_fetch_add(&s->lookups_answered, 1);
+  if (e.ino && !S_ISDIR(e.attr.st_mode)) files_wanted(s);
   if (e.ino) {
     uint64_t *held = malloc(sizeof(uint64_t));
     held[0] = e.ino;
@@ -407,6 +456,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   session *s = session_of(req);
   drop_listing(s, ino);
   drop_dir_attrs(s, ino);
+  set_put(&s->names_only, ino, 0);
   fuse_reply_none(req);
   to_js(s, r);
 }
@@ -423,6 +473,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
   for (size_t i = 0; i < count; i++) {
     drop_listing(s, forgets[i].ino);
     drop_dir_attrs(s, forgets[i].ino);
+    set_put(&s->names_only, forgets[i].ino, 0);
   }
   fuse_reply_none(req);
   to_js(s, r);
@@ -830,6 +881,7 @@ static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t 
   /* Entries handed to the kernel with attributes: each one is a lookup it now holds. */
   uint64_t *held = plus ? malloc((d->count ? d->count : 1) * sizeof(uint64_t)) : NULL;
   size_t nheld = 0;
+  int files_too = plus && now_ns() < atomic_load(&s->files_wanted_until), withheld = 0;
   for (size_t i = (size_t)off; i < total; i++) {
     const char *name;
     struct fuse_entry_param e;
@@ -845,8 +897,10 @@ static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t 
       name = d->names[i - 2];
       fill_stat(&e.attr, a);
       /* nlink 0: attributes not known yet (a size still to load); the kernel gets the name and
-         type only (nodeid 0) and asks with a lookup when it needs more. */
-      with_attr = a[5] != 0;
+         type only (nodeid 0) and asks with a lookup when it needs more. Files' attributes
+         only while wanted: see files_wanted. */
+      with_attr = a[5] != 0 && (files_too || S_ISDIR(e.attr.st_mode));
+      if (plus && a[5] != 0 && !with_attr) withheld = 1;
       e.ino = with_attr ? e.attr.st_ino : 0;
       e.attr_timeout = with_attr ? d->attr_timeout : 0;
       e.entry_timeout = with_attr ? d->entry_timeout : 0;
@@ -857,6 +911,7 @@ static size_t build_dir_chunk(session *s, fuse_req_t req, dir_handle *d, size_t 
     pos += need;
     if (plus && with_attr) held[nheld++] = e.ino;
   }
+  if (withheld) set_put(&s->names_only, d->link.ino, 1);
   if (nheld > 0) {
     lookups_held(s, held, nheld);
     held = NULL;
@@ -1322,6 +1377,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&s->nlock, NULL);
   pthread_cond_init(&s->ncond, NULL);
   pthread_mutex_init(&s->committed.lock, NULL);
+  pthread_mutex_init(&s->names_only.lock, NULL);
   pthread_mutex_init(&s->listings.lock, NULL);
   pthread_mutex_init(&s->backings.lock, NULL);
   pthread_mutex_init(&s->dir_attrs.lock, NULL);
@@ -1391,6 +1447,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   e.ino = e.attr.st_ino;
   e.entry_timeout = get_num(env, argv[10]);
   e.attr_timeout = get_num(env, argv[11]);
+  if (e.ino && !S_ISDIR(e.attr.st_mode)) files_wanted(s);
   fuse_reply_entry(req, &e);
   answered(s);
   return NULL;
@@ -1660,6 +1717,13 @@ static napi_value js_generation(napi_env env, napi_callback_info info) {
   return num(env, s ? (double)atomic_load(&s->gen) : 0);
 }
 
+/* Lookups the binding answered from kept listings, without JavaScript. */
+static napi_value js_lookups_answered(napi_env env, napi_callback_info info) {
+  JS_ARGS(1);
+  session *s = get_session(env, argv[0]);
+  return num(env, s ? (double)atomic_load(&s->lookups_answered) : 0);
+}
+
 /* Requests waiting for JavaScript's event loop: work it does on its own yields to them. */
 static napi_value js_queued(napi_env env, napi_callback_info info) {
   JS_ARGS(1);
@@ -1773,6 +1837,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"prefill", NULL, js_prefill, NULL, NULL, NULL, napi_default, NULL},
       {"generation", NULL, js_generation, NULL, NULL, NULL, napi_default, NULL},
       {"queued", NULL, js_queued, NULL, NULL, NULL, napi_default, NULL},
+      {"lookupsAnswered", NULL, js_lookups_answered, NULL, NULL, NULL, napi_default, NULL},
       {"invalEntry", NULL, js_inval_entry, NULL, NULL, NULL, napi_default, NULL},
       {"invalInode", NULL, js_inval_inode, NULL, NULL, NULL, napi_default, NULL},
       {"setCommitted", NULL, js_set_committed, NULL, NULL, NULL, napi_default, NULL},

@@ -507,3 +507,69 @@ test("listings handed to the binding ahead of the kernel answer readdirs and loo
     assert.equal(r.code, 0, `${step}: ${r.stderr}`);
   }
 });
+
+test("a walk that reads only names gives the kernel no inodes for files; stats of files bring their attributes with the listings again", async (t) => {
+  const fx = fixture(t, "kcache-names");
+  const dir = fx.dir;
+  const serve = await fx.serve();
+  const src = join(dir, "src");
+  // Forty directories of 25 files, a few of them nested, some executable.
+  for (let i = 0; i < 40; i++) {
+    const rel = i % 8 === 7 ? `d${i - 1}/nested-${i}` : `d${i}`;
+    mkdirSync(join(src, rel), { recursive: true });
+    for (let f = 0; f < 25; f++)
+      writeFileSync(join(src, rel, `f${f}.txt`), "x".repeat(i * 25 + f), { mode: f % 5 ? 0o644 : 0o755 });
+  }
+  gitSync(src, ["init", "-q", "-b", "main"]);
+  gitSync(src, ["add", "-A"]);
+  gitSync(src, ["commit", "-q", "-m", "tree"]);
+  await serve.importRepo("local/app", src);
+  const d = await fx.daemon(serve);
+  const inSrc = (cmd: string) => run("sh", ["-c", cmd], { cwd: src });
+  const dirs = (await inSrc("find . -path ./.git -prune -o -type d -print")).stdout.split("\n").length - 2;
+  const files = (await inSrc("find . -path ./.git -prune -o ! -type d -print")).stdout.split("\n").length - 1;
+  assert.ok(
+    await waitFor(async () => (await fsCounters(d)).listedAhead >= dirs, 10_000, 50),
+    "the tree was not listed ahead",
+  );
+  const fuse = async () => {
+    const r = await mesa(["stats", "--json"], d.env);
+    assert.equal(r.code, 0, r.stderr);
+    return camelKeys((JSON.parse(r.stdout) as { fuse: unknown }).fuse) as {
+      kernelInodes: number;
+      lookupsAnswered: number;
+    };
+  };
+  const k0 = await fuse();
+
+  // Names and types are all `find -type f` reads: the kernel gets inodes for directories only.
+  const names = "find . -path ./.git -prune -o -type f -print | sort";
+  const found = await d.sh("app", names);
+  assert.equal(found.code, 0, found.stderr);
+  assert.equal(found.stdout, (await inSrc(names)).stdout);
+  assert.ok(
+    await waitFor(async () => (await fuse()).kernelInodes - k0.kernelInodes >= dirs, 5_000, 50),
+    "the directories' inodes were not counted",
+  );
+  const k1 = await fuse();
+  assert.ok(
+    k1.kernelInodes - k0.kernelInodes <= dirs + 2,
+    `the kernel holds ${k1.kernelInodes - k0.kernelInodes} new inodes for ${dirs} directories and ${files} files`,
+  );
+
+  // Sizes and modes of every file: right, and after the first directory's files the listings
+  // come again with attributes (the kernel's names-only copies dropped), not a lookup per file.
+  const attrs = "find . -path ./.git -prune -o ! -type d -printf '%P %s %m %y\\n' | sort";
+  const got = await d.sh("app", attrs);
+  assert.equal(got.code, 0, got.stderr);
+  assert.equal(got.stdout, (await inSrc(attrs)).stdout);
+  const k2 = await fuse();
+  assert.ok(
+    k2.lookupsAnswered - k1.lookupsAnswered < files / 2,
+    `${k2.lookupsAnswered - k1.lookupsAnswered} lookups for ${files} files`,
+  );
+  assert.ok(
+    await waitFor(async () => (await fuse()).kernelInodes - k0.kernelInodes >= dirs + files, 5_000, 50),
+    "the files' inodes were not counted",
+  );
+});

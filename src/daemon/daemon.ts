@@ -313,6 +313,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
             openFiles: fs.openHandles(),
             repos: fs.repos().length,
             fs: fs.counters,
+            fuse: fuse?.counters(),
             cache: session?.content.stats() ?? {},
           };
         case "unmount":

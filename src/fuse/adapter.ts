@@ -200,15 +200,24 @@ class Inodes {
     parent.children.set(name, node);
   }
 
+  /** Inodes the kernel holds (looked up, not yet forgotten), the root among them. */
+  held = 1;
+
+  /** The kernel got `node` in an entry (a lookup, a readdirplus, a create). */
+  hold(node: Node): void {
+    if (node.nlookup++ === 0) this.held++;
+  }
+
   lookedUp(ino: number): void {
     const n = this.byIno.get(ino);
-    if (n) n.nlookup++;
+    if (n) this.hold(n);
   }
 
   /** Returns the node when the kernel no longer holds it and it is gone from the table. */
   forget(ino: number, count: number): Node | undefined {
     const n = this.byIno.get(ino);
     if (!n) return undefined;
+    if (n.nlookup > 0 && n.nlookup <= count) this.held--;
     n.nlookup -= count;
     if (n.nlookup > 0 || n.removedPath === undefined) return undefined;
     this.byIno.delete(ino);
@@ -272,7 +281,16 @@ export interface FuseMount {
    * nothing is left to list.
    */
   listTree(): Promise<void>;
+  /** What the kernel holds of this mount, and what the binding answered on its own. */
+  counters(): FuseCounters;
   unmount(): Promise<void>;
+}
+
+export interface FuseCounters {
+  /** Inodes the kernel holds: one per entry it was given attributes for and has not forgotten. */
+  kernelInodes: number;
+  /** Lookups the binding answered from kept listings, without JavaScript. */
+  lookupsAnswered: number;
 }
 
 /** Why the FUSE binding cannot load here, or undefined when it can (for `mesa doctor`). */
@@ -356,6 +374,10 @@ class FuseFace {
           resolve({
             mountPoint,
             listTree: () => this.listFromRoot(),
+            counters: () => ({
+              kernelInodes: this.inodes.held,
+              lookupsAnswered: this.session ? this.b.lookupsAnswered(this.session) : 0,
+            }),
             unmount: () => this.unmount(mountPoint),
           });
         },
@@ -880,7 +902,7 @@ class FuseFace {
 
   private replyEntry(req: Req, parent: Node, name: string, s: Stat): void {
     const node = this.inodes.child(parent, name, s.mode & S_IFMT);
-    node.nlookup++;
+    this.inodes.hold(node);
     this.noteCommitted(node, s);
     this.b.replyEntry(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS);
   }
@@ -1081,7 +1103,7 @@ class FuseFace {
     const fh = await this.fs.writes.create(path, mode, { uid, gid });
     const s = await this.fs.getattr(path);
     const node = this.inodes.child(parent, name, s.mode & S_IFMT);
-    node.nlookup++;
+    this.inodes.hold(node);
     this.opened(node, fh);
     const bits = OPEN_KEEP_CACHE | (wantsWrite(flags) ? 0 : OPEN_NOFLUSH);
     this.b.replyCreate(req, ...attrOf(node.ino, s), CACHE_SECONDS, CACHE_SECONDS, fh, bits);

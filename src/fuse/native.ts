@@ -104,6 +104,8 @@ export interface Binding {
   generation(session: Session): number;
   /** Requests handed to JavaScript that its event loop has not taken up yet. */
   queued(session: Session): number;
+  /** Lookups the binding answered from its kept listings (counted since the mount). */
+  lookupsAnswered(session: Session): number;
   invalEntry(session: Session, parentIno: number, name: string): void;
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */

@@ -15,6 +15,7 @@ import { GitRemote } from "../src/vcs/index.js";
 import { changeIdFromOid } from "../src/vcs/objects.js";
 import { RestClient } from "../src/vcs/rest.js";
 import { fixture } from "./helpers/fixture.js";
+import { waitFor } from "./helpers/mount.js";
 import { runMesa, type ServeHandle } from "./helpers/serve.js";
 
 const GIT_ENV = {
@@ -208,6 +209,61 @@ describe("git smart HTTP", () => {
     const f = await gitRun(dest, ["-c", "protocol.version=2", "fetch", "-q", "--filter=blob:none", "origin"]);
     assert.equal(f.code, 0, f.stderr);
     assert.equal(gitSync(dest, ["rev-parse", "origin/main"]), gitSync(src, ["rev-parse", "HEAD"]));
+  });
+
+  it("fetches of blobs by id are answered without starting git; others still reach upload-pack", async () => {
+    const dest = path.join(work, "lazy");
+    const r = await gitRun(work, [
+      "-c",
+      "protocol.version=2",
+      "clone",
+      "-q",
+      "--filter=blob:none",
+      "--no-checkout",
+      remote(srv.adminKey),
+      dest,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const src = path.join(work, "src");
+    const missing = gitSync(dest, ["rev-list", "--objects", "--all", "--missing=print"])
+      .split("\n")
+      .filter((l) => l.startsWith("?"))
+      .map((l) => l.slice(1));
+    assert.ok(missing.length >= 2, `expected missing blobs, got ${missing.length}`);
+    const blobAt = (cwd: string, oid: string) =>
+      execFileSync("git", ["cat-file", "blob", oid], { cwd, env: GIT_ENV, timeout: 60_000 });
+    // The server's log says how each fetch was answered (it is written a moment later).
+    const answered = () => {
+      const lines = srv.logs().split("\n");
+      return {
+        inProcess: lines.filter((l) => l.includes('"inProcess":true')).length,
+        uploadPack: lines.filter((l) => l.includes('"rest":"git-upload-pack"')).length,
+      };
+    };
+    const settled = async (want: (a: ReturnType<typeof answered>) => boolean) => {
+      assert.ok(await waitFor(async () => want(answered()), 5_000, 20), JSON.stringify(answered()));
+    };
+    const a0 = answered();
+    // The real git client's lazy fetches (want, filter, done): its index-pack checks every object.
+    for (const oid of missing.slice(0, 2)) assert.deepEqual(blobAt(dest, oid), blobAt(src, oid));
+    await settled((a) => a.inProcess === a0.inProcess + 2);
+    assert.equal(answered().uploadPack, a0.uploadPack, "a lazy fetch reached upload-pack");
+    // A commit asked for by id, and an object the repo lacks, go to upload-pack.
+    const client = new GitRemote({ url: remote(null), credential: srv.adminKey, timeoutMs: 20_000 });
+    const head = gitSync(src, ["rev-parse", "HEAD"]);
+    const objects = await client.fetchObjects([head], { filter: "blob:none", depth: 1 });
+    assert.equal(objects.get(head)?.type, "commit");
+    await assert.rejects(client.fetchBlobs(["0123456789012345678901234567890123456789"]));
+    await settled((a) => a.uploadPack === a0.uploadPack + 2);
+    assert.equal(answered().inProcess, a0.inProcess + 2);
+    // Every blob of the repo in one request, as a mount asks for them: each arrives, verified.
+    const all = gitSync(src, ["rev-list", "--objects", "--all"])
+      .split("\n")
+      .map((l) => l.split(" ")[0] as string)
+      .filter((o) => gitSync(src, ["cat-file", "-t", o]) === "blob");
+    const blobs = await client.fetchBlobs(all);
+    for (const o of all) assert.deepEqual(blobs.get(o), blobAt(src, o));
+    await settled((a) => a.inProcess === a0.inProcess + 3);
   });
 
   it("accepts gzip request bodies and passes Git-Protocol through", async () => {

@@ -1,11 +1,12 @@
 import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
-import type { Readable } from "node:stream";
-import { createGunzip } from "node:zlib";
+import { PassThrough, type Readable } from "node:stream";
+import { createGunzip, gunzipSync } from "node:zlib";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "../log.js";
 import { nameProblem } from "../names.js";
 import { authenticate, authorize, credentialFrom } from "./auth.js";
+import { BlobFetches, parseBlobFetch } from "./blob-fetch.js";
 import { indexChanges } from "./changes.js";
 import { ApiError, errorBody, notFound } from "./errors.js";
 import { gitEnv } from "./git.js";
@@ -29,8 +30,12 @@ export interface GitHttpOptions {
 
 const SERVICES = new Set(["git-upload-pack", "git-receive-pack"]);
 
-/** git http-backend processes running now (all repos). */
+/** Git requests being served now (all repos). */
 let running = 0;
+
+/** Fetch bodies up to this size, arriving within this time, are read first, to answer fetches of blobs by id in-process. */
+const SMALL_FETCH_BYTES = 256 << 10;
+const SMALL_FETCH_WAIT_MS = 1000;
 
 /** Server-side settings every request gets (instead of per-repo config files). */
 const GIT_CONFIG: Array<[string, string]> = [
@@ -65,8 +70,10 @@ export function registerGitHttp(app: FastifyInstance, opts: GitHttpOptions): voi
     ["application/x-git-upload-pack-request", "application/x-git-receive-pack-request"],
     (_req, payload, done) => done(null, payload),
   );
+  const fetches = new BlobFetches(gitEnv(configEnv()));
+  app.addHook("onClose", async () => fetches.close());
   const handler = (rest: string) => async (req: FastifyRequest, reply: FastifyReply) =>
-    serveGit(req, reply, rest, opts);
+    serveGit(req, reply, rest, opts, fetches);
   app.get("/:org/:repo/info/refs", handler("info/refs"));
   app.post("/:org/:repo/git-upload-pack", handler("git-upload-pack"));
   app.post("/:org/:repo/git-receive-pack", handler("git-receive-pack"));
@@ -77,7 +84,13 @@ function gitError(reply: FastifyReply, err: ApiError): FastifyReply {
   return reply.code(err.status).send(errorBody(err.code, err.message));
 }
 
-async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, opts: GitHttpOptions) {
+async function serveGit(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  rest: string,
+  opts: GitHttpOptions,
+  fetches: BlobFetches,
+) {
   const { org, repo: repoGit } = req.params as { org: string; repo: string };
   const query = req.query as Record<string, string | undefined>;
   const service = rest === "info/refs" ? query.service : rest;
@@ -96,7 +109,13 @@ async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, 
     }
     running++;
     try {
-      return await runBackend(req, reply, { org, repo, rest, service }, opts);
+      const target = { org, repo, rest, service };
+      let body = req.method === "POST" ? (req.body as Readable | undefined) : undefined;
+      if (rest === "git-upload-pack" && body) {
+        body = await answerBlobFetch(req, reply, body, target, opts, fetches);
+        if (!body) return;
+      }
+      return await runBackend(req, reply, body, target, opts);
     } finally {
       running--;
     }
@@ -106,10 +125,105 @@ async function serveGit(req: FastifyRequest, reply: FastifyReply, rest: string, 
   }
 }
 
+interface Target {
+  org: string;
+  repo: string;
+  rest: string;
+  service: string;
+}
+
+/**
+ * Answers a small fetch of blobs by id in-process (see blob-fetch.ts); otherwise returns the
+ * body, whole again, for upload-pack. Undefined: answered.
+ */
+async function answerBlobFetch(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  body: Readable,
+  target: Target,
+  opts: GitHttpOptions,
+  fetches: BlobFetches,
+): Promise<Readable | undefined> {
+  const { head, ended } = await readUpTo(body, SMALL_FETCH_BYTES, SMALL_FETCH_WAIT_MS);
+  if (ended) {
+    let plain: Buffer | undefined;
+    try {
+      const raw = Buffer.concat(head);
+      const encoding = req.headers["content-encoding"];
+      plain = encoding === undefined ? raw : gunzipSync(raw, { maxOutputLength: 4 * SMALL_FETCH_BYTES });
+    } catch {
+      // Not gzip after all, or too big: upload-pack says what is wrong with it.
+    }
+    const wants = plain && parseBlobFetch(plain);
+    const dir = opts.data.repoDir(target.org, target.repo);
+    const answer = wants && (await fetches.respond(dir, wants).catch(() => undefined));
+    if (answer) {
+      reply.hijack();
+      reply.raw.writeHead(200, { ...FETCH_HEADERS, "Content-Length": String(answer.length) });
+      reply.raw.end(answer);
+      opts.log.info(
+        { org: target.org, repo: target.repo, blobs: wants.length, inProcess: true },
+        "git request",
+      );
+      return undefined;
+    }
+  }
+  const whole = new PassThrough();
+  for (const chunk of head) whole.write(chunk);
+  if (ended) whole.end();
+  else {
+    body.on("error", (err) => whole.destroy(err));
+    body.pipe(whole);
+  }
+  return whole;
+}
+
+/**
+ * Reads `body` until it ends, more than `max` bytes came or `ms` passed; the rest stays in
+ * the stream.
+ */
+function readUpTo(body: Readable, max: number, ms: number): Promise<{ head: Buffer[]; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const head: Buffer[] = [];
+    let bytes = 0;
+    const timer = setTimeout(() => {
+      stop();
+      body.pause();
+      resolve({ head, ended: false });
+    }, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("error", onError);
+    };
+    const onData = (chunk: Buffer) => {
+      head.push(chunk);
+      bytes += chunk.length;
+      if (bytes <= max) return;
+      stop();
+      body.pause();
+      resolve({ head, ended: false });
+    };
+    const onEnd = () => {
+      stop();
+      resolve({ head, ended: true });
+    };
+    const onError = (err: Error) => {
+      stop();
+      reject(err);
+    };
+    body.on("data", onData);
+    body.on("end", onEnd);
+    body.on("error", onError);
+  });
+}
+
 function runBackend(
   req: FastifyRequest,
   reply: FastifyReply,
-  target: { org: string; repo: string; rest: string; service: string },
+  body: Readable | undefined,
+  target: Target,
   opts: GitHttpOptions,
 ): Promise<void> {
   const headers = req.headers;
@@ -195,7 +309,6 @@ function runBackend(
       } else res.destroy();
     };
 
-    const body = req.method === "POST" ? (req.body as Readable | undefined) : undefined;
     if (body) {
       body.on("data", touch);
       body.on("error", () => child.kill("SIGKILL"));

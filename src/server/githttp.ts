@@ -6,10 +6,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "../log.js";
 import { nameProblem } from "../names.js";
 import { authenticate, authorize, credentialFrom } from "./auth.js";
-import { BlobFetches, parseBlobFetch } from "./blob-fetch.js";
 import { indexChanges } from "./changes.js";
 import { ApiError, errorBody, notFound } from "./errors.js";
 import { gitEnv } from "./git.js";
+import { ObjectRequests, parseBlobFetch } from "./object-requests.js";
 import type { StateStore } from "./state.js";
 import type { DataDir } from "./storage.js";
 
@@ -33,7 +33,7 @@ const SERVICES = new Set(["git-upload-pack", "git-receive-pack"]);
 /** Git requests being served now (all repos). */
 let running = 0;
 
-/** Fetch bodies up to this size, arriving within this time, are read first, to answer fetches of blobs by id in-process. */
+/** Fetch bodies up to this size, complete within this time, are read first: some are answered in-process. */
 const SMALL_FETCH_BYTES = 256 << 10;
 const SMALL_FETCH_WAIT_MS = 1000;
 
@@ -70,10 +70,10 @@ export function registerGitHttp(app: FastifyInstance, opts: GitHttpOptions): voi
     ["application/x-git-upload-pack-request", "application/x-git-receive-pack-request"],
     (_req, payload, done) => done(null, payload),
   );
-  const fetches = new BlobFetches(gitEnv(configEnv()));
-  app.addHook("onClose", async () => fetches.close());
+  const objects = new ObjectRequests(gitEnv(configEnv()));
+  app.addHook("onClose", async () => objects.close());
   const handler = (rest: string) => async (req: FastifyRequest, reply: FastifyReply) =>
-    serveGit(req, reply, rest, opts, fetches);
+    serveGit(req, reply, rest, opts, objects);
   app.get("/:org/:repo/info/refs", handler("info/refs"));
   app.post("/:org/:repo/git-upload-pack", handler("git-upload-pack"));
   app.post("/:org/:repo/git-receive-pack", handler("git-receive-pack"));
@@ -89,7 +89,7 @@ async function serveGit(
   reply: FastifyReply,
   rest: string,
   opts: GitHttpOptions,
-  fetches: BlobFetches,
+  objects: ObjectRequests,
 ) {
   const { org, repo: repoGit } = req.params as { org: string; repo: string };
   const query = req.query as Record<string, string | undefined>;
@@ -112,7 +112,7 @@ async function serveGit(
       const target = { org, repo, rest, service };
       let body = req.method === "POST" ? (req.body as Readable | undefined) : undefined;
       if (rest === "git-upload-pack" && body) {
-        body = await answerBlobFetch(req, reply, body, target, opts, fetches);
+        body = await answerInProcess(req, reply, body, target, opts, objects);
         if (!body) return;
       }
       return await runBackend(req, reply, body, target, opts);
@@ -133,16 +133,16 @@ interface Target {
 }
 
 /**
- * Answers a small fetch of blobs by id in-process (see blob-fetch.ts); otherwise returns the
+ * Answers a fetch of blobs by id in-process (see object-requests.ts); otherwise returns the
  * body, whole again, for upload-pack. Undefined: answered.
  */
-async function answerBlobFetch(
+async function answerInProcess(
   req: FastifyRequest,
   reply: FastifyReply,
   body: Readable,
   target: Target,
   opts: GitHttpOptions,
-  fetches: BlobFetches,
+  objects: ObjectRequests,
 ): Promise<Readable | undefined> {
   const { head, ended } = await readUpTo(body, SMALL_FETCH_BYTES, SMALL_FETCH_WAIT_MS);
   if (ended) {
@@ -154,9 +154,9 @@ async function answerBlobFetch(
     } catch {
       // Not gzip after all, or too big: upload-pack says what is wrong with it.
     }
-    const wants = plain && parseBlobFetch(plain);
     const dir = opts.data.repoDir(target.org, target.repo);
-    const answer = wants && (await fetches.respond(dir, wants).catch(() => undefined));
+    const wants = plain && parseBlobFetch(plain);
+    const answer = wants && (await objects.fetch(dir, wants).catch(() => undefined));
     if (answer) {
       reply.hijack();
       reply.raw.writeHead(200, { ...FETCH_HEADERS, "Content-Length": String(answer.length) });

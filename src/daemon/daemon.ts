@@ -198,14 +198,13 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       return snap;
     };
 
-    const loadOne = async (org: string, repo: string): Promise<RepoSnapshot | undefined> => {
+    /** The repo's snapshot and how many blobs it shows. */
+    const loadOne = async (org: string, repo: string): Promise<[RepoSnapshot, number] | undefined> => {
       try {
         const snap = await open(org, repo);
-        log.info(
-          { org, repo, revision: snap.revision, commit: snap.commitOid, files: listBlobs(snap).size },
-          "repo loaded",
-        );
-        return snap;
+        const files = listBlobs(snap).size;
+        log.info({ org, repo, revision: snap.revision, commit: snap.commitOid, files }, "repo loaded");
+        return [snap, files];
       } catch (err) {
         failures.push({ org, repo, err });
         errors.push(`${org}/${repo}: ${(err as Error).message}`);
@@ -227,18 +226,23 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     let done = 0;
     let files = 0;
     let bytes = 0;
+    let sized = true;
     const loaded = await mapLimit(wanted, 4, async ([org, repo]) => {
-      const snap = await loadOne(org, repo);
+      const got = await loadOne(org, repo);
       done++;
-      if (snap) {
-        files += snap.sizes.size;
+      if (got) {
+        const [snap, n] = got;
+        files += n;
         for (const size of snap.sizes.values()) bytes += size;
+        // A large repo's sizes may still be loading (they arrive after the mount is shown).
+        sized &&= snap.sizes.size >= n;
       }
+      const size = sized ? `, ${formatSize(bytes)}` : "";
       reportProgress(
         opts.readyFd,
-        `Loading trees: ${done}/${wanted.length} repos, ${files} files, ${formatSize(bytes)}${done === wanted.length ? ", done." : ""}`,
+        `Loading trees: ${done}/${wanted.length} repos, ${files} files${size}${done === wanted.length ? ", done." : ""}`,
       );
-      return snap;
+      return got?.[0];
     });
     const nothing = loaded.every((s) => s === undefined);
     if (failures.length > 0 && (nothing || !config.daemon.allowPartial)) throw loadFailure(failures, nothing);
@@ -374,7 +378,11 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     // the event loop for tens of milliseconds, which a walk right after the mount waits for.
     const started = session;
     setTimeout(() => started.startBackground(), 1000).unref();
-    void fuse.listTree().then(() => started.startBackground());
+    // The stream also waits for sizes still loading (see createSession's holdBackground): it
+    // books disk space by them. Listings made without those sizes are made again.
+    const mounted = fuse;
+    const relisted = started.sizesLoaded().then(() => mounted.relistPartial());
+    void Promise.all([fuse.listTree(), relisted]).then(() => started.startBackground());
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.
     return await new Promise<number>(() => undefined);

@@ -90,6 +90,18 @@ export class PktReader {
     return text;
   }
 
+  /** Everything after the packets read so far, at once (a long response parsed in one pass). */
+  async rest(): Promise<Buffer> {
+    const parts: Uint8Array[] = [this.buf];
+    while (!this.done) {
+      const r = await this.it.next();
+      if (r.done) this.done = true;
+      else parts.push(r.value);
+    }
+    this.buf = Buffer.alloc(0);
+    return Buffer.concat(parts);
+  }
+
   /** Releases the underlying stream when we stop reading early. */
   async close(): Promise<void> {
     if (!this.done) {

@@ -474,23 +474,7 @@ export class GitRemote {
     return this.command(
       "object-info",
       ["size", ...oids.map((o) => `oid ${o}`)],
-      async (r) => {
-        const got = new Map<Oid, number>();
-        const first = await r.readLine();
-        if (first !== "size")
-          throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
-        for (;;) {
-          const line = await r.readLine();
-          if (typeof line !== "string") {
-            if (line.kind === "flush") break;
-            throw new MesaError("CORRUPT_DATA", "truncated object-info response (no flush)");
-          }
-          const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
-          if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
-          if (m[2] !== "") got.set(m[1]!, Number(m[2]));
-        }
-        return got;
-      },
+      async (r) => parseSizes(await r.rest()),
       signal,
     );
   }
@@ -765,4 +749,32 @@ function streamedBody(commands: Buffer, packFile: string, packLength: number): S
         })(),
       ),
   };
+}
+
+/**
+ * An object-info response, parsed in one pass (20,000 lines read one await at a time took
+ * ~10 µs each): `size`, then `<oid> <size>` per object (`<oid> ` when the server lacks it),
+ * then a flush.
+ */
+function parseSizes(body: Buffer): Map<Oid, number> {
+  const got = new Map<Oid, number>();
+  let first = true;
+  for (let p = 0; ; ) {
+    const len = p + 4 <= body.length ? Number.parseInt(body.toString("latin1", p, p + 4), 16) : Number.NaN;
+    if (len === 0 && !first) return got;
+    if (!(len >= 5 && p + len <= body.length))
+      throw new MesaError("CORRUPT_DATA", "truncated or malformed object-info response");
+    const end = body[p + len - 1] === 10 ? p + len - 1 : p + len;
+    const line = body.toString("utf8", p + 4, end);
+    p += len;
+    if (line.startsWith("ERR ")) throw serverError(line.slice(4));
+    if (first) {
+      if (line !== "size") throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
+      first = false;
+      continue;
+    }
+    const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
+    if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
+    if (m[2] !== "") got.set(m[1] as string, Number(m[2]));
+  }
 }

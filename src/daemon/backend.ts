@@ -19,10 +19,6 @@ export interface RepoBackend {
   listRepos(org: string): Promise<string[] | null>;
   resolveRevision(org: string, repo: string, rev: RevSpec | undefined): Promise<ResolvedRevision>;
   commitTrees(org: string, repo: string, commitOid: string): Promise<CommitTrees>;
-  /**
-   * Sizes of `oids`. The map may lack some that are still loading: they are added to it when
-   * they arrive (see `SessionOptions.holdBackground`).
-   */
   objectSizes(org: string, repo: string, oids: string[]): Promise<Map<string, number>>;
   fetchBlobs(org: string, repo: string, oids: string[]): Promise<Map<string, Buffer>>;
   /** Keep a loaded snapshot's metadata for the next mount (optional; written in the background). */

@@ -198,13 +198,14 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       return snap;
     };
 
-    /** The repo's snapshot and how many blobs it shows. */
-    const loadOne = async (org: string, repo: string): Promise<[RepoSnapshot, number] | undefined> => {
+    const loadOne = async (org: string, repo: string): Promise<RepoSnapshot | undefined> => {
       try {
         const snap = await open(org, repo);
-        const files = listBlobs(snap).size;
-        log.info({ org, repo, revision: snap.revision, commit: snap.commitOid, files }, "repo loaded");
-        return [snap, files];
+        log.info(
+          { org, repo, revision: snap.revision, commit: snap.commitOid, files: listBlobs(snap).size },
+          "repo loaded",
+        );
+        return snap;
       } catch (err) {
         failures.push({ org, repo, err });
         errors.push(`${org}/${repo}: ${(err as Error).message}`);
@@ -226,23 +227,18 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     let done = 0;
     let files = 0;
     let bytes = 0;
-    let sized = true;
     const loaded = await mapLimit(wanted, 4, async ([org, repo]) => {
-      const got = await loadOne(org, repo);
+      const snap = await loadOne(org, repo);
       done++;
-      if (got) {
-        const [snap, n] = got;
-        files += n;
+      if (snap) {
+        files += snap.sizes.size;
         for (const size of snap.sizes.values()) bytes += size;
-        // A large repo's sizes may still be loading (they arrive after the mount is shown).
-        sized &&= snap.sizes.size >= n;
       }
-      const size = sized ? `, ${formatSize(bytes)}` : "";
       reportProgress(
         opts.readyFd,
-        `Loading trees: ${done}/${wanted.length} repos, ${files} files${size}${done === wanted.length ? ", done." : ""}`,
+        `Loading trees: ${done}/${wanted.length} repos, ${files} files, ${formatSize(bytes)}${done === wanted.length ? ", done." : ""}`,
       );
-      return got?.[0];
+      return snap;
     });
     const nothing = loaded.every((s) => s === undefined);
     if (failures.length > 0 && (nothing || !config.daemon.allowPartial)) throw loadFailure(failures, nothing);
@@ -378,11 +374,7 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
     // the event loop for tens of milliseconds, which a walk right after the mount waits for.
     const started = session;
     setTimeout(() => started.startBackground(), 1000).unref();
-    // The stream also waits for sizes still loading (see createSession's holdBackground): it
-    // books disk space by them. Listings made without those sizes are made again.
-    const mounted = fuse;
-    const relisted = started.sizesLoaded().then(() => mounted.relistPartial());
-    void Promise.all([fuse.listTree(), relisted]).then(() => started.startBackground());
+    void fuse.listTree().then(() => started.startBackground());
     if (opts.readyFd === undefined) process.stdout.write(`mesa: mounted at ${mountPoint} (Ctrl+C stops)\n`);
     // The process now lives on its event loop until a signal or `mesa unmount` stops it.
     return await new Promise<number>(() => undefined);

@@ -42,11 +42,6 @@ export interface Session {
   gitRemote(org: string, repo: string): Promise<GitRemote>;
   /** Lets background streams held by `SessionOptions.holdBackground` start (once; later calls do nothing). */
   startBackground(): void;
-  /**
-   * Settles once the sizes loading in the background have arrived (or failed: those then load
-   * per directory when first needed). See `SessionOptions.holdBackground`.
-   */
-  sizesLoaded(): Promise<void>;
   /** This session's credential for `org` (the access token it minted), for CLI commands to reuse. */
   credential(org: string): Promise<string>;
   /** Whether this session's credential may push to `org` (false for a read-scoped key or token). */
@@ -54,8 +49,6 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** A load missing at least this many sizes gets them after the mount is shown (holdBackground). */
-const BACKGROUND_SIZES = 2000;
 /** A foreground read waits at most this long for the server before failing with EIO. */
 const READ_TIMEOUT_MS = 20_000;
 /** Metadata reaches the disk this long after it arrived: a walk right after the mount goes first. */
@@ -107,9 +100,7 @@ export interface SessionOptions {
   credential?: string;
   /**
    * Background content streams wait for `startBackground` (the daemon calls it once the
-   * mount is ready, so a 100 MB pack stream does not compete with mounting on the same cores),
-   * and a large commit's file sizes load in the background instead of before it is shown
-   * (`sizesLoaded`): object-info for 40,000 files took ~450 ms of a ~700 ms load.
+   * mount is ready, so a 100 MB pack stream does not compete with mounting on the same cores).
    */
   holdBackground?: boolean;
 }
@@ -171,8 +162,6 @@ export async function createSession(
   const metadata = new TreeStore({ path: metadataDir, logger: log });
   await metadata.open();
   const knownSizes = new Map<string, number>();
-  /** Sizes loading in the background (see `SessionOptions.holdBackground`). */
-  const sizeLoads = new Set<Promise<void>>();
   // Written one after another a few seconds after they arrived, so the first walk of a fresh
   // mount does not share the event loop with them; close writes what is still queued (a
   // remount that finds them missing fetches them again).
@@ -272,27 +261,6 @@ export async function createSession(
       const missing = oids.filter((o) => !out.has(o));
       if (missing.length > 0) {
         const remote = await remoteFor(org, repo);
-        // Many sizes to fetch for a mount: they arrive after it is shown, into the snapshot's
-        // map (`out`); a file stat'ed before then loads its directory's (sizesOf).
-        if (opts.holdBackground && missing.length >= BACKGROUND_SIZES && (await remote.hasObjectInfo())) {
-          const loading = remote.objectSizes(missing).then(
-            (fetched) => {
-              persist("file sizes", () => metadata.putSizes(fetched));
-              for (const [o, s] of fetched) {
-                knownSizes.set(o, s);
-                out.set(o, s);
-              }
-            },
-            (err: unknown) =>
-              log.warn(
-                { org, repo, err: (err as Error).message },
-                "file sizes did not load; they load per directory",
-              ),
-          );
-          sizeLoads.add(loading);
-          void loading.finally(() => sizeLoads.delete(loading));
-          return out;
-        }
         // Without object-info, sizes would cost the content: they load lazily (sizesOf) instead.
         const fetched = (await remote.hasObjectInfo())
           ? await remote.objectSizes(missing)
@@ -424,9 +392,6 @@ export async function createSession(
     ],
     notes: () => [...notes],
     gitRemote: remoteFor,
-    async sizesLoaded() {
-      while (sizeLoads.size > 0) await Promise.all(sizeLoads);
-    },
     startBackground() {
       const held = heldStreams ?? [];
       heldStreams = undefined;

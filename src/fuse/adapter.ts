@@ -105,8 +105,6 @@ interface Node {
   shared?: SharedHandle;
   /** The binding's generation when it was given this directory's listing (0: asked for, see `listSoon`). */
   listedAt?: number;
-  /** That listing lacked some files' sizes (still loading): those lookups reach JavaScript. */
-  partial?: boolean;
 }
 
 interface SharedHandle {
@@ -141,10 +139,6 @@ class Inodes {
 
   find(ino: number): Node | undefined {
     return this.byIno.get(ino);
-  }
-
-  nodes(): IterableIterator<Node> {
-    return this.byIno.values();
   }
 
   pathOf(node: Node): string {
@@ -287,12 +281,6 @@ export interface FuseMount {
    * nothing is left to list.
    */
   listTree(): Promise<void>;
-  /**
-   * Lists again, in the background, the directories whose listing lacked sizes that were
-   * still loading (see `FileSystem` sizes loaded after the mount), so the binding answers
-   * the lookups of their files too.
-   */
-  relistPartial(): void;
   /** What the kernel holds of this mount, and what the binding answered on its own. */
   counters(): FuseCounters;
   unmount(): Promise<void>;
@@ -386,7 +374,6 @@ class FuseFace {
           resolve({
             mountPoint,
             listTree: () => this.listFromRoot(),
-            relistPartial: () => this.relistPartial(),
             counters: () => ({
               kernelInodes: this.inodes.held,
               lookupsAnswered: this.session ? this.b.lookupsAnswered(this.session) : 0,
@@ -966,14 +953,12 @@ class FuseFace {
   private entryArrays(dir: Node, entries: DirEntry[]): { names: string[]; attrs: Float64Array } {
     const attrs = new Float64Array(entries.length * ATTR_FIELDS);
     const names: string[] = new Array(entries.length);
-    dir.partial = false;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
       const node = this.inodes.child(dir, e.name, e.mode & S_IFMT);
       if (e.stat) this.noteCommitted(node, e.stat);
       // nlink 0 tells the binding the attributes are not known: name and type only.
       const attr = e.stat ? attrOf(node.ino, e.stat) : [node.ino, e.mode & S_IFMT, 0, 0, 0, 0, 0, 0, 0];
-      if (!e.stat) dir.partial = true;
       attrs.set(attr, i * ATTR_FIELDS);
       names[i] = e.name;
     }
@@ -1000,11 +985,6 @@ class FuseFace {
     if (!this.listingQueued) return Promise.resolve();
     return new Promise((resolve) => this.listedAll.push(resolve));
   }
-  private relistPartial(): void {
-    for (const node of this.inodes.nodes()) if (node.partial) this.toList.push(node);
-    this.listQueued();
-  }
-
   /** Waiting for the listing queue to empty (see `listTree`). */
   private listedAll: Array<() => void> = [];
 
@@ -1080,7 +1060,7 @@ class FuseFace {
     const session = this.session;
     if (!session || this.ended || dir.removedPath !== undefined) return false;
     const gen = this.b.generation(session);
-    if (dir.listedAt === gen && !dir.partial) return false;
+    if (dir.listedAt === gen) return false;
     try {
       const entries = await this.fs.readdirEntries?.(this.inodes.pathOf(dir), { ahead: true });
       if (!entries || dir.removedPath !== undefined) return false;

@@ -1,10 +1,8 @@
 /**
  * Loads a repo's snapshot: resolve the revision (one ls-refs), then the commit with all its
- * trees (one fetch), all blob sizes (object-info) and symlink targets (one fetch), so the
- * filesystem does not wait on the network for metadata (SPEC §8). The backend may hand back
- * a large commit's sizes after the snapshot is shown (the daemon does, to be ready sooner):
- * the snapshot's size map fills in then, and a file stat'ed before loads its directory's. The
- * writer loads the snapshots of other commits (new bases) the same way, through `snapshotAt`.
+ * trees (one fetch), all blob sizes (one object-info) and symlink targets (one fetch), so the
+ * filesystem never waits on the network for metadata (SPEC §8). The writer loads the snapshots
+ * of other commits (new bases) the same way, through `snapshotAt`.
  */
 import type { Config, RepoConfig } from "../config/types.js";
 import type { RepoBackend } from "../daemon/backend.js";

@@ -22,8 +22,6 @@ export interface CapsProxy {
   blobFetches(): CommandLog[];
   /** Bytes of upload-pack responses sent to clients. */
   responseBytes(): number;
-  /** Lets the command held by `holdFirst` through. */
-  release(): void;
   close(): Promise<void>;
 }
 
@@ -32,8 +30,6 @@ export interface CapsProxyOptions {
   drop?: string[];
   /** Features to drop from the `fetch=` capability, e.g. ["filter"]. */
   dropFetch?: string[];
-  /** The first command of this name waits for `release()` before it reaches the server. */
-  holdFirst?: string;
 }
 
 function pkt(line: string): Buffer {
@@ -87,11 +83,6 @@ export async function capsProxy(target: string, opts: CapsProxyOptions = {}): Pr
   const t = new URL(target);
   const commands: CommandLog[] = [];
   let responseBytes = 0;
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let held = false;
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -106,8 +97,6 @@ export async function capsProxy(target: string, opts: CapsProxyOptions = {}): Pr
       }
       const cmd = parseCommand(text);
       if (cmd) commands.push(cmd);
-      const hold = !held && cmd !== undefined && cmd.command === opts.holdFirst;
-      held ||= hold;
       const isAdvert = (req.url ?? "").includes("service=git-upload-pack") && req.method === "GET";
       const up = http.request(
         { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
@@ -132,8 +121,7 @@ export async function capsProxy(target: string, opts: CapsProxyOptions = {}): Pr
         },
       );
       up.on("error", () => res.destroy());
-      if (hold) void released.then(() => up.end(body));
-      else up.end(body);
+      up.end(body);
     });
   });
   server.on("connection", (s) => {
@@ -148,7 +136,6 @@ export async function capsProxy(target: string, opts: CapsProxyOptions = {}): Pr
     commands,
     blobFetches: () => commands.filter((c) => c.command === "fetch" && c.filter !== "blob:none"),
     responseBytes: () => responseBytes,
-    release,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

@@ -181,24 +181,32 @@ describe("git smart HTTP", () => {
     assert.equal((await api.getChange("local", "app", id)).current_commit_oid, newer);
   });
 
-  it("clone and fetch with --filter=blob:none (protocol v2)", async () => {
-    const dest = path.join(work, "clone");
+  /** A `--filter=blob:none` clone over protocol v2 into `work/<name>`, and the blobs it lacks. */
+  async function partialClone(name: string, ...args: string[]): Promise<{ dest: string; missing: string[] }> {
+    const dest = path.join(work, name);
     const r = await gitRun(work, [
       "-c",
       "protocol.version=2",
       "clone",
       "-q",
       "--filter=blob:none",
+      ...args,
       remote(srv.adminKey),
       dest,
     ]);
     assert.equal(r.code, 0, r.stderr);
+    const missing = gitSync(dest, ["rev-list", "--objects", "--all", "--missing=print"])
+      .split("\n")
+      .filter((l) => l.startsWith("?"))
+      .map((l) => l.slice(1));
+    return { dest, missing };
+  }
+
+  it("clone and fetch with --filter=blob:none (protocol v2)", async () => {
+    const { dest, missing } = await partialClone("clone");
     assert.equal(gitSync(dest, ["config", "remote.origin.partialclonefilter"]), "blob:none");
     assert.equal(await readFile(path.join(dest, "f.txt"), "utf8"), "file 2\n");
     // Blobs of older commits were never fetched: the server honoured the filter.
-    const missing = gitSync(dest, ["rev-list", "--objects", "--all", "--missing=print"])
-      .split("\n")
-      .filter((l) => l.startsWith("?"));
     assert.ok(missing.length >= 4, `expected missing blobs, got ${missing.length}`);
 
     const src = path.join(work, "src");
@@ -212,23 +220,8 @@ describe("git smart HTTP", () => {
   });
 
   it("fetches of blobs by id are answered without starting git; others still reach upload-pack", async () => {
-    const dest = path.join(work, "lazy");
-    const r = await gitRun(work, [
-      "-c",
-      "protocol.version=2",
-      "clone",
-      "-q",
-      "--filter=blob:none",
-      "--no-checkout",
-      remote(srv.adminKey),
-      dest,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
+    const { dest, missing } = await partialClone("lazy", "--no-checkout");
     const src = path.join(work, "src");
-    const missing = gitSync(dest, ["rev-list", "--objects", "--all", "--missing=print"])
-      .split("\n")
-      .filter((l) => l.startsWith("?"))
-      .map((l) => l.slice(1));
     assert.ok(missing.length >= 2, `expected missing blobs, got ${missing.length}`);
     const blobAt = (cwd: string, oid: string) =>
       execFileSync("git", ["cat-file", "blob", oid], { cwd, env: GIT_ENV, timeout: 60_000 });

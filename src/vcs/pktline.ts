@@ -90,13 +90,21 @@ export class PktReader {
     return text;
   }
 
-  /** Everything after the packets read so far, at once (a long response parsed in one pass). */
-  async rest(): Promise<Buffer> {
+  /**
+   * Everything after the packets read so far, at once (a long response parsed in one pass);
+   * more than `max` bytes is CORRUPT_DATA.
+   */
+  async rest(max: number): Promise<Buffer> {
     const parts: Uint8Array[] = [this.buf];
+    let bytes = this.buf.length;
     while (!this.done) {
       const r = await this.it.next();
       if (r.done) this.done = true;
-      else parts.push(r.value);
+      else {
+        parts.push(r.value);
+        bytes += r.value.length;
+        if (bytes > max) throw new MesaError("CORRUPT_DATA", `server response longer than ${max} bytes`);
+      }
     }
     this.buf = Buffer.alloc(0);
     return Buffer.concat(parts);

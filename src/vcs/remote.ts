@@ -474,7 +474,8 @@ export class GitRemote {
     return this.command(
       "object-info",
       ["size", ...oids.map((o) => `oid ${o}`)],
-      async (r) => parseSizes(await r.rest()),
+      // `<oid> <size>\n` per object, well under 80 bytes each.
+      async (r) => parseSizes(await r.rest(4096 + 80 * oids.length)),
       signal,
     );
   }

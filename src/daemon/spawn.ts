@@ -47,10 +47,14 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
     detached: true,
     stdio: ["ignore", errFd, errFd, "pipe", ...(opts.secret === undefined ? [] : ["pipe" as const])],
     // Two malloc arenas instead of one per thread (libuv, FUSE, the pack worker): fewer
-    // half-used arenas, about 20 MB less resident memory while content streams in.
+    // half-used arenas, about 20 MB less resident memory while content streams in. And a
+    // fixed mmap threshold (glibc's default, which it otherwise raises each time such a block
+    // is freed): large buffers keep coming from mmap and go back to the system when freed
+    // (peak RSS after reading a 40,000-file repo 216-225 -> 197-204 MB).
     env: {
       ...process.env,
       MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2",
+      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? "131072",
       ...opts.env,
       [READY_FD_ENV]: "3",
       ...(opts.secret === undefined ? {} : { [SECRET_FD_ENV]: "4" }),

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -257,6 +258,22 @@ describe("git smart HTTP", () => {
     const blobs = await client.fetchBlobs(all);
     for (const o of all) assert.deepEqual(blobs.get(o), blobAt(src, o));
     await settled((a) => a.inProcess === a0.inProcess + 3);
+    // A blob past what is held in-process (16 MB) goes to upload-pack, whole; then small ones
+    // are answered in-process again.
+    const big = Buffer.alloc(17 << 20, "0123456789abcdef");
+    writeFileSync(path.join(src, "big.bin"), big);
+    gitSync(src, ["add", "big.bin"]);
+    gitSync(src, ["commit", "-q", "-m", "big"]);
+    assert.equal((await gitRun(src, ["push", remote(srv.adminKey), "main"])).code, 0);
+    const bigOid = gitSync(src, ["rev-parse", "HEAD:big.bin"]);
+    const a1 = answered();
+    assert.ok((await client.fetchBlobs([bigOid])).get(bigOid)?.equals(big), "the big blob");
+    await settled((a) => a.uploadPack === a1.uploadPack + 1);
+    assert.deepEqual(
+      (await client.fetchBlobs([all[0] as string])).get(all[0] as string),
+      blobAt(src, all[0] as string),
+    );
+    await settled((a) => a.inProcess === a1.inProcess + 1);
   });
 
   it("accepts gzip request bodies and passes Git-Protocol through", async () => {

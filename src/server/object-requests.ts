@@ -80,6 +80,8 @@ interface Found {
 
 interface Pending {
   oid: string;
+  /** Bytes its request may still take (shared by the request's objects). */
+  budget: { left: number };
   resolve: (o: Found | undefined) => void;
   reject: (err: Error) => void;
 }
@@ -101,24 +103,44 @@ class ObjectReader {
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  /** Each object's type and content, undefined when missing. */
-  read(oids: string[]): Promise<Array<Found | undefined>> {
+  /**
+   * Each object's type and content, undefined when missing. Objects larger than `maxBytes`
+   * in all are not held: the reader stops (its process is killed, every request it had
+   * fails) as soon as a header says so.
+   */
+  read(oids: string[], maxBytes: number): Promise<Array<Found | undefined>> {
     const child = this.start();
     clearTimeout(this.idle);
     this.idle = setTimeout(() => this.close(), READER_IDLE_MS);
     this.idle.unref();
+    const budget = { left: maxBytes };
     const answers = oids.map(
       (oid) =>
-        new Promise<Found | undefined>((resolve, reject) => this.pending.push({ oid, resolve, reject })),
+        new Promise<Found | undefined>((resolve, reject) =>
+          this.pending.push({ oid, budget, resolve, reject }),
+        ),
     );
     child.stdin.write(oids.map((o) => `${o}\n`).join(""));
     return Promise.all(answers);
   }
 
+  /** Stops the process; what was asked of it fails (its requests go to upload-pack). */
   close(): void {
     clearTimeout(this.idle);
-    this.child?.kill();
+    const child = this.child;
     this.child = undefined;
+    child?.kill();
+    this.fail("stopped");
+  }
+
+  private fail(why: string): void {
+    const waiting = this.pending.slice(this.next);
+    this.pending = [];
+    this.next = 0;
+    this.chunks = [];
+    this.buffered = 0;
+    this.need = 0;
+    for (const p of waiting) p.reject(new Error(`git cat-file ${why}`));
   }
 
   private start(): ChildProcessWithoutNullStreams {
@@ -132,6 +154,7 @@ class ObjectReader {
     this.buffered = 0;
     this.need = 0;
     child.stdout.on("data", (b: Buffer) => {
+      if (this.child !== child) return; // a process already stopped
       this.chunks.push(b);
       this.buffered += b.length;
       if (this.buffered >= this.need) this.answer();
@@ -139,11 +162,9 @@ class ObjectReader {
     child.stderr.resume();
     child.stdin.on("error", () => undefined);
     const gone = (why: string) => {
-      if (this.child === child) this.child = undefined;
-      const waiting = this.pending.slice(this.next);
-      this.pending = [];
-      this.next = 0;
-      for (const p of waiting) p.reject(new Error(`git cat-file ${why}`));
+      if (this.child !== child) return;
+      this.child = undefined;
+      this.fail(why);
     };
     child.on("error", (e) => gone(`failed: ${e.message}`));
     child.on("close", (code) => gone(`exited (${code})`));
@@ -168,6 +189,10 @@ class ObjectReader {
       let found: Found | undefined;
       if (type && size && /^\d+$/.test(size)) {
         const n = Number(size);
+        if (n > p.budget.left) {
+          this.close();
+          return;
+        }
         if (buf.length < used + n + 1) {
           this.need = used + n + 1;
           return;
@@ -175,6 +200,7 @@ class ObjectReader {
         found = { type, data: Buffer.from(buf.subarray(used, used + n)) };
         used += n + 1;
       }
+      if (found) p.budget.left -= found.data.length;
       if (++this.next === this.pending.length) {
         this.pending = [];
         this.next = 0;
@@ -204,13 +230,8 @@ export class ObjectRequests {
       reader = new ObjectReader(dir, this.env);
       this.readers.set(dir, reader);
     }
-    const objects = await reader.read([...new Set(wants)]);
-    let bytes = 0;
-    for (const o of objects) {
-      if (o?.type !== "blob") return undefined;
-      bytes += o.data.length;
-    }
-    if (bytes > MAX_BYTES) return undefined;
+    const objects = await reader.read([...new Set(wants)], MAX_BYTES);
+    if (objects.some((o) => o?.type !== "blob")) return undefined;
     const pack = writePack(objects.map((o) => ({ type: "blob" as const, data: (o as Found).data })));
     const parts = [pkt("packfile\n")];
     for (let off = 0; off < pack.length; off += SIDEBAND_CHUNK)

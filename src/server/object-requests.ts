@@ -11,7 +11,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { writePack } from "../vcs/pack.js";
-import { FLUSH, pkt } from "../vcs/pktline.js";
+import { FLUSH, type Packet, pkt, pktText, splitPackets } from "../vcs/pktline.js";
 
 /** Wants answered in-process at most; bigger requests (a clone's) go to upload-pack. */
 const MAX_WANTS = 1024;
@@ -50,27 +50,28 @@ export function parseBlobFetch(body: Buffer): string[] | undefined {
  * agent and SHA-1, or undefined.
  */
 function commandLines(body: Buffer, command: string): string[] | undefined {
-  const lines: Array<string | "delim" | "flush"> = [];
-  for (let p = 0; p < body.length; ) {
-    if (p + 4 > body.length) return undefined;
-    const len = Number.parseInt(body.toString("latin1", p, p + 4), 16);
-    if (!Number.isInteger(len)) return undefined;
-    if (len === 0 || len === 1) {
-      lines.push(len === 0 ? "flush" : "delim");
-      p += 4;
-      continue;
-    }
-    if (len < 4 || p + len > body.length) return undefined;
-    lines.push(body.toString("utf8", p + 4, p + len).replace(/\n$/, ""));
-    p += len;
+  let packets: Packet[];
+  try {
+    packets = splitPackets(body);
+  } catch {
+    return undefined;
   }
-  if (lines[0] !== `command=${command}` || lines.at(-1) !== "flush") return undefined;
-  const delim = lines.indexOf("delim");
-  if (delim < 0) return undefined;
-  for (const cap of lines.slice(1, delim))
-    if (!(cap.startsWith("agent=") || cap === "object-format=sha1")) return undefined;
-  const args = lines.slice(delim + 1, -1);
-  return args.every((a) => a !== "delim" && a !== "flush") ? (args as string[]) : undefined;
+  const delim = packets.findIndex((p) => p.kind === "delim");
+  if (delim < 0 || packets.at(-1)?.kind !== "flush") return undefined;
+  const caps = textOf(packets.slice(0, delim));
+  const args = textOf(packets.slice(delim + 1, -1));
+  if (caps?.[0] !== `command=${command}` || !args) return undefined;
+  return caps.slice(1).every((c) => c.startsWith("agent=") || c === "object-format=sha1") ? args : undefined;
+}
+
+/** The packets' text, or undefined when one of them is not a data line. */
+function textOf(packets: Packet[]): string[] | undefined {
+  const out: string[] = [];
+  for (const p of packets) {
+    if (p.kind !== "data") return undefined;
+    out.push(pktText(p.data));
+  }
+  return out;
 }
 
 interface Found {

@@ -85,7 +85,7 @@ export class PktReader {
   async readLine(): Promise<string | Packet> {
     const p = await this.read();
     if (p.kind !== "data") return p;
-    const text = p.data.toString("utf8").replace(/\n$/, "");
+    const text = pktText(p.data);
     if (text.startsWith("ERR ")) throw serverError(text.slice(4));
     return text;
   }
@@ -117,6 +117,36 @@ export class PktReader {
       await this.it.return?.();
     }
   }
+}
+
+/** A data packet as text, without its trailing newline. */
+export function pktText(data: Buffer): string {
+  return data.toString("utf8").replace(/\n$/, "");
+}
+
+/**
+ * The packets of a whole body, as `PktReader` reads them from a stream (a short request, a
+ * long response read at once); CORRUPT_DATA when one is malformed or cut off.
+ */
+export function splitPackets(body: Buffer): Packet[] {
+  const out: Packet[] = [];
+  for (let p = 0; p < body.length; ) {
+    const hex = body.toString("latin1", p, p + 4);
+    const len = /^[0-9a-f]{4}$/i.test(hex) ? Number.parseInt(hex, 16) : -1;
+    if (len === 0 || len === 1 || len === 2) {
+      out.push({ kind: len === 0 ? "flush" : len === 1 ? "delim" : "end" });
+      p += 4;
+      continue;
+    }
+    if (len < 4 || p + len > body.length)
+      throw new MesaError(
+        "CORRUPT_DATA",
+        `corrupt or truncated pkt-line at byte ${p}: ${JSON.stringify(hex)}`,
+      );
+    out.push({ kind: "data", data: body.subarray(p + 4, p + len) });
+    p += len;
+  }
+  return out;
 }
 
 /** An error message sent by the server (ERR line or side-band channel 3). */

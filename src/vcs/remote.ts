@@ -33,7 +33,7 @@ import {
 import { type GitObject, PackParser, writePack } from "./pack.js";
 import { isFileBlob, type PackObject, writePackFile } from "./pack-file.js";
 import { type InflaterSink, PackInflater } from "./pack-inflater.js";
-import { DELIM, FLUSH, PktReader, pkt, pktLines, serverError } from "./pktline.js";
+import { DELIM, FLUSH, PktReader, pkt, pktLines, pktText, serverError, splitPackets } from "./pktline.js";
 import { GitHttp, type HttpResponse, type StreamBody, type TransportOptions } from "./transport.js";
 
 /** Where the repository is and how to reach it (the transport's options). */
@@ -758,24 +758,22 @@ function streamedBody(commands: Buffer, packFile: string, packLength: number): S
  * then a flush.
  */
 function parseSizes(body: Buffer): Map<Oid, number> {
+  const packets = splitPackets(body);
+  const end = packets.findIndex((p) => p.kind !== "data");
+  if (end < 0 || packets[end]?.kind !== "flush")
+    throw new MesaError("CORRUPT_DATA", "truncated object-info response (no flush)");
   const got = new Map<Oid, number>();
-  let first = true;
-  for (let p = 0; ; ) {
-    const len = p + 4 <= body.length ? Number.parseInt(body.toString("latin1", p, p + 4), 16) : Number.NaN;
-    if (len === 0 && !first) return got;
-    if (!(len >= 5 && p + len <= body.length))
-      throw new MesaError("CORRUPT_DATA", "truncated or malformed object-info response");
-    const end = body[p + len - 1] === 10 ? p + len - 1 : p + len;
-    const line = body.toString("utf8", p + 4, end);
-    p += len;
+  for (const [i, p] of packets.slice(0, end).entries()) {
+    const line = pktText((p as { data: Buffer }).data);
     if (line.startsWith("ERR ")) throw serverError(line.slice(4));
-    if (first) {
+    if (i === 0) {
       if (line !== "size") throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
-      first = false;
       continue;
     }
     const m = /^([0-9a-f]{40}) ?(\d*)$/.exec(line);
     if (!m) throw new MesaError("PROTOCOL", `malformed object-info line '${line.slice(0, 200)}'`);
     if (m[2] !== "") got.set(m[1] as string, Number(m[2]));
   }
+  if (end === 0) throw new MesaError("PROTOCOL", "object-info response lacks the size attribute");
+  return got;
 }

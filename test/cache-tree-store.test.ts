@@ -70,6 +70,23 @@ test("tree store: a size record torn by a crash is cut on open and later records
   assert.equal(bytes, sizes.size * 29);
 });
 
+test("tree store: sizes past 4 GiB and SHA-256 ids come back exact, from a new store too", async (t) => {
+  const dir = storeDir(t);
+  const sizes = new Map([
+    ["ab".repeat(20), 2 ** 32 + 5],
+    ["ab".repeat(19) + "cd", Number.MAX_SAFE_INTEGER],
+    ["ab".repeat(32), 2 ** 40 + 2 ** 31],
+    ["01".repeat(20), 0],
+  ]);
+  const a = new TreeStore({ path: dir });
+  await a.open();
+  await a.putSizes(sizes);
+  assert.deepEqual(await a.getSizes(sizes.keys()), sizes);
+  const b = new TreeStore({ path: dir });
+  await b.open();
+  assert.deepEqual(await b.getSizes(sizes.keys()), sizes);
+});
+
 test("tree store: bad input is refused and nothing is written", async (t) => {
   const { fx, root, trees, sizes } = realTrees(t);
   const dir = storeDir(t);

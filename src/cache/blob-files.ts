@@ -2,16 +2,19 @@
  * Where the disk cache keeps a blob and what keeping it costs. Shared by the cache and by the
  * pack worker, which writes streamed blobs straight into the cache's directory.
  */
-import { join } from "node:path";
+
+// `objects` is a normalized path (as `join` makes it) and oids are hex, so concatenating gives
+// what `join` would: without the ~600 bytes of garbage `join` leaves per call, 40,000 times
+// in a repo's stream.
 
 /** `objects/ab` for blob `ab…`. */
 export function blobDir(objects: string, oid: string): string {
-  return join(objects, oid.slice(0, 2));
+  return `${objects}/${oid.slice(0, 2)}`;
 }
 
 /** `objects/ab/cdef…` for blob `abcdef…`. */
 export function blobFile(objects: string, oid: string): string {
-  return join(objects, oid.slice(0, 2), oid.slice(2));
+  return `${objects}/${oid.slice(0, 2)}/${oid.slice(2)}`;
 }
 
 /** Bytes a file or directory costs: allocated blocks, or its apparent size if larger. */

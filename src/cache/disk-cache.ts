@@ -96,6 +96,7 @@ export class DiskCache {
   readonly path: string;
   readonly maxBytes: number;
   private readonly objects: string;
+  private readonly blobDirs: string[] = [];
   private readonly logger?: Logger;
   private readonly isPinned: (oid: string) => boolean;
   /** Insertion order is LRU order: the first key is the least recently used. */
@@ -567,8 +568,11 @@ export class DiskCache {
     this.countIn(this.dirOf(oid), -1);
   }
 
+  /** The same string for every blob of a directory: it keys `dirCount`. */
   private dirOf(oid: string): string {
-    return blobDir(this.objects, oid);
+    const i = Number.parseInt(oid.slice(0, 2), 16);
+    this.blobDirs[i] ??= blobDir(this.objects, oid);
+    return this.blobDirs[i];
   }
 
   /** Where blob `oid` is (or would be) stored. */

@@ -162,16 +162,18 @@ export class TreeStore {
       const known = await this.readSizes(prefix);
       const fresh = list.filter(([oid]) => !known.has(oid));
       if (fresh.length === 0) continue;
-      const parts: Buffer[] = [];
+      // One buffer and one append per prefix: records from concurrent writers never interleave
+      // mid-record (and 40,000 small buffers would each be a separate allocation).
+      const out = Buffer.allocUnsafe(fresh.reduce((n, [oid]) => n + 1 + oid.length / 2 + 8, 0));
+      let at = 0;
       for (const [oid, size] of fresh) {
-        const rec = Buffer.alloc(1 + oid.length / 2 + 8);
-        rec[0] = oid.length / 2;
-        rec.write(oid, 1, "hex");
-        rec.writeBigUInt64BE(BigInt(size), 1 + oid.length / 2);
-        parts.push(rec);
+        out[at] = oid.length / 2;
+        at += 1 + out.write(oid, at + 1, "hex");
+        out.writeUInt32BE(Math.floor(size / 2 ** 32), at);
+        out.writeUInt32BE(size >>> 0, at + 4);
+        at += 8;
       }
-      // One append per prefix: records from concurrent writers never interleave mid-record.
-      await appendFile(this.sizesFile(prefix), Buffer.concat(parts));
+      await appendFile(this.sizesFile(prefix), out);
     }
   }
 
@@ -197,7 +199,7 @@ export class TreeStore {
       const len = buf[pos];
       if ((len !== 20 && len !== 32) || pos + 1 + len + 8 > buf.length) break;
       const oid = buf.toString("hex", pos + 1, pos + 1 + len);
-      out.set(oid, Number(buf.readBigUInt64BE(pos + 1 + len)));
+      out.set(oid, buf.readUInt32BE(pos + 1 + len) * 2 ** 32 + buf.readUInt32BE(pos + 5 + len));
       pos += 1 + len + 8;
     }
     return { sizes: out, end: pos, length: buf.length };

@@ -49,7 +49,13 @@ export class PktReader {
     while (this.buf.length < n && !this.done) {
       const r = await this.it.next();
       if (r.done) this.done = true;
-      else this.buf = this.buf.length === 0 ? Buffer.from(r.value) : Buffer.concat([this.buf, r.value]);
+      // Each chunk is a fresh buffer of the transport's (never reused): viewed, not copied; a
+      // pack stream would otherwise leave a dead copy of every 64 KB read until a collection.
+      else
+        this.buf =
+          this.buf.length === 0
+            ? Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength)
+            : Buffer.concat([this.buf, r.value]);
     }
     return this.buf.length >= n;
   }

@@ -12,12 +12,14 @@ import { formatSize } from "../config/size.js";
 import type { Config } from "../config/types.js";
 import { formatError, MesaError } from "../errors.js";
 import { type FuseMount, mountFileSystem } from "../fuse/adapter.js";
+import { loadBinding } from "../fuse/native.js";
 import { type LogLevel, REDACT_PATHS } from "../log.js";
 import { reposToMount } from "../workspace/loader.js";
 import { createRepoFileSystem, openRepo } from "../workspace/repos.js";
 import { listBlobs, type RepoSnapshot } from "../workspace/snapshot.js";
 import type { RepoBackend } from "./backend.js";
 import { type ControlRequest, startControlServer } from "./control.js";
+import { type Collection, type Reclaimer, startReclaimer } from "./memory.js";
 import { checkMountPoint } from "./mount-point.js";
 import { fuseMountAt, lazyUnmount, probeMount } from "./mounts.js";
 import { runtimePaths } from "./paths.js";
@@ -279,10 +281,12 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
 
     let stopping: Promise<number> | undefined;
     let watch: NodeJS.Timeout | undefined;
+    let reclaimer: Reclaimer | undefined;
     const stop = (reason: string): Promise<number> => {
       stopping ??= (async () => {
         log.info({ reason }, "stopping");
         clearInterval(watch);
+        reclaimer?.stop();
         control?.close();
         try {
           await fuse?.unmount();
@@ -360,6 +364,14 @@ export async function runDaemon(config: Config, opts: DaemonOptions): Promise<nu
       );
     }, 2000);
 
+    // `gc` is there when the daemon was started by `mount -d` (src/daemon/spawn.ts).
+    const gc = (globalThis as { gc?: (o: { type: Collection }) => void }).gc;
+    const binding = loadBinding();
+    reclaimer = startReclaimer({
+      collect: gc && ((type) => gc({ type })),
+      trim: () => binding.trimMemory(),
+      onCollect: ({ type, ms }) => log.debug({ type, ms: Math.round(ms) }, "memory collected"),
+    });
     process.on("SIGHUP", () => {
       dest.reopen();
       log.info("log file reopened");

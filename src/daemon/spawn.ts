@@ -41,8 +41,9 @@ export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   // The child's stray stderr (a crash before the logger exists) lands in the log file.
   const errFd = openSync(opts.logFile, "a", 0o600);
   // A small young generation: the daemon's garbage is short-lived (request and pack buffers),
-  // and V8's default lets it grow into tens of MB of resident memory.
-  const node = ["--max-semi-space-size=2"];
+  // and V8's default lets it grow into tens of MB of resident memory. `gc` for the daemon's
+  // memory reclaimer (src/daemon/memory.ts).
+  const node = ["--max-semi-space-size=2", "--expose-gc"];
   const child = spawn(process.execPath, [...node, opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
     detached: true,
     stdio: ["ignore", errFd, errFd, "pipe", ...(opts.secret === undefined ? [] : ["pipe" as const])],

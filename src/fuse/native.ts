@@ -106,6 +106,8 @@ export interface Binding {
   queued(session: Session): number;
   /** Lookups the binding answered from its kept listings (counted since the mount). */
   lookupsAnswered(session: Session): number;
+  /** Gives the C heap's free pages back to the system; 1 when something was released. */
+  trimMemory(): number;
   invalEntry(session: Session, parentIno: number, name: string): void;
   invalInode(session: Session, ino: number, off: number, len: number): void;
   /** Whether read-only opens of `ino` are answered by the binding itself (handle 0). */

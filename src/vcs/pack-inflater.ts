@@ -67,10 +67,11 @@ export class PackInflater {
       sink: s && { objects: s.objects, blockSize: s.blockSize, budget: s.budget, oids: s.oids },
     };
     // A small young generation: the worker allocates much short-lived garbage (inflate output),
-    // which a large one would let grow into tens of MB of resident memory.
+    // which a large one would let grow into tens of MB of resident memory (1 MB against 4:
+    // peak RSS 185-193 against 192-198 MB, the stream no slower, in three pairs of mounts).
     this.worker = new Worker(WORKER_URL, {
       workerData: data,
-      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 256 },
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 256 },
     });
     this.worker.on("message", (m: FromWorker) => this.onMessage(m));
     this.worker.on("error", (err) => this.failWith(new MesaError("INTERNAL", `pack worker: ${err.message}`)));

@@ -85,3 +85,22 @@ test("memory reclaimer: a full collection per heap step, at most one a second; y
     r.stop();
   }
 });
+
+test("memory reclaimer: without gc (a foreground daemon) it trims once per step", async () => {
+  let heap = 40 << 20;
+  let trims = 0;
+  const r = startReclaimer({
+    usage: () => ({ heap, buffers: 0 }),
+    trim: () => trims++,
+    intervalMs: 10,
+    minMajorGapMs: 0,
+  });
+  try {
+    heap += 17 << 20;
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(trims, 1);
+    assert.deepEqual(r.stats(), { minor: 0, major: 0, ms: 0 });
+  } finally {
+    r.stop();
+  }
+});

@@ -61,7 +61,8 @@ export function startReclaimer(opts: ReclaimerOptions): Reclaimer {
       trimNext = true;
     } else opts.trim();
     const u = usage();
-    if (type === "major") majorBase = total(u);
+    // Without collections nothing shrinks: each step is trimmed once.
+    if (type === "major" || !opts.collect) majorBase = total(u);
     bufferBase = u.buffers;
   };
   const timer = setInterval(() => {

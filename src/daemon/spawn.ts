@@ -36,15 +36,19 @@ export interface Ready {
   failed: Array<{ org: string; repo?: string; error: string }>;
 }
 
+/**
+ * Node options of the daemon `mount -d` starts. A small young generation: the daemon's garbage
+ * is short-lived (request and pack buffers), and V8's default lets it grow into tens of MB of
+ * resident memory. `gc` for the daemon's memory reclaimer (src/daemon/memory.ts).
+ */
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=2", "--expose-gc"];
+
 export function daemonize(opts: DaemonizeOptions): Promise<Ready> {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   // The child's stray stderr (a crash before the logger exists) lands in the log file.
   const errFd = openSync(opts.logFile, "a", 0o600);
-  // A small young generation: the daemon's garbage is short-lived (request and pack buffers),
-  // and V8's default lets it grow into tens of MB of resident memory. `gc` for the daemon's
-  // memory reclaimer (src/daemon/memory.ts).
-  const node = ["--max-semi-space-size=2", "--expose-gc"];
-  const child = spawn(process.execPath, [...node, opts.entry, ...opts.globalArgs, "mount", "--foreground"], {
+  const args = [...DAEMON_NODE_FLAGS, opts.entry, ...opts.globalArgs, "mount", "--foreground"];
+  const child = spawn(process.execPath, args, {
     detached: true,
     stdio: ["ignore", errFd, errFd, "pipe", ...(opts.secret === undefined ? [] : ["pipe" as const])],
     // Two malloc arenas instead of one per thread (libuv, FUSE, the pack worker): fewer

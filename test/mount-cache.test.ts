@@ -1,9 +1,11 @@
 /**
  * Failures and caches of a live mount against a real `mesa serve` behind a counting proxy:
  * the server going away after mount (browsing works, uncached reads give EIO, reads work
- * again once it is back), the disk cache cap, and a remount served without blob fetches.
+ * again once it is back), the disk cache cap, a remount served without blob fetches, and a
+ * remount's cache verified in the background.
  */
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fixture } from "./helpers/fixture.js";
@@ -110,4 +112,53 @@ test("disk cache stays under its cap; a remount reads from disk with zero fetche
   };
   assert.equal(stats.cache.misses, 0);
   assert.ok(stats.cache.disk_hits > 0);
+});
+
+test("a remount's disk cache is hashed in the background: reads then go to the binding, a damaged file is caught and fetched again", async (t) => {
+  const fx = fixture(t, "mountverify");
+  const serve = await fx.serve();
+  generateRepo(join(fx.dir, "src"), { files: 300 });
+  await serve.importRepo("local/app", join(fx.dir, "src"));
+  const env = fx.sandbox("verify", {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
+  const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
+  const tree = `find "${root}" -type f | sort | xargs cat | md5sum`;
+  assert.equal((await mesa(["mount", "-d"], env)).code, 0);
+  const first = await run("sh", ["-c", tree], { timeoutMs: 120_000 });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal((await mesa(["unmount"], env)).code, 0);
+
+  // One cached file damaged while unmounted, its size kept (only its hash can tell).
+  const objects = join(env.MESA_CACHE_PATH as string, "objects");
+  const sub = readdirSync(objects).find((d) => /^[0-9a-f]{2}$/.test(d))!;
+  const damaged = join(objects, sub, readdirSync(join(objects, sub))[0]!);
+  writeFileSync(damaged, Buffer.alloc(readFileSync(damaged).length, 0x5a));
+
+  assert.equal((await mesa(["mount", "-d"], env)).code, 0);
+  const stats = async () =>
+    JSON.parse((await mesa(["stats", "--format", "json"], env)).stdout) as {
+      fs: { read: number };
+      cache: { disk_entries: number; verified_in_background: number; corrupt: number; disk_hits: number };
+    };
+  let s = await stats();
+  const entries = s.cache.disk_entries;
+  assert.ok(entries >= 300, `${entries} cached blobs`);
+  assert.ok(
+    await waitFor(async () => {
+      s = await stats();
+      // Every other entry hashed in the background or by a read (the mount reads a few).
+      return s.cache.corrupt === 1 && s.cache.verified_in_background + s.cache.disk_hits >= entries - 1;
+    }, 30_000),
+    `background verification: ${JSON.stringify(s.cache)}`,
+  );
+  const readsBefore = s.fs.read;
+  const second = await run("sh", ["-c", tree], { timeoutMs: 120_000 });
+  assert.equal(second.stdout, first.stdout, "the remount reads the same content");
+  // Only the damaged file's read reaches JavaScript (to fetch it again); before, every first
+  // read of a file after a restart did, to hash it.
+  const viaJs = (await stats()).fs.read - readsBefore;
+  assert.ok(viaJs <= 2, `${viaJs} of 300 reads went through JavaScript`);
 });

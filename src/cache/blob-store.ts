@@ -58,6 +58,8 @@ export interface BlobStoreStats {
   /** Blobs rejected because their content did not match their oid. */
   corrupt: number;
   fetchErrors: number;
+  /** Disk entries left from before this start that a background pass hashed and found whole. */
+  verifiedInBackground: number;
   inflight: number;
   /** Fetched bytes held while being written to disk. */
   transientBytes: number;
@@ -107,6 +109,7 @@ export class BlobStore {
     prefetchedBlobs: 0,
     corrupt: 0,
     fetchErrors: 0,
+    verifiedInBackground: 0,
   };
 
   constructor(opts: BlobStoreOptions) {
@@ -593,6 +596,22 @@ export class BlobStore {
   private fail(oid: string, f: Flight, err: Error): void {
     if (this.flights.get(oid) === f) this.flights.delete(oid);
     f.reject(err);
+  }
+
+  /**
+   * Hashes the disk cache's files not verified since startup in the background (see
+   * `DiskCache.verifyInBackground`); each is announced as local once verified. Stops on close.
+   */
+  async verifyInBackground(): Promise<void> {
+    if (!this.disk || this.closed) return;
+    await this.disk.verifyInBackground(
+      (oids) => {
+        this.c.verifiedInBackground += oids.length;
+        this.storedLocally(oids);
+      },
+      () => this.c.corrupt++,
+      this.closing.signal,
+    );
   }
 
   /** First read of a disk entry since startup: hash the file once (torn writes, bit rot). */

@@ -25,9 +25,13 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import { blobDir, blobFile, diskCost, onDisk } from "./blob-files.js";
 import { blobHash } from "./verify.js";
+import type { FromVerifier, VerifyJob } from "./verify-worker.js";
+
+const VERIFY_WORKER_URL = new URL("./verify-worker.js", import.meta.url);
 
 /** Space a prefetch stream's worker writes blobs into (see `beginStream`). */
 export interface StreamReservation {
@@ -254,6 +258,58 @@ export class DiskCache {
     this.logger?.warn({ oid }, "cached blob failed verification; deleted");
     await this.delete(oid);
     return false;
+  }
+
+  /**
+   * Hashes every entry not verified yet (after a restart: all of them) in a worker thread, so
+   * that reads find their files verified instead of each first hashing its file on the main
+   * thread (40,000 first reads through the mount took 10.5 s that way against 4 s on a fresh
+   * cache). Entries that match are marked and passed to `onVerified` in batches; the others go
+   * through `verify`, which deletes a file that does not match (`onDamaged` then hears of it).
+   * Resolves when done or aborted.
+   */
+  async verifyInBackground(
+    onVerified: (oids: string[]) => void,
+    onDamaged: (oid: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const files: VerifyJob["files"] = [];
+    for (const [oid, e] of this.index) if (!e.verified) files.push([oid, this.fileOf(oid), e.size]);
+    if (files.length === 0 || signal.aborted) return;
+    const worker = new Worker(VERIFY_WORKER_URL, {
+      workerData: { files } satisfies VerifyJob,
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 64 },
+    });
+    const stop = () => void worker.terminate();
+    signal.addEventListener("abort", stop, { once: true });
+    const sizes = new Map(files.map(([oid, , size]) => [oid, size]));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.on("message", (m: FromVerifier) => {
+          if (m.t === "done") return resolve();
+          const ok: string[] = [];
+          for (const oid of m.good) {
+            const e = this.index.get(oid);
+            // Rewritten meanwhile (evicted and fetched again): the same content, but check.
+            if (e && !e.verified && e.size === sizes.get(oid)) {
+              e.verified = true;
+              ok.push(oid);
+            }
+          }
+          if (ok.length > 0) onVerified(ok);
+          for (const oid of m.bad)
+            void this.verify(oid).then(
+              (ok) => ok || onDamaged(oid),
+              () => undefined,
+            );
+        });
+        worker.on("error", reject);
+        worker.on("exit", () => resolve());
+      });
+    } finally {
+      signal.removeEventListener("abort", stop);
+      await worker.terminate();
+    }
   }
 
   /** Whole content, or undefined when not cached (or vanished underneath us). */

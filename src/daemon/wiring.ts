@@ -393,9 +393,19 @@ export async function createSession(
     notes: () => [...notes],
     gitRemote: remoteFor,
     startBackground() {
-      const held = heldStreams ?? [];
+      if (!heldStreams) return;
+      const held = heldStreams;
       heldStreams = undefined;
       for (const start of held) start();
+      // What an earlier run left in the disk cache becomes readable by the binding.
+      void blobs
+        .verifyInBackground()
+        .catch((err: unknown) =>
+          log.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            "verifying the disk cache failed",
+          ),
+        );
     },
     credential: async (org) => (await credentialFor(org)).current(),
     async canWrite(org) {

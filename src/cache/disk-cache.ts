@@ -274,24 +274,23 @@ export class DiskCache {
     signal: AbortSignal,
   ): Promise<void> {
     const files: VerifyJob["files"] = [];
-    for (const [oid, e] of this.index) if (!e.verified) files.push([oid, this.fileOf(oid), e.size]);
+    for (const [oid, e] of this.index) if (!e.verified) files.push([oid, e.size]);
     if (files.length === 0 || signal.aborted) return;
     const worker = new Worker(VERIFY_WORKER_URL, {
-      workerData: { files } satisfies VerifyJob,
+      workerData: { objects: this.objects, files } satisfies VerifyJob,
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 64 },
     });
     const stop = () => void worker.terminate();
     signal.addEventListener("abort", stop, { once: true });
-    const sizes = new Map(files.map(([oid, , size]) => [oid, size]));
     try {
       await new Promise<void>((resolve, reject) => {
         worker.on("message", (m: FromVerifier) => {
           if (m.t === "done") return resolve();
           const ok: string[] = [];
           for (const oid of m.good) {
+            // Only `open` indexes entries unverified: one written since is verified already.
             const e = this.index.get(oid);
-            // Rewritten meanwhile (evicted and fetched again): the same content, but check.
-            if (e && !e.verified && e.size === sizes.get(oid)) {
+            if (e && !e.verified) {
               e.verified = true;
               ok.push(oid);
             }

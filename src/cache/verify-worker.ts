@@ -5,11 +5,14 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { blobFile } from "./blob-files.js";
 import { blobHash } from "./verify.js";
 
 export interface VerifyJob {
-  /** oid, file, size as indexed. */
-  files: Array<[string, string, number]>;
+  /** The cache's blob directory. */
+  objects: string;
+  /** oid, size as indexed. */
+  files: Array<[string, number]>;
 }
 
 export type FromVerifier = { t: "batch"; good: string[]; bad: string[] } | { t: "done" };
@@ -40,13 +43,13 @@ function matches(oid: string, file: string, size: number, buf: Buffer): boolean 
 
 const port = parentPort;
 if (port) {
-  const { files } = workerData as VerifyJob;
+  const { objects, files } = workerData as VerifyJob;
   const buf = Buffer.allocUnsafe(1 << 20);
   let good: string[] = [];
   let bad: string[] = [];
   let last = performance.now();
-  for (const [oid, file, size] of files) {
-    (matches(oid, file, size, buf) ? good : bad).push(oid);
+  for (const [oid, size] of files) {
+    (matches(oid, blobFile(objects, oid), size, buf) ? good : bad).push(oid);
     // Batches: the main thread names verified files to the FUSE binding as they come.
     if (good.length + bad.length >= 512 || performance.now() - last > 50) {
       port.postMessage({ t: "batch", good, bad } satisfies FromVerifier);

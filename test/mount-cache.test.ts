@@ -1,8 +1,8 @@
 /**
  * Failures and caches of a live mount against a real `mesa serve` behind a counting proxy:
  * the server going away after mount (browsing works, uncached reads give EIO, reads work
- * again once it is back), the disk cache cap, a remount served without blob fetches, and a
- * remount's cache verified in the background.
+ * again once it is back), the disk cache cap, a remount served without blob fetches, a
+ * remount's cache verified in the background, and an unmount in the middle of the stream.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -161,4 +161,46 @@ test("a remount's disk cache is hashed in the background: reads then go to the b
   // read of a file after a restart did, to hash it.
   const viaJs = (await stats()).fs.read - readsBefore;
   assert.ok(viaJs <= 2, `${viaJs} of 300 reads went through JavaScript`);
+});
+
+test("unmounting while the whole-tree stream writes leaves only whole blobs in the cache", async (t) => {
+  const fx = fixture(t, "mountstop");
+  const serve = await fx.serve();
+  generateRepo(join(fx.dir, "src"), { files: 4000 });
+  await serve.importRepo("local/app", join(fx.dir, "src"));
+  const env = fx.sandbox("stop", {
+    MESA_ORG: "local",
+    MESA_API_KEY: serve.adminKey,
+    MESA_SERVICE_URL: serve.url,
+  });
+  assert.equal((await mesa(["mount", "-d"], env)).code, 0);
+  const streamed = async () => {
+    const s = JSON.parse((await mesa(["stats", "--format", "json"], env)).stdout) as {
+      cache: { prefetch: { streaming: boolean; streamed_blobs: number } };
+    };
+    return s.cache.prefetch;
+  };
+  // Stopped as soon as the stream has written something (or has ended: then nothing is torn either).
+  assert.ok(
+    await waitFor(async () => (await streamed()).streamed_blobs > 0, 30_000),
+    "the stream never wrote",
+  );
+  assert.equal((await mesa(["unmount"], env)).code, 0);
+
+  // Every file in the cache holds exactly the blob its name says.
+  const objects = join(env.MESA_CACHE_PATH as string, "objects");
+  const files = readdirSync(objects)
+    .filter((d) => /^[0-9a-f]{2}$/.test(d))
+    .flatMap((d) => readdirSync(join(objects, d)).map((f) => [d + f, join(objects, d, f)] as const));
+  assert.ok(files.length > 0);
+  const hashed = await run("git", ["hash-object", "--stdin-paths"], {
+    input: files.map(([, f]) => f).join("\n"),
+    timeoutMs: 60_000,
+  });
+  assert.equal(hashed.code, 0, hashed.stderr);
+  const torn = hashed.stdout
+    .trim()
+    .split("\n")
+    .filter((oid, i) => oid !== files[i]![0]);
+  assert.deepEqual(torn, [], `${torn.length} of ${files.length} cached files are not the blob they name`);
 });

@@ -367,13 +367,18 @@ export class Prefetcher {
     };
   }
 
-  /** Drops the queue and cancels requests in flight. */
-  stop(): void {
+  /**
+   * Drops the queue and cancels requests in flight; resolves once a running stream ended. Its
+   * worker writes blobs straight to their final names: a process that exits before the worker
+   * stopped can leave one torn there (found again, hashed and fetched anew, by the next start).
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
     clearTimeout(this.timer);
     this.queues.clear();
     this.pending.clear();
+    return this.streamChain.catch(() => undefined);
   }
 
   private underPressure(): boolean {

@@ -424,7 +424,7 @@ export async function createSession(
     },
     async close() {
       for (const t of tokens.values()) t.stop();
-      prefetcher.stop();
+      await prefetcher.stop();
       await flushWrites();
       await blobs.close();
       await Promise.all([...remotes.values()].map((r) => r.close()));

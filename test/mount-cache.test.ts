@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { fixture } from "./helpers/fixture.js";
 import { countingProxy, generateRepo, mesa, run, stopSandbox, waitFor } from "./helpers/mount.js";
 
@@ -106,7 +106,18 @@ test("disk cache stays under its cap; a remount reads from disk with zero fetche
     timeoutMs: 240_000,
   });
   assert.equal(second.stdout, first.stdout);
-  assert.equal(proxy.fetches() - before, 0, "the remount fetched from the server");
+  // On failure, what the daemon said about it.
+  const said = () =>
+    readFileSync(full.MESA_DAEMON_LOG_FILE as string, "utf8")
+      .split("\n")
+      .filter((l) => /fetch|stream|verif|corrupt|warn|error|loaded/i.test(l))
+      .slice(-30)
+      .join("\n");
+  assert.equal(
+    proxy.fetches() - before,
+    0,
+    `the remount fetched from the server; the daemon's log:\n${said()}`,
+  );
   const stats = JSON.parse((await mesa(["stats", "--format", "json"], full)).stdout) as {
     cache: { misses: number; disk_hits: number };
   };
@@ -114,16 +125,17 @@ test("disk cache stays under its cap; a remount reads from disk with zero fetche
   assert.ok(stats.cache.disk_hits > 0);
 });
 
-test("a remount's disk cache is hashed in the background: reads then go to the binding, a damaged file is caught and fetched again", async (t) => {
-  const fx = fixture(t, "mountverify");
+/** A sandbox mounting `local/app`, a generated repo of `files` files on a real `mesa serve`. */
+async function servedApp(t: TestContext, name: string, files: number) {
+  const fx = fixture(t, name);
   const serve = await fx.serve();
-  generateRepo(join(fx.dir, "src"), { files: 300 });
+  generateRepo(join(fx.dir, "src"), { files });
   await serve.importRepo("local/app", join(fx.dir, "src"));
-  const env = fx.sandbox("verify", {
-    MESA_ORG: "local",
-    MESA_API_KEY: serve.adminKey,
-    MESA_SERVICE_URL: serve.url,
-  });
+  return fx.sandbox(name, { MESA_ORG: "local", MESA_API_KEY: serve.adminKey, MESA_SERVICE_URL: serve.url });
+}
+
+test("a remount's disk cache is hashed in the background: reads then go to the binding, a damaged file is caught and fetched again", async (t) => {
+  const env = await servedApp(t, "mountverify", 300);
   const root = join(env.MESA_MOUNT_POINT as string, "local", "app");
   const tree = `find "${root}" -type f | sort | xargs cat | md5sum`;
   assert.equal((await mesa(["mount", "-d"], env)).code, 0);
@@ -164,15 +176,7 @@ test("a remount's disk cache is hashed in the background: reads then go to the b
 });
 
 test("unmounting while the whole-tree stream writes leaves only whole blobs in the cache", async (t) => {
-  const fx = fixture(t, "mountstop");
-  const serve = await fx.serve();
-  generateRepo(join(fx.dir, "src"), { files: 4000 });
-  await serve.importRepo("local/app", join(fx.dir, "src"));
-  const env = fx.sandbox("stop", {
-    MESA_ORG: "local",
-    MESA_API_KEY: serve.adminKey,
-    MESA_SERVICE_URL: serve.url,
-  });
+  const env = await servedApp(t, "mountstop", 4000);
   assert.equal((await mesa(["mount", "-d"], env)).code, 0);
   const streamed = async () => {
     const s = JSON.parse((await mesa(["stats", "--format", "json"], env)).stdout) as {

@@ -45,8 +45,9 @@ export function startReclaimer(opts: ReclaimerOptions): Reclaimer {
   const counts = { minor: 0, major: 0, ms: 0 };
   const total = (u: { heap: number; buffers: number }) => u.heap + u.buffers;
   /** Heap and buffers after the last full collection; buffers after the last of either. */
-  let majorBase = total(usage());
-  let bufferBase = usage().buffers;
+  const start = usage();
+  let majorBase = total(start);
+  let bufferBase = start.buffers;
   let lastMajor = 0;
   let trimNext = false;
   const run = (type: Collection) => {

@@ -208,6 +208,8 @@ static int set_has(ino_set *t, uint64_t ino) {
  */
 typedef struct backing {
   ino_link link;
+  /* The content is `length` bytes at `offset` of the file (blobs share segment files). */
+  off_t offset, length;
   char path[];
 } backing;
 
@@ -799,9 +801,11 @@ static void drop_listing(session *s, fuse_ino_t ino) { map_drop(&s->listings, in
 
 static void drop_backing(session *s, fuse_ino_t ino) { map_drop(&s->backings, ino, free); }
 
-static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len) {
+static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len, off_t offset, off_t length) {
   backing *b = malloc(sizeof(backing) + len + 1);
   b->link.ino = ino;
+  b->offset = offset;
+  b->length = length;
   memcpy(b->path, path, len);
   b->path[len] = 0;
   pthread_mutex_lock(&s->backings.lock);
@@ -813,12 +817,20 @@ static void put_backing(session *s, fuse_ino_t ino, const char *path, size_t len
 /* Answers a read from the inode's backing file; 0 when it has none (or it is gone). */
 static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   char path[4096];
+  off_t base = 0, length = 0;
   pthread_mutex_lock(&s->backings.lock);
   backing *b = map_find(&s->backings, ino);
   int found = b && strlen(b->path) < sizeof(path);
-  if (found) strcpy(path, b->path);
+  if (found) {
+    strcpy(path, b->path);
+    base = b->offset;
+    length = b->length;
+  }
   pthread_mutex_unlock(&s->backings.lock);
   if (!found) return 0;
+  /* Nothing past the content's end (the rest of a segment is other blobs). */
+  if (off >= length) size = 0;
+  else if ((off_t)size > length - off) size = (size_t)(length - off);
   /* No atime update: a first read of a freshly written blob would otherwise write its inode
    * (relatime) while the stream is creating the next blobs beside it. */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME);
@@ -830,7 +842,7 @@ static int read_backing(session *s, fuse_req_t req, fuse_ino_t ino, size_t size,
   char *buf = malloc(size ? size : 1);
   size_t got = 0;
   while (got < size) {
-    ssize_t n = pread(fd, buf + got, size - got, off + (off_t)got);
+    ssize_t n = pread(fd, buf + got, size - got, base + off + (off_t)got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       free(buf);
@@ -1805,9 +1817,12 @@ static napi_value js_set_committed(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* setBacking(session, ino, path | null): the local file holding the inode's content, or none. */
+/*
+ * setBacking(session, ino, path | null, offset, length): the local file holding the inode's
+ * content (`length` bytes at `offset`), or none.
+ */
 static napi_value js_set_backing(napi_env env, napi_callback_info info) {
-  JS_ARGS(3);
+  JS_ARGS(5);
   session *s = get_session(env, argv[0]);
   if (!s) return NULL;
   fuse_ino_t ino = (fuse_ino_t)get_num(env, argv[1]);
@@ -1824,7 +1839,12 @@ static napi_value js_set_backing(napi_env env, napi_callback_info info) {
     drop_backing(s, ino);
     return NULL;
   }
-  put_backing(s, ino, path, len);
+  double offset = get_num(env, argv[3]), length = get_num(env, argv[4]);
+  if (!(offset >= 0 && length >= 0)) {
+    drop_backing(s, ino);
+    return NULL;
+  }
+  put_backing(s, ino, path, len, (off_t)offset, (off_t)length);
   return NULL;
 }
 

@@ -5,22 +5,25 @@
  * nothing is fetched twice) when the tree is larger than the cap.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BlobStore } from "../src/cache/blob-store.js";
 import { Prefetcher } from "../src/cache/prefetcher.js";
+import { SEGMENT_BLOB_MAX } from "../src/cache/segments.js";
 import { GitRemote } from "../src/vcs/remote.js";
+import { cachedBlobs, damagedBlobs } from "./helpers/cache-files.js";
 import { du, duAsync, type Fixture, makeRepo, randomFiles } from "./helpers/cache-fixture.js";
 import { type CapsProxy, capsProxy } from "./helpers/caps-proxy.js";
 import { type FaultProxy, faultProxy, type GitServer, serveGit } from "./helpers/git-http.js";
 
 /** Random files plus near-copies of one text (the server stores those as deltas). */
 function mixedFiles(random: number, similar: number): Map<string, Buffer> {
-  const files = randomFiles(random, (i) => 512 + ((i * 977) % 6000));
+  // Every 50th file is past the size that goes into segments.
+  const files = randomFiles(random, (i) => (i % 50 === 7 ? 300_000 : 512 + ((i * 977) % 6000)));
   const text = Array.from({ length: 200 }, (_, i) => `line ${i} of a shared document\n`).join("");
   for (let i = 0; i < similar; i++)
     files.set(`docs/${i % 7}/page-${i}.md`, Buffer.from(`${text}page ${i}\n`));
@@ -63,20 +66,15 @@ async function setup(t: TestContext, files: Map<string, Buffer>, capBytes = 256 
   return { fx, server, counter, proxy, remote, store, pf, cacheDir, files: list };
 }
 
-/** Every file in the cache directory hashes to its name. */
+/** Every blob in the cache directory (own files and segments) hashes to its id; how many there are. */
 function assertCacheVerified(dir: string): number {
-  let n = 0;
-  const objects = join(dir, "objects");
-  for (const sub of readdirSync(objects)) {
-    for (const name of readdirSync(join(objects, sub))) {
-      if (name.startsWith(".tmp-")) continue;
-      const data = readFileSync(join(objects, sub, name));
-      const oid = createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
-      assert.equal(oid, sub + name, `cached file ${sub}/${name} does not match its id`);
-      n++;
-    }
-  }
-  return n;
+  const all = cachedBlobs(dir);
+  assert.deepEqual(
+    damagedBlobs(dir).map((b) => b.oid),
+    [],
+    "cached blobs that do not match their id",
+  );
+  return new Set(all.map((b) => b.oid)).size;
 }
 
 /** One read pass over every file, 32 at a time as a parallel reader would; returns bytes read. */
@@ -113,6 +111,21 @@ test("stream: the whole tree arrives in one fetch request, every blob verified",
   for (const f of s.files) assert.ok(s.store.hasLocal(f.oid), `${f.oid} not cached`);
   await s.store.flush();
   assert.equal(assertCacheVerified(s.cacheDir), s.files.length);
+  // Small blobs in a few segments, large ones in files of their own.
+  const held = cachedBlobs(s.cacheDir);
+  const large = s.files.filter((f) => f.size > SEGMENT_BLOB_MAX).map((f) => f.oid);
+  assert.ok(large.length >= 5);
+  assert.deepEqual(
+    held
+      .filter((b) => !b.inSegment)
+      .map((b) => b.oid)
+      .sort(),
+    large.sort(),
+  );
+  assert.ok(
+    new Set(held.filter((b) => b.inSegment).map((b) => b.file)).size <= 2,
+    "small blobs in one or two segments",
+  );
   // The worker wrote them; the cache booked every byte du sees (and little more).
   const booked = s.store.stats().diskBytes;
   const seen = du(s.cacheDir).blocks;

@@ -6,9 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { cachedBlobs } from "./helpers/cache-files.js";
 import { fixture } from "./helpers/fixture.js";
 import { countingProxy, generateRepo, gitSync, mesa, run, waitFor } from "./helpers/mount.js";
 import {
@@ -287,15 +288,17 @@ test("first reads of cached files come from the cache file through the binding; 
       return { mode, oid, path };
     })
     .filter((f) => f.mode === "100644" || f.mode === "100755");
-  // The whole tree is in the disk cache once the prefetch stream went idle.
-  const cacheFile = (oid: string) =>
-    join(d.env.MESA_CACHE_PATH as string, "objects", oid.slice(0, 2), oid.slice(2));
+  // The whole tree is in the disk cache once the prefetch stream went idle (the large file in
+  // a file of its own, the others in a segment, read by the binding at their offsets).
   assert.ok(await waitFor(() => prefetchIdle(d), 60_000, 100), "the prefetch stream did not end");
-  for (const f of files) assert.ok(existsSync(cacheFile(f.oid)), `${f.path} is not in the disk cache`);
+  const cached = new Map(cachedBlobs(d.env.MESA_CACHE_PATH as string).map((b) => [b.oid, b]));
+  for (const f of files) assert.ok(cached.has(f.oid), `${f.path} is not in the disk cache`);
+  const inSegments = files.filter((f) => cached.get(f.oid)!.inSegment).length;
+  assert.ok(inSegments >= files.length / 2, `${inSegments} of ${files.length} files in segments`);
 
   // An evicted blob: its reads go to the filesystem, which fetches it again.
-  const evicted = files.find((f) => f.path.endsWith(".txt"))!;
-  rmSync(cacheFile(evicted.oid));
+  const evicted = files.find((f) => !cached.get(f.oid)!.inSegment)!;
+  rmSync(cached.get(evicted.oid)!.file);
   const r0 = await fsReads(d);
   const sums = 'for f in "$@"; do sha1sum "$f"; done';
   const all = files.map((f) => f.path);
@@ -305,7 +308,9 @@ test("first reads of cached files come from the cache file through the binding; 
   assert.equal(got.stdout, want.stdout);
   const r1 = await fsReads(d);
   assert.ok(r1 > r0, "the evicted file was read through the filesystem");
-  assert.ok(r1 - r0 <= 2, `${r1 - r0} reads reached the filesystem for ${files.length} cached files`);
+  // The evicted file is the 1 MB one (the small ones share segments): up to one read per 128 KiB
+  // of it may arrive while it is fetched again; every other file's reads are the binding's.
+  assert.ok(r1 - r0 <= 10, `${r1 - r0} reads reached the filesystem for ${files.length} cached files`);
 
   // A git push from outside changes a file the binding was reading from the cache.
   const pushed = files.find((f) => f.path !== evicted.path && f.path.endsWith(".txt"))!;

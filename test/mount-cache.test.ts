@@ -5,9 +5,10 @@
  * remount's cache verified in the background, and an unmount in the middle of the stream.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
+import { cachedBlobs, damageCached, readCached } from "./helpers/cache-files.js";
 import { fixture } from "./helpers/fixture.js";
 import { countingProxy, generateRepo, mesa, run, stopSandbox, waitFor } from "./helpers/mount.js";
 
@@ -144,11 +145,10 @@ test("a remount's disk cache is hashed in the background: reads then go to the b
   assert.equal(first.code, 0, first.stderr);
   assert.equal((await mesa(["unmount"], env)).code, 0);
 
-  // One cached file damaged while unmounted, its size kept (only its hash can tell).
-  const objects = join(env.MESA_CACHE_PATH as string, "objects");
-  const sub = readdirSync(objects).find((d) => /^[0-9a-f]{2}$/.test(d))!;
-  const damaged = join(objects, sub, readdirSync(join(objects, sub))[0]!);
-  writeFileSync(damaged, Buffer.alloc(readFileSync(damaged).length, 0x5a));
+  // One cached blob in a segment damaged while unmounted, its size kept (only its hash can tell).
+  const inSegments = cachedBlobs(env.MESA_CACHE_PATH as string).filter((b) => b.inSegment);
+  assert.ok(inSegments.length >= 250, `${inSegments.length} blobs in segments`);
+  damageCached(inSegments[inSegments.length >> 1]!);
 
   assert.equal((await mesa(["mount", "-d"], env)).code, 0);
   const stats = async () =>
@@ -192,20 +192,24 @@ test("unmounting while the whole-tree stream writes leaves only whole blobs in t
   );
   assert.equal((await mesa(["unmount"], env)).code, 0);
 
-  // Every file in the cache holds exactly the blob its name says.
-  const objects = join(env.MESA_CACHE_PATH as string, "objects");
-  const files = readdirSync(objects)
-    .filter((d) => /^[0-9a-f]{2}$/.test(d))
-    .flatMap((d) => readdirSync(join(objects, d)).map((f) => [d + f, join(objects, d, f)] as const));
-  assert.ok(files.length > 0);
+  // Every blob the cache lists (files of their own, segments' index lines) is exactly that
+  // blob, as git hashes it.
+  const held = cachedBlobs(env.MESA_CACHE_PATH as string);
+  assert.ok(held.length > 0);
+  const out = join(env.MESA_DATA_DIR as string, "held");
+  mkdirSync(out, { recursive: true });
+  const files = held.map((b, i) => {
+    writeFileSync(join(out, String(i)), readCached(b));
+    return join(out, String(i));
+  });
   const hashed = await run("git", ["hash-object", "--stdin-paths"], {
-    input: files.map(([, f]) => f).join("\n"),
+    input: files.join("\n"),
     timeoutMs: 60_000,
   });
   assert.equal(hashed.code, 0, hashed.stderr);
   const torn = hashed.stdout
     .trim()
     .split("\n")
-    .filter((oid, i) => oid !== files[i]![0]);
-  assert.deepEqual(torn, [], `${torn.length} of ${files.length} cached files are not the blob they name`);
+    .filter((oid, i) => oid !== held[i]!.oid);
+  assert.deepEqual(torn, [], `${torn.length} of ${held.length} cached blobs are not the blob they name`);
 });

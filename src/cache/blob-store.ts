@@ -6,6 +6,7 @@
  */
 import { isMesaError, MesaError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { BlobLocation } from "../workspace/fs-api.js";
 import { DiskCache, type StreamedBlob, type StreamReservation } from "./disk-cache.js";
 import { MemoryCache } from "./memory-cache.js";
 import { assertOid, blobMatches } from "./verify.js";
@@ -196,18 +197,18 @@ export class BlobStore {
   }
 
   /**
-   * The disk file holding blob `oid`, when it is there and verified; it counts as read from
-   * then on (whoever asked will read it directly, unseen by the cache's recency order).
+   * Where blob `oid` is on disk, when it is there and verified; it counts as read from then on
+   * (whoever asked will read it directly, unseen by the cache's recency order).
    */
-  localFile(oid: string): string | undefined {
+  localBlob(oid: string): BlobLocation | undefined {
     if (!this.disk?.isVerified(oid) || this.flights.has(oid)) return undefined;
     this.disk.markRead(oid);
-    return this.disk.fileOf(oid);
+    return this.disk.location(oid);
   }
 
   private readonly localListeners = new Set<(oids: string[]) => void>();
 
-  /** Tells `listener` about blobs stored on disk (`localFile` names them from then on). */
+  /** Tells `listener` about blobs stored on disk (`localBlob` names them from then on). */
   onLocal(listener: (oids: string[]) => void): () => void {
     this.localListeners.add(listener);
     return () => this.localListeners.delete(listener);

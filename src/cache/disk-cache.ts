@@ -8,7 +8,8 @@
  * A prefetch stream's worker writes blobs straight to their final names (never over an
  * existing one) into space reserved for it here; they join the index when it reports them. A
  * crash mid-write leaves a partial file there: the next `open` indexes it unverified, and the
- * first read hashes it (and deletes it when it does not match).
+ * first read hashes it (and deletes it when it does not match). A stream's small blobs go into
+ * segments instead (segments.ts): a few large files holding many blobs each, freed whole.
  */
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -27,7 +28,9 @@ import {
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
+import type { BlobLocation } from "../workspace/fs-api.js";
 import { blobDir, blobFile, diskCost, onDisk } from "./blob-files.js";
+import { parseSegmentIndex, SEGMENTS_DIR, segmentData, segmentIndex } from "./segments.js";
 import { blobHash } from "./verify.js";
 import type { FromVerifier, VerifyJob } from "./verify-worker.js";
 
@@ -42,6 +45,9 @@ export interface StreamReservation {
   used: number;
   /** Directories that got entries. */
   dirs: Set<string>;
+  /** The cache's segment directory, and the segments the stream wrote. */
+  segments: string;
+  wroteSegments: Set<Segment>;
   ended?: boolean;
 }
 
@@ -52,6 +58,24 @@ export interface StreamedBlob {
   /** Bytes on disk, and what was counted against the reservation for it. */
   bytes: number;
   cost: number;
+  /** Written into this segment at this offset (see segments.ts), not to a file of its own. */
+  segment?: string;
+  offset?: number;
+}
+
+/** A segment file of blobs (segments.ts); freed as a whole. */
+interface Segment {
+  name: string;
+  /** Its blobs file. */
+  file: string;
+  /** Its entries in the index. */
+  oids: Set<string>;
+  /** Bytes on disk charged for it (both files). */
+  bytes: number;
+  /** A stream still writes it: it stays until the stream ends. */
+  writing: boolean;
+  /** Last persisted access (its file's mtime). */
+  atime: number;
 }
 
 interface Entry {
@@ -67,6 +91,9 @@ interface Entry {
    * content never throws away what was fetched ahead for a reader (that would be fetched twice).
    */
   unread?: boolean;
+  /** In a segment, at `offset` (then `bytes` is only its share: the segment is charged). */
+  seg?: Segment;
+  offset?: number;
 }
 
 export interface DiskCacheOptions {
@@ -100,6 +127,8 @@ export class DiskCache {
   readonly path: string;
   readonly maxBytes: number;
   private readonly objects: string;
+  private readonly segmentDir: string;
+  private readonly segments = new Map<string, Segment>();
   private readonly blobDirs: string[] = [];
   private readonly logger?: Logger;
   private readonly isPinned: (oid: string) => boolean;
@@ -126,6 +155,7 @@ export class DiskCache {
     this.path = opts.path;
     this.maxBytes = opts.maxBytes;
     this.objects = join(opts.path, "objects");
+    this.segmentDir = join(opts.path, SEGMENTS_DIR);
     this.logger = opts.logger;
     this.isPinned = opts.isPinned ?? (() => false);
   }
@@ -196,9 +226,11 @@ export class DiskCache {
       // Removing temp files does not shrink a directory, but re-measure anyway.
       await this.accountDir(dir);
     }
+    found.push(...(await this.openSegments(new Set(found.map(([oid]) => oid)))));
     found.sort((a, b) => a[1].atime - b[1].atime);
     for (const [oid, e] of found) {
       this.index.set(oid, e);
+      if (e.seg) continue;
       this.used += e.bytes;
       this.countIn(this.dirOf(oid), 1);
     }
@@ -208,6 +240,59 @@ export class DiskCache {
     // A lowered cap applies at once.
     if (this.used > this.maxBytes) await this.reserve(0);
     this.logger?.debug({ path: this.path, entries: this.index.size, bytes: this.used }, "disk cache opened");
+  }
+
+  /**
+   * The segments' entries (unverified), but none whose range lies beyond its file (the writer
+   * stopped there) or that `objects` has already; segments without entries are removed.
+   */
+  private async openSegments(have: Set<string>): Promise<Array<[string, Entry]>> {
+    const names = await readdir(this.segmentDir).catch((err) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!names) return [];
+    await this.accountDir(this.segmentDir);
+    const found: Array<[string, Entry]> = [];
+    const indexed = new Set(names.filter((n) => n.endsWith(".index")).map((n) => n.slice(0, -6)));
+    for (const name of names) {
+      const file = join(this.segmentDir, name);
+      if (name.endsWith(".blobs") && !indexed.has(name.slice(0, -6))) await removeFile(file);
+      else if (!name.endsWith(".index") && !name.endsWith(".blobs")) {
+        // Not ours; it still takes space under the cap.
+        const st = await stat(file).catch(() => undefined);
+        if (st) this.used += onDisk(st);
+      }
+    }
+    for (const name of indexed) {
+      const data = segmentData(this.segmentDir, name);
+      const index = segmentIndex(this.segmentDir, name);
+      const [dataSt, indexSt] = await Promise.all([stat(data).catch(() => undefined), stat(index)]);
+      const seg: Segment = {
+        name,
+        file: data,
+        oids: new Set(),
+        bytes: onDisk(indexSt) + (dataSt ? onDisk(dataSt) : 0),
+        writing: false,
+        atime: dataSt?.mtimeMs ?? 0,
+      };
+      for (const l of dataSt ? parseSegmentIndex(await readFile(index, "latin1")) : []) {
+        if (l.offset + l.size > dataSt!.size || have.has(l.oid)) continue;
+        have.add(l.oid);
+        seg.oids.add(l.oid);
+        found.push([
+          l.oid,
+          { size: l.size, bytes: l.size, atime: seg.atime, verified: false, seg, offset: l.offset },
+        ]);
+      }
+      if (seg.oids.size === 0) {
+        await Promise.all([removeFile(data), removeFile(index)]);
+        continue;
+      }
+      this.segments.set(name, seg);
+      this.used += seg.bytes;
+    }
+    return found;
   }
 
   isVerified(oid: string): boolean {
@@ -244,8 +329,12 @@ export class DiskCache {
 
   private async hashCheck(oid: string, e: Entry): Promise<boolean> {
     const h = blobHash(oid, e.size);
+    // A segment's range is read exactly; a file of its own whole (a longer one must not match).
+    const range = e.seg ? { start: e.offset, end: (e.offset as number) + e.size - 1 } : {};
     try {
-      for await (const chunk of createReadStream(this.fileOf(oid))) h.update(chunk as Buffer);
+      if (!e.seg || e.size > 0)
+        for await (const chunk of createReadStream(e.seg ? e.seg.file : this.fileOf(oid), range))
+          h.update(chunk as Buffer);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -274,7 +363,8 @@ export class DiskCache {
     signal: AbortSignal,
   ): Promise<void> {
     const files: VerifyJob["files"] = [];
-    for (const [oid, e] of this.index) if (!e.verified) files.push([oid, e.size]);
+    for (const [oid, e] of this.index)
+      if (!e.verified) files.push(e.seg ? [oid, e.size, e.seg.file, e.offset as number] : [oid, e.size]);
     if (files.length === 0 || signal.aborted) return;
     const worker = new Worker(VERIFY_WORKER_URL, {
       workerData: { objects: this.objects, files } satisfies VerifyJob,
@@ -313,7 +403,9 @@ export class DiskCache {
 
   /** Whole content, or undefined when not cached (or vanished underneath us). */
   async read(oid: string): Promise<Buffer | undefined> {
-    if (!this.index.has(oid)) return undefined;
+    const e = this.index.get(oid);
+    if (e === undefined) return undefined;
+    if (e.seg) return this.readRange(oid, 0, e.size);
     this.touch(oid);
     try {
       return await readFile(this.fileOf(oid));
@@ -332,8 +424,9 @@ export class DiskCache {
     const n = Math.max(0, Math.min(length, e.size - offset));
     if (n === 0) return Buffer.alloc(0);
     let fh: Awaited<ReturnType<typeof open>>;
+    const base = e.offset ?? 0;
     try {
-      fh = await open(this.fileOf(oid), "r");
+      fh = await open(e.seg ? e.seg.file : this.fileOf(oid), "r");
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -343,7 +436,7 @@ export class DiskCache {
       const buf = Buffer.allocUnsafe(n);
       let got = 0;
       while (got < n) {
-        const { bytesRead } = await fh.read(buf, got, n - got, offset + got);
+        const { bytesRead } = await fh.read(buf, got, n - got, base + offset + got);
         if (bytesRead === 0) break;
         got += bytesRead;
       }
@@ -374,9 +467,32 @@ export class DiskCache {
     const e = this.index.get(oid);
     if (e === undefined) return;
     this.index.delete(oid);
+    if (e.seg) return this.leaveSegment(oid, e.seg);
     await removeFile(this.fileOf(oid));
     this.used -= e.bytes;
     this.countIn(this.dirOf(oid), -1);
+  }
+
+  /** `oid` is no longer indexed in `seg`: the segment goes with its last entry (once written). */
+  private async leaveSegment(oid: string, seg: Segment): Promise<void> {
+    seg.oids.delete(oid);
+    if (seg.oids.size === 0 && !seg.writing) await this.removeSegment(seg);
+  }
+
+  private async removeSegment(seg: Segment): Promise<void> {
+    if (this.segments.get(seg.name) !== seg) return;
+    this.segments.delete(seg.name);
+    await Promise.all([removeFile(seg.file), removeFile(segmentIndex(this.segmentDir, seg.name))]);
+    this.used -= seg.bytes;
+  }
+
+  /** Where blob `oid`'s content is, when cached. */
+  location(oid: string): BlobLocation | undefined {
+    const e = this.index.get(oid);
+    if (e === undefined) return undefined;
+    return e.seg
+      ? { file: e.seg.file, offset: e.offset as number, size: e.size }
+      : { file: this.fileOf(oid), offset: 0, size: e.size };
   }
 
   /**
@@ -386,7 +502,15 @@ export class DiskCache {
   beginStream(want: number): StreamReservation {
     const granted = Math.min(want, this.freeBytes);
     this.reserved += granted;
-    return { objects: this.objects, blockSize: this.blockSize, budget: granted, used: 0, dirs: new Set() };
+    return {
+      objects: this.objects,
+      blockSize: this.blockSize,
+      budget: granted,
+      used: 0,
+      dirs: new Set(),
+      segments: this.segmentDir,
+      wroteSegments: new Set(),
+    };
   }
 
   /** Blobs a stream's worker wrote (verified: it hashed them), now readable. */
@@ -397,6 +521,10 @@ export class DiskCache {
       if (!res.ended) {
         res.used += b.cost;
         this.reserved -= b.cost;
+      }
+      if (b.segment !== undefined) {
+        added += this.adoptInSegment(res, b) ? 1 : 0;
+        continue;
       }
       // A read that fetched the same blob meanwhile already booked it (same content).
       if (this.index.has(b.oid)) continue;
@@ -416,12 +544,55 @@ export class DiskCache {
     return added;
   }
 
-  /** The stream ended: its unused reservation is freed and the directories it grew measured. */
+  /** A streamed blob in a segment: its bytes are charged to the segment, indexed or not. */
+  private adoptInSegment(res: StreamReservation, b: StreamedBlob): boolean {
+    let seg = this.segments.get(b.segment as string);
+    if (!seg) {
+      // Until the stream ends, it is charged what the worker counted (more than it takes).
+      seg = {
+        name: b.segment as string,
+        file: segmentData(this.segmentDir, b.segment as string),
+        oids: new Set(),
+        bytes: 0,
+        writing: true,
+        atime: Date.now(),
+      };
+      this.segments.set(seg.name, seg);
+    }
+    seg.bytes += b.bytes;
+    this.used += b.bytes;
+    res.wroteSegments.add(seg);
+    if (this.index.has(b.oid)) return false;
+    this.index.set(b.oid, {
+      size: b.size,
+      bytes: b.size,
+      atime: Date.now(),
+      verified: true,
+      unread: true,
+      seg,
+      offset: b.offset,
+    });
+    seg.oids.add(b.oid);
+    return true;
+  }
+
+  /** The stream ended: its unused reservation is freed and what it wrote measured. */
   async endStream(res: StreamReservation): Promise<void> {
     this.reserved -= res.budget - res.used;
     res.ended = true;
     for (const dir of res.dirs) await this.accountDir(dir);
     await this.accountDir(this.objects);
+    for (const seg of res.wroteSegments) {
+      seg.writing = false;
+      const sizes = await Promise.all(
+        [seg.file, segmentIndex(this.segmentDir, seg.name)].map((f) => stat(f).then(onDisk, () => 0)),
+      );
+      const now = sizes[0]! + sizes[1]!;
+      this.used += now - seg.bytes;
+      seg.bytes = now;
+      if (seg.oids.size === 0) await this.removeSegment(seg);
+    }
+    if (res.wroteSegments.size > 0) await this.accountDir(this.segmentDir);
     this.wakeWaiters();
     if (this.used + this.reserved > this.maxBytes) await this.reserve(0);
   }
@@ -520,11 +691,25 @@ export class DiskCache {
       while (need > 0 && this.reserved > 0 && !this.fitsAfterEviction(need)) {
         await new Promise<void>((resolve) => this.waiters.push(resolve));
       }
+      const segs = new Set<Segment>();
       if (over() > 0) {
         const left = new Map<string, number>();
+        const seen = new Set<Segment>();
         let freed = 0;
         for (const [oid, e] of this.index) {
           if (over() - freed <= 0) break;
+          if (e.seg) {
+            // A segment goes whole, at its least recently used entry, unless one of its
+            // entries must stay (or a stream still writes it).
+            const seg = e.seg;
+            if (seen.has(seg)) continue;
+            seen.add(seg);
+            if (seg.writing || [...seg.oids].some((o) => this.isPinned(o) || spare(this.index.get(o)!)))
+              continue;
+            segs.add(seg);
+            freed += seg.bytes;
+            continue;
+          }
           if (this.isPinned(oid) || spare(e)) continue;
           victims.push([oid, e]);
           freed += e.bytes;
@@ -537,13 +722,19 @@ export class DiskCache {
         if (over() - freed > 0 && need > 0) return { ok: false, need, newDir };
       }
       for (const [oid] of victims) this.index.delete(oid);
-      await Promise.all(
-        victims.map(async ([oid, e]) => {
+      for (const seg of segs) {
+        for (const oid of seg.oids) this.index.delete(oid);
+        this.evictions += seg.oids.size;
+        seg.oids.clear();
+      }
+      await Promise.all([
+        ...victims.map(async ([oid, e]) => {
           await removeFile(this.fileOf(oid));
           this.used -= e.bytes;
           this.evictions++;
         }),
-      );
+        ...[...segs].map((seg) => this.removeSegment(seg)),
+      ]);
       const emptied = new Set<string>();
       for (const [oid] of victims) {
         const d = this.dirOf(oid);
@@ -609,16 +800,23 @@ export class DiskCache {
     this.index.delete(oid);
     this.index.set(oid, e);
     const now = Date.now();
-    if (now - e.atime < TOUCH_INTERVAL_MS) return;
-    e.atime = now;
+    // A segment's file keeps the latest access of its entries.
+    const at = e.seg ?? e;
+    if (now - at.atime < TOUCH_INTERVAL_MS) return;
+    at.atime = now;
     const t = new Date(now);
-    utimes(this.fileOf(oid), t, t).catch(() => {});
+    utimes(e.seg ? e.seg.file : this.fileOf(oid), t, t).catch(() => {});
   }
 
+  /** Its file was gone. */
   private forget(oid: string): void {
     const e = this.index.get(oid);
     if (e === undefined) return;
     this.index.delete(oid);
+    if (e.seg) {
+      void this.leaveSegment(oid, e.seg).catch(() => undefined);
+      return;
+    }
     this.used -= e.bytes;
     this.countIn(this.dirOf(oid), -1);
   }

@@ -261,6 +261,7 @@ export class Prefetcher {
     const reservation = this.store.beginStream(want);
     const sink: InflaterSink | undefined = reservation && {
       objects: reservation.objects,
+      segments: reservation.segments,
       blockSize: reservation.blockSize,
       budget: reservation.budget,
       oids: [...wanted.keys()],

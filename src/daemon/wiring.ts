@@ -358,7 +358,7 @@ export async function createSession(
     },
     pin: (oid) => blobs.pin(oid),
     unpin: (oid) => blobs.unpin(oid),
-    localFile: (oid) => blobs.localFile(oid),
+    localBlob: (oid) => blobs.localBlob(oid),
     onLocal: (listener) => blobs.onLocal(listener),
     // Whole-tree streams bring every file of each shown commit; listings then queue nothing
     // (and skip walking the tree below the listed directory).

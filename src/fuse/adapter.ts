@@ -685,11 +685,11 @@ class FuseFace {
    * reads with handle 0 itself), or at none; whether it reads one now.
    */
   private back(node: Node): boolean {
-    const file = node.blob !== undefined ? this.fs.localBlobFile?.(node.blob) : undefined;
-    if (file === undefined && node.blob !== undefined) this.awaitBlob(node);
-    if ((file === undefined && !node.backed) || !this.session) return false;
-    node.backed = file !== undefined;
-    this.b.setBacking(this.session, node.ino, file ?? null);
+    const at = node.blob !== undefined ? this.fs.localBlob?.(node.blob) : undefined;
+    if (at === undefined && node.blob !== undefined) this.awaitBlob(node);
+    if ((at === undefined && !node.backed) || !this.session) return false;
+    node.backed = at !== undefined;
+    this.b.setBacking(this.session, node.ino, at?.file ?? null, at?.offset ?? 0, at?.size ?? 0);
     return node.backed;
   }
 

@@ -117,8 +117,8 @@ export interface Binding {
    * file is gone by then, the read comes back as an OP_READ.
    */
   replyBacked(req: Req, ino: number, size: number, off: number): void;
-  /** The local file holding `ino`'s content exactly, read by the binding itself; null: none. */
-  setBacking(session: Session, ino: number, path: string | null): void;
+  /** The local file holding `ino`'s content (`length` bytes at `offset`), read by the binding itself; null: none. */
+  setBacking(session: Session, ino: number, path: string | null, offset: number, length: number): void;
 }
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -64,7 +64,13 @@ export class PackInflater {
     const data: WorkerOptions = {
       types: opts.types,
       baseCacheBytes: opts.baseCacheBytes,
-      sink: s && { objects: s.objects, blockSize: s.blockSize, budget: s.budget, oids: s.oids },
+      sink: s && {
+        objects: s.objects,
+        blockSize: s.blockSize,
+        budget: s.budget,
+        oids: s.oids,
+        segments: s.segments,
+      },
     };
     // A small young generation: the worker allocates much short-lived garbage (inflate output),
     // which a large one would let grow into tens of MB of resident memory (1 MB against 4:

@@ -9,6 +9,7 @@ import { getHeapStatistics } from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { blobDir, blobFile, diskCost, onDisk } from "../cache/blob-files.js";
 import type { StreamedBlob } from "../cache/disk-cache.js";
+import { SEGMENT_BLOB_MAX, SegmentWriter, segmentCost, segmentOverhead } from "../cache/segments.js";
 import type { ObjectType, Oid } from "./objects.js";
 import { PackParser } from "./pack.js";
 
@@ -22,6 +23,8 @@ export interface BlobSink {
   /** Bytes it may fill (blocks, as `diskCost` counts them); past them it reports full. */
   budget: number;
   oids: string[];
+  /** The cache's segment directory: small blobs go there (see segments.ts). */
+  segments?: string;
 }
 
 export interface WorkerOptions {
@@ -79,16 +82,37 @@ if (port) {
   const wantTypes = opts.types ? new Set(opts.types) : undefined;
   const sink = opts.sink;
   const sinkOids = new Set(sink?.oids);
+  const segments = sink?.segments ? new SegmentWriter(sink.segments) : undefined;
   let sinkUsed = 0;
   let full = false;
   const sinkBlob = (to: BlobSink, oid: string, data: Uint8Array) => {
     if (full || !sinkOids.has(oid)) return;
     sinkOids.delete(oid);
-    if (sinkUsed + diskCost(data.length, to.blockSize) > to.budget) {
+    const inSegment = segments !== undefined && data.length <= SEGMENT_BLOB_MAX;
+    const cost = inSegment
+      ? segmentCost(data.length) + segmentOverhead(to.blockSize)
+      : diskCost(data.length, to.blockSize);
+    if (sinkUsed + cost > to.budget) {
       full = true;
       return;
     }
     try {
+      if (inSegment) {
+        const at = segments.append(oid, data);
+        // A segment's overhead is counted with its first blob; the cache books that much until
+        // the stream ends, then what the segment takes on disk.
+        const c = segmentCost(data.length) + (at.newSegment ? segmentOverhead(to.blockSize) : 0);
+        sinkUsed += c;
+        stored.push({
+          oid,
+          size: data.length,
+          bytes: c,
+          cost: c,
+          segment: at.segment,
+          offset: at.offset,
+        });
+        return;
+      }
       const r = writeBlob(to, oid, data);
       if (r === "exists") return;
       sinkUsed += r.cost;
@@ -118,20 +142,36 @@ if (port) {
     },
     baseCacheBytes: opts.baseCacheBytes,
   });
+  // Its files are the process's: a worker that ends without closing them leaves them open.
+  const closeSegments = () => {
+    try {
+      segments?.close();
+    } catch {
+      full = true;
+    }
+  };
   let failed = false;
   const fail = (err: unknown) => {
     failed = true;
     const e = err as { message?: string; code?: string };
     port.postMessage({ t: "error", message: e.message ?? String(err), code: e.code } satisfies FromWorker);
   };
-  // The objects are copied into the message: the parser keeps its own as delta bases.
+  // The objects are copied into the message: the parser keeps its own as delta bases. Blobs
+  // in a segment are reported once their index lines are written.
   const post = (bytes: number) => {
+    try {
+      segments?.flush();
+    } catch {
+      full = true;
+      stored = stored.filter((b) => b.segment === undefined);
+    }
     port.postMessage({ t: "objects", objects: batch, stored, full, bytes } satisfies FromWorker);
     batch = [];
     stored = [];
   };
   port.on("message", (msg: ToWorker) => {
     if (msg.t === "stop") {
+      closeSegments();
       port.postMessage({ t: "stopped" } satisfies FromWorker);
       return;
     }
@@ -144,6 +184,7 @@ if (port) {
       } else {
         parser.end();
         if (batch.length > 0 || stored.length > 0) post(0);
+        closeSegments();
         port.postMessage({
           t: "done",
           objects: parser.objectsParsed,
@@ -153,6 +194,7 @@ if (port) {
     } catch (err) {
       // What was written before a corrupt object is whole and verified: book it.
       if (stored.length > 0) post(0);
+      closeSegments();
       fail(err);
     }
   });

@@ -4,7 +4,7 @@
  * time when the snapshot lacks them (a Git server without object-info), and the prefetcher
  * told about every directory listed.
  */
-import { FsError } from "./fs-api.js";
+import { type BlobLocation, FsError } from "./fs-api.js";
 import { entryKind, type RepoSnapshot } from "./snapshot.js";
 
 export interface PrefetchFile {
@@ -21,8 +21,8 @@ export interface ContentProvider {
   read(snap: RepoSnapshot, oid: string, offset: number, length: number): Promise<Buffer>;
   pin(oid: string): void;
   unpin(oid: string): void;
-  /** A local file holding blob `oid` exactly (verified), if there is one now. */
-  localFile?(oid: string): string | undefined;
+  /** Where blob `oid` is held locally (verified), if it is now. */
+  localBlob?(oid: string): BlobLocation | undefined;
   /** Subscribes to blobs becoming local; returns the unsubscribe function. */
   onLocal?(listener: (oids: string[]) => void): () => void;
   /** A directory was listed: its files may be fetched in the background. */

@@ -9,6 +9,7 @@ import { type FileHandle, open, statfs } from "node:fs/promises";
 import { BaseLayer } from "./base-layer.js";
 import { CommittedContent, type ContentOptions, type ContentProvider } from "./content.js";
 import {
+  type BlobLocation,
   type Change,
   type ChangeListener,
   type DirEntry,
@@ -356,8 +357,8 @@ export class WorkspaceFileSystem implements FileSystem {
 
   // ---- reads ----------------------------------------------------------------------------
 
-  localBlobFile(oid: string): string | undefined {
-    return this.content.provider.localFile?.(oid);
+  localBlob(oid: string): BlobLocation | undefined {
+    return this.content.provider.localBlob?.(oid);
   }
 
   readHandedBack(): void {

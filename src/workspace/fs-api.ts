@@ -4,6 +4,13 @@
  * errno. Nothing here knows about FUSE, so the same filesystem serves the FUSE adapter and the SDK.
  */
 
+/** A blob's content in a local file: `size` bytes at `offset` (files may hold many blobs). */
+export interface BlobLocation {
+  file: string;
+  offset: number;
+  size: number;
+}
+
 export type ErrnoName =
   | "ENOENT"
   | "EIO"
@@ -124,14 +131,14 @@ export interface FileSystem {
   /** Subscribes to changes made by others; returns the unsubscribe function. */
   onChange?(listener: ChangeListener): () => void;
   /**
-   * A local file holding blob `oid` exactly (verified), for a face that can read it directly;
+   * Where blob `oid` is held locally and verified, for a face that can read it directly;
    * undefined while it is not local. The file may go (the cache evicts it): reads then come
    * back through `read`.
    */
-  localBlobFile?(oid: string): string | undefined;
-  /** A read the face answered from `localBlobFile`'s file after it reached the face's JavaScript. */
+  localBlob?(oid: string): BlobLocation | undefined;
+  /** A read the face answered from `localBlob`'s file after it reached the face's JavaScript. */
   readHandedBack?(): void;
-  /** Subscribes to blobs becoming local (`localBlobFile` may name them now); returns the unsubscribe function. */
+  /** Subscribes to blobs becoming local (`localBlob` may name them now); returns the unsubscribe function. */
   onBlobsLocal?(listener: (oids: string[]) => void): () => void;
 }
 

@@ -37,9 +37,13 @@ export function segmentCost(size: number): number {
   return size + INDEX_LINE_MAX;
 }
 
-/** What a new segment reserves beyond its blobs: the partial last block of its two files. */
+/**
+ * What a new segment reserves beyond its blobs: the partial last block of its two files, an
+ * extent block should its blobs file be fragmented, and the directory's growth by two entries.
+ * (Booked only while the stream runs; then the cache counts what the files take.)
+ */
 export function segmentOverhead(blockSize: number): number {
-  return 2 * blockSize;
+  return 4 * blockSize;
 }
 
 export interface SegmentLine {

@@ -236,6 +236,32 @@ describe("pack reader", () => {
     });
   }
 
+  test("packs streamed with a bounded base cache: every object exact or counted unresolved, bases found by id as by offset", () => {
+    const expected = listObjects(repo.bare, "refs/heads/main");
+    const contents = catFiles(
+      repo.bare,
+      expected.map((e) => e.oid),
+    );
+    const stream = (pack: Buffer, baseCacheBytes: number): number => {
+      const got = new Map<string, Buffer>();
+      const p = new PackParser({ onObject: (oid, _type, data) => void got.set(oid, data), baseCacheBytes });
+      for (let i = 0; i < pack.length; i += 4096) p.push(pack.subarray(i, i + 4096));
+      p.end();
+      for (const [oid, data] of got) assert.ok(data.equals(contents.get(oid)!.data), oid);
+      assert.equal(got.size + p.unresolved, expected.length);
+      return p.unresolved;
+    };
+    const ofs = packOf(["--delta-base-offset"]);
+    const ref = packOf([]);
+    for (const baseCacheBytes of [8 << 20, 200_000, 2000]) {
+      const lost = stream(ofs, baseCacheBytes);
+      // The same objects in the same order: a base still held is found by its id as by its offset.
+      assert.equal(stream(ref, baseCacheBytes), lost, `cache of ${baseCacheBytes} bytes`);
+      if (baseCacheBytes > 1 << 20) assert.equal(lost, 0);
+      else assert.ok(lost > 0, "deep chains through a 20 KB file lose bases a small cache dropped");
+    }
+  });
+
   test("truncated, corrupted or trailing data is CORRUPT_DATA", () => {
     const pack = packOf(["--delta-base-offset"]);
     for (const cut of [5, 12, 100, pack.length - 21, pack.length - 1]) {

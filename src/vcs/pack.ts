@@ -53,7 +53,10 @@ export class PackParser {
   private readonly onObject?: PackParserOptions["onObject"];
   private readonly baseCacheBytes: number;
   private baseBytes = 0;
-  /** Streaming mode: where each object resolved so far sits in the pack (REF_DELTA bases). */
+  /**
+   * Streaming mode: where each object still held as a base sits in the pack (REF_DELTA bases);
+   * dropped with the base, so the worker's heap does not grow with the pack's object count.
+   */
   private readonly offsetByOid = new Map<Oid, number>();
   private readonly pendingRef: Array<{ base: Oid; delta: Buffer; size: number }> = [];
   private readonly hash: Hash = createHash("sha1");
@@ -258,6 +261,7 @@ export class PackParser {
     for (const [off, o] of this.byOffset) {
       if (this.baseBytes <= this.baseCacheBytes || off === offset) break;
       this.byOffset.delete(off);
+      if (this.offsetByOid.get(o.oid) === off) this.offsetByOid.delete(o.oid);
       this.baseBytes -= o.data.length;
     }
     this.onObject(oid, type, data);

@@ -267,7 +267,8 @@ export class DiskCache {
     for (const name of indexed) {
       const data = segmentData(this.segmentDir, name);
       const index = segmentIndex(this.segmentDir, name);
-      const [dataSt, indexSt] = await Promise.all([stat(data).catch(() => undefined), stat(index)]);
+      const [dataSt, indexSt] = await Promise.all([data, index].map((f) => stat(f).catch(() => undefined)));
+      if (!indexSt) continue; // gone since the listing
       const seg: Segment = {
         name,
         file: data,
@@ -276,8 +277,11 @@ export class DiskCache {
         writing: false,
         atime: dataSt?.mtimeMs ?? 0,
       };
-      for (const l of dataSt ? parseSegmentIndex(await readFile(index, "latin1")) : []) {
-        if (l.offset + l.size > dataSt!.size || have.has(l.oid)) continue;
+      // Without its blobs file, no line names bytes that are there.
+      const written = dataSt?.size ?? 0;
+      const lines = dataSt ? await readFile(index, "latin1").catch(() => "") : "";
+      for (const l of parseSegmentIndex(lines)) {
+        if (l.offset + l.size > written || have.has(l.oid)) continue;
         have.add(l.oid);
         seg.oids.add(l.oid);
         found.push([

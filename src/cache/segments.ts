@@ -1,8 +1,8 @@
 /**
  * Segments: small blobs of a prefetch stream packed into a few large files of the disk cache
  * instead of one file each. Creating 40,000 files took about a second of kernel time of the
- * stream's worker (inode and directory entry for each, `openat` was 40% of the worker's time
- * measured); appending them to a few files costs a fraction of that, and reads of such a blob
+ * stream's worker (inode and directory entry for each: `openat` was 42% of the worker's
+ * samples); appending them to a few files costs a fraction of that, and reads of such a blob
  * go to its range of the segment.
  *
  * `segments/<name>.blobs` holds the contents back to back; `segments/<name>.index` one line

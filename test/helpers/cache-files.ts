@@ -4,7 +4,16 @@
  * `<offset> <size>` per oid in `<name>.index`).
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 
 export interface CachedBlob {
@@ -23,7 +32,7 @@ export function cachedBlobs(cacheDir: string): CachedBlob[] {
     for (const name of readdirSync(join(objects, sub))) {
       if (name.startsWith(".tmp-")) continue;
       const file = join(objects, sub, name);
-      out.push({ oid: sub + name, file, offset: 0, size: readFileSync(file).length, inSegment: false });
+      out.push({ oid: sub + name, file, offset: 0, size: statSync(file).size, inSegment: false });
     }
   }
   const segments = join(cacheDir, "segments");

@@ -64,11 +64,6 @@ export function blobId(data: Buffer): string {
   return createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
 }
 
-/** Cached blobs whose bytes are not the blob their id names. */
-export function damagedBlobs(cacheDir: string): CachedBlob[] {
-  return cachedBlobs(cacheDir).filter((b) => blobId(readCached(b)) !== b.oid);
-}
-
 /** Overwrites a cached blob's bytes in place, its size kept (only its hash can tell). */
 export function damageCached(b: CachedBlob): void {
   const fd = openSync(b.file, "r+");

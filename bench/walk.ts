@@ -19,7 +19,9 @@
  *   `object-info` in its advertisement: ready, and the first `ls -lR` without it;
  * - realtime: a file written on mount B until it is visible on mount A.
  * Every command's output is checked against the clone's; page caches are dropped before every
- * disk-cold row and a failed drop aborts. "Cold" for mesa is a fresh daemon with empty caches.
+ * disk-cold row and a failed drop aborts. "Cold" for mesa is a fresh daemon with empty caches,
+ * mounted once the disk has written back what earlier steps left dirty (neither side's
+ * measurement pays for the other's writes).
  * `--walks` picks walks by key; `--repeat N` runs each walk N times, cold (a fresh mount each
  * time) and warm, on both sides, and reports the medians; `--requests` counts, with `perf`'s
  * FUSE tracepoints, the requests one more warm run sends to the daemon (by opcode; needs root
@@ -301,11 +303,14 @@ function onlyRepo(org: string, repo: string): string {
 }
 
 /**
- * Stops the daemon, gives it an empty disk cache, mounts again; returns the time `mesa mount -d`
- * took. Earlier caches are left for the work directory's removal at the end: ext4 without a
- * journal (as on the machines this ran on) skips recently deleted inodes one by one when it
- * allocates new ones (for up to 5 minutes), so deleting 40,000 cache files before a mount
- * made the stream's file creations about three times slower, and the walks measured next
+ * Stops the daemon, gives it an empty disk cache, lets the disk write back what earlier steps
+ * left dirty (`sync`, untimed), mounts again; returns the time `mesa mount -d` took. Without the
+ * sync, the clone's checkout (100+ MB, 40,000 files) was still being written back while the mount
+ * and search right after it were measured, whereas the clone's own search always runs after a
+ * sync (`dropCaches`). Earlier caches are left for the work directory's removal at the end: ext4
+ * without a journal (as on the machines this ran on) skips recently deleted inodes one by one
+ * when it allocates new ones (for up to 5 minutes), so deleting 40,000 cache files before a
+ * mount made the stream's file creations about three times slower, and the walks measured next
  * paid for the filesystem's bookkeeping rather than for mesa.
  */
 async function freshMount(s: Sandbox): Promise<number> {
@@ -314,6 +319,7 @@ async function freshMount(s: Sandbox): Promise<number> {
   s.env.MESA_CACHE_PATH = (s.env.MESA_CACHE_PATH as string).replace(/(-\d+)?$/, `-${s.mounts}`);
   rmSync(join(s.env.MESA_DATA_DIR as string, "metadata"), { recursive: true, force: true });
   rmSync(join(s.env.MESA_DATA_DIR as string, "overlay"), { recursive: true, force: true });
+  execFileSync("sync");
   const { ms, value } = await timed(() => cli(s, ["mount", "-d"]));
   if (value.code !== 0) throw new Error(`mesa mount -d failed: ${value.stderr}`);
   return ms;

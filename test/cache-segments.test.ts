@@ -4,7 +4,15 @@
  * cache reserved, then booked with `adoptStreamed`); checked against the bytes on disk.
  */
 import assert from "node:assert/strict";
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
@@ -80,6 +88,24 @@ test("segments: a reopened cache indexes each segment's whole lines and hashes t
     size: all[5]!.data.length,
   });
   assert.equal(again.usedBytes, du(dir).blocks);
+});
+
+test("segments: a cache holding a quarter of a million blobs in segments opens and indexes them all", async (t) => {
+  const dir = tempDir(t);
+  const segments = join(dir, "segments");
+  mkdirSync(segments, { recursive: true });
+  // One-byte blobs as an index names them (opening hashes nothing; reads would).
+  const n = 250_000;
+  writeFileSync(join(segments, "big.blobs"), Buffer.alloc(n, 0x61));
+  const lines = Array.from({ length: n }, (_, i) => `${i.toString(16).padStart(40, "0")} ${i} 1\n`);
+  writeFileSync(join(segments, "big.index"), lines.join(""));
+  const cache = await openCache(dir);
+  assert.equal(cache.count, n);
+  assert.deepEqual(cache.location((n - 1).toString(16).padStart(40, "0")), {
+    file: join(segments, "big.blobs"),
+    offset: n - 1,
+    size: 1,
+  });
 });
 
 test("segments: a damaged blob in a segment is caught in the background and on read; the others stay", async (t) => {

@@ -226,7 +226,7 @@ export class DiskCache {
       // Removing temp files does not shrink a directory, but re-measure anyway.
       await this.accountDir(dir);
     }
-    found.push(...(await this.openSegments(new Set(found.map(([oid]) => oid)))));
+    await this.openSegments(found);
     found.sort((a, b) => a[1].atime - b[1].atime);
     for (const [oid, e] of found) {
       this.index.set(oid, e);
@@ -243,17 +243,19 @@ export class DiskCache {
   }
 
   /**
-   * The segments' entries (unverified), but none whose range lies beyond its file (the writer
-   * stopped there) or that `objects` has already; segments without entries are removed.
+   * Adds the segments' entries (unverified) to `found`, but none whose range lies beyond its file
+   * (the writer stopped there) or that `found` has already; segments without entries are
+   * removed. (Appended one by one: spreading a few hundred thousand into `push` overflows the
+   * stack.)
    */
-  private async openSegments(have: Set<string>): Promise<Array<[string, Entry]>> {
+  private async openSegments(found: Array<[string, Entry]>): Promise<void> {
     const names = await readdir(this.segmentDir).catch((err) => {
       if (isNotFound(err)) return undefined;
       throw err;
     });
-    if (!names) return [];
+    if (!names) return;
     await this.accountDir(this.segmentDir);
-    const found: Array<[string, Entry]> = [];
+    const have = new Set(found.map(([oid]) => oid));
     const indexed = new Set(names.filter((n) => n.endsWith(".index")).map((n) => n.slice(0, -6)));
     for (const name of names) {
       const file = join(this.segmentDir, name);
@@ -296,7 +298,6 @@ export class DiskCache {
       this.segments.set(name, seg);
       this.used += seg.bytes;
     }
-    return found;
   }
 
   isVerified(oid: string): boolean {

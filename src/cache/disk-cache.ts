@@ -30,7 +30,7 @@ import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import type { BlobLocation } from "../workspace/fs-api.js";
 import { blobDir, blobFile, diskCost, onDisk } from "./blob-files.js";
-import { parseSegmentIndex, SEGMENTS_DIR, segmentData, segmentIndex } from "./segments.js";
+import { parseSegmentIndex, SEGMENTS_DIR, segmentData, segmentIndex, segmentOf } from "./segments.js";
 import { blobHash } from "./verify.js";
 import type { FromVerifier, VerifyJob } from "./verify-worker.js";
 
@@ -256,11 +256,12 @@ export class DiskCache {
     if (!names) return;
     await this.accountDir(this.segmentDir);
     const have = new Set(found.map(([oid]) => oid));
-    const indexed = new Set(names.filter((n) => n.endsWith(".index")).map((n) => n.slice(0, -6)));
-    for (const name of names) {
-      const file = join(this.segmentDir, name);
-      if (name.endsWith(".blobs") && !indexed.has(name.slice(0, -6))) await removeFile(file);
-      else if (!name.endsWith(".index") && !name.endsWith(".blobs")) {
+    const files = names.map((n) => [n, segmentOf(n)] as const);
+    const indexed = new Set(files.flatMap(([, of]) => (of?.index ? [of.name] : [])));
+    for (const [n, of] of files) {
+      const file = join(this.segmentDir, n);
+      if (of && !of.index && !indexed.has(of.name)) await removeFile(file);
+      else if (!of) {
         // Not ours; it still takes space under the cap.
         const st = await stat(file).catch(() => undefined);
         if (st) this.used += onDisk(st);

@@ -24,12 +24,25 @@ const INDEX_LINE_MAX = 64 + 2 * 16 + 1;
 
 export const SEGMENTS_DIR = "segments";
 
+const DATA_SUFFIX = ".blobs";
+const INDEX_SUFFIX = ".index";
+
 export function segmentData(dir: string, name: string): string {
-  return `${dir}/${name}.blobs`;
+  return `${dir}/${name}${DATA_SUFFIX}`;
 }
 
 export function segmentIndex(dir: string, name: string): string {
-  return `${dir}/${name}.index`;
+  return `${dir}/${name}${INDEX_SUFFIX}`;
+}
+
+/** Which segment a file name of the segment directory belongs to, and whether it is its index. */
+export function segmentOf(file: string): { name: string; index: boolean } | undefined {
+  for (const [suffix, index] of [
+    [DATA_SUFFIX, false],
+    [INDEX_SUFFIX, true],
+  ] as const)
+    if (file.endsWith(suffix)) return { name: file.slice(0, -suffix.length), index };
+  return undefined;
 }
 
 /** What storing a blob of `size` bytes in a segment reserves under the cap. */

@@ -339,7 +339,7 @@ export class DiskCache {
     const range = e.seg ? { start: e.offset, end: (e.offset as number) + e.size - 1 } : {};
     try {
       if (!e.seg || e.size > 0)
-        for await (const chunk of createReadStream(e.seg ? e.seg.file : this.fileOf(oid), range))
+        for await (const chunk of createReadStream(this.fileHolding(oid, e), range))
           h.update(chunk as Buffer);
     } catch (err) {
       if (!isNotFound(err)) throw err;
@@ -432,7 +432,7 @@ export class DiskCache {
     let fh: Awaited<ReturnType<typeof open>>;
     const base = e.offset ?? 0;
     try {
-      fh = await open(e.seg ? e.seg.file : this.fileOf(oid), "r");
+      fh = await open(this.fileHolding(oid, e), "r");
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.forget(oid);
@@ -496,9 +496,7 @@ export class DiskCache {
   location(oid: string): BlobLocation | undefined {
     const e = this.index.get(oid);
     if (e === undefined) return undefined;
-    return e.seg
-      ? { file: e.seg.file, offset: e.offset as number, size: e.size }
-      : { file: this.fileOf(oid), offset: 0, size: e.size };
+    return { file: this.fileHolding(oid, e), offset: e.offset ?? 0, size: e.size };
   }
 
   /**
@@ -811,7 +809,7 @@ export class DiskCache {
     if (now - at.atime < TOUCH_INTERVAL_MS) return;
     at.atime = now;
     const t = new Date(now);
-    utimes(e.seg ? e.seg.file : this.fileOf(oid), t, t).catch(() => {});
+    utimes(this.fileHolding(oid, e), t, t).catch(() => {});
   }
 
   /** Its file was gone. */
@@ -834,8 +832,13 @@ export class DiskCache {
     return this.blobDirs[i];
   }
 
-  /** Where blob `oid` is (or would be) stored. */
-  fileOf(oid: string): string {
+  /** Where blob `oid` is (or would be) stored in a file of its own. */
+  private fileOf(oid: string): string {
     return blobFile(this.objects, oid);
+  }
+
+  /** The file holding entry `e` of blob `oid`: its segment's, or its own. */
+  private fileHolding(oid: string, e: Entry): string {
+    return e.seg ? e.seg.file : this.fileOf(oid);
   }
 }

@@ -409,7 +409,9 @@ export class RepoWriter {
     const oid = hashObject("commit", data);
     const objects: PackObject[] = [];
     for (const [, read] of blobs) objects.push(await read());
-    objects.push(...built.newTrees, { type: "commit", data });
+    // One by one: a spread into `push` overflows the stack past about 150,000 trees.
+    for (const t of built.newTrees) objects.push(t);
+    objects.push({ type: "commit", data });
     // Recorded first: a crash after the server took the push must not look like someone else's.
     this.overlay.setMeta({ ...meta, pushing: { id, oid, tree: built.root, message } });
     await this.remote.push([{ ref: meta.ref, old: meta.known, new: oid }], objects, this.overlay.dir);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { isMesaError } from "../src/errors.js";
+import { BaseRing } from "../src/vcs/base-ring.js";
 import {
   applyDelta,
   buildTree,
@@ -260,6 +261,52 @@ describe("pack reader", () => {
       if (baseCacheBytes > 1 << 20) assert.equal(lost, 0);
       else assert.ok(lost > 0, "deep chains through a 20 KB file lose bases a small cache dropped");
     }
+  });
+
+  test("the base ring: what it returns is exactly what was put, and what was just put is held", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 16, max: 4096 }),
+        fc.array(fc.oneof(fc.integer({ min: 0, max: 600 }), fc.constant(-1)), {
+          minLength: 1,
+          maxLength: 200,
+        }),
+        (size, ops) => {
+          const ring = new BaseRing(size);
+          const put = new Map<number, Buffer>();
+          const recent: number[] = [];
+          let offset = 12;
+          for (const op of ops) {
+            if (op >= 0) {
+              const data = Buffer.from(Array.from({ length: op }, (_, i) => (offset * 31 + i) & 0xff));
+              ring.put(offset, "blob", `oid-${offset}`, data);
+              put.set(offset, Buffer.from(data));
+              recent.push(offset);
+              // What was just put is held (when it fits), by offset and by id.
+              if (op <= size) assert.ok(ring.at(offset) && ring.byOid(`oid-${offset}`), `put at ${offset}`);
+              offset += 7 + op;
+            } else {
+              // A use: the oldest recent one, which moves it to the front when it is old.
+              for (const o of recent) {
+                const got = ring.at(o);
+                if (got) {
+                  assert.ok(got.data.equals(put.get(o)!), `offset ${o}`);
+                  break;
+                }
+              }
+            }
+          }
+          // Every object still held is exact.
+          for (const [o, data] of put) {
+            const got = ring.at(o);
+            if (got) assert.ok(got.data.equals(data), `offset ${o}`);
+            const byId = ring.byOid(`oid-${o}`);
+            if (byId) assert.ok(byId.data.equals(data), `oid of ${o}`);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   test("truncated, corrupted or trailing data is CORRUPT_DATA", () => {

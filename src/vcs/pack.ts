@@ -7,6 +7,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { deflateSync, inflateSync } from "node:zlib";
 import { MesaError } from "../errors.js";
+import { BaseRing } from "./base-ring.js";
 import { applyDelta } from "./delta.js";
 import { hashObject, type ObjectType, type Oid } from "./objects.js";
 
@@ -24,10 +25,6 @@ const MAX_OBJECT_SIZE = 2 ** 31;
 
 function corrupt(why: string): MesaError {
   return new MesaError("CORRUPT_DATA", `corrupt pack from server: ${why}`);
-}
-
-interface Resolved extends GitObject {
-  oid: Oid;
 }
 
 /** Thrown internally when the buffered bytes end before the current item does. */
@@ -49,15 +46,11 @@ export class PackParser {
   readonly objects = new Map<Oid, GitObject>();
   /** Streaming mode: deltas skipped because their base was no longer held. */
   unresolved = 0;
-  private readonly byOffset = new Map<number, Resolved>();
+  /** Objects by pack offset (OFS_DELTA bases), when not streaming. */
+  private readonly byOffset = new Map<number, GitObject>();
   private readonly onObject?: PackParserOptions["onObject"];
-  private readonly baseCacheBytes: number;
-  private baseBytes = 0;
-  /**
-   * Streaming mode: where each object still held as a base sits in the pack (REF_DELTA bases);
-   * dropped with the base, so the worker's heap does not grow with the pack's object count.
-   */
-  private readonly offsetByOid = new Map<Oid, number>();
+  /** Streaming mode: the bases still held. */
+  private readonly bases?: BaseRing;
   private readonly pendingRef: Array<{ base: Oid; delta: Buffer; size: number }> = [];
   private readonly hash: Hash = createHash("sha1");
   private buf: Buffer = Buffer.alloc(0);
@@ -74,7 +67,7 @@ export class PackParser {
 
   constructor(opts: PackParserOptions = {}) {
     this.onObject = opts.onObject;
-    this.baseCacheBytes = opts.baseCacheBytes ?? 8 << 20;
+    if (opts.onObject) this.bases = new BaseRing(opts.baseCacheBytes ?? 8 << 20);
   }
 
   get objectsParsed(): number {
@@ -232,38 +225,23 @@ export class PackParser {
     }
   }
 
-  private baseAt(offset: number): Resolved | undefined {
-    const obj = this.byOffset.get(offset);
-    if (obj && this.onObject) {
-      // Most recently used last: the cache drops the front first.
-      this.byOffset.delete(offset);
-      this.byOffset.set(offset, obj);
-    }
-    return obj;
+  private baseAt(offset: number): GitObject | undefined {
+    return this.bases ? this.bases.at(offset) : this.byOffset.get(offset);
   }
 
   private baseByOid(oid: Oid): GitObject | undefined {
-    if (!this.onObject) return this.objects.get(oid);
-    const offset = this.offsetByOid.get(oid);
-    return offset === undefined ? undefined : this.baseAt(offset);
+    return this.bases ? this.bases.byOid(oid) : this.objects.get(oid);
   }
 
   private store(offset: number, type: ObjectType, data: Buffer): void {
     const oid = hashObject(type, data);
-    const obj: Resolved = { type, data, oid };
-    this.byOffset.set(offset, obj);
     if (!this.onObject) {
-      this.objects.set(oid, { type, data });
+      const obj = { type, data };
+      this.byOffset.set(offset, obj);
+      this.objects.set(oid, obj);
       return;
     }
-    this.offsetByOid.set(oid, offset);
-    this.baseBytes += data.length;
-    for (const [off, o] of this.byOffset) {
-      if (this.baseBytes <= this.baseCacheBytes || off === offset) break;
-      this.byOffset.delete(off);
-      if (this.offsetByOid.get(o.oid) === off) this.offsetByOid.delete(o.oid);
-      this.baseBytes -= o.data.length;
-    }
+    this.bases!.put(offset, type, oid, data);
     this.onObject(oid, type, data);
   }
 

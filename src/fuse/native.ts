@@ -4,9 +4,9 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { MesaError } from "../errors.js";
+import { packageRoot } from "../package-root.js";
 
 /** Operation codes of the binding's dispatch calls (native/mesa_fuse.c keeps the same list). */
 export const Op = {
@@ -121,7 +121,7 @@ export interface Binding {
   setBacking(session: Session, ino: number, path: string | null, offset: number, length: number): void;
 }
 
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+const PACKAGE_ROOT = packageRoot(import.meta.url);
 
 /** Where the binary is looked for, in order. */
 export function bindingCandidates(): string[] {

@@ -29,6 +29,8 @@ export class BaseRing {
   private ring?: Buffer;
   /** Entries by pack offset, oldest written first. */
   private readonly byOffset = new Map<number, Entry>();
+  /** Offsets by object id, made at the first REF_DELTA (see `byOid`). */
+  private offsetById?: Map<Oid, number>;
   /** Virtual position of the next write. */
   private head = 0;
 
@@ -54,13 +56,17 @@ export class BaseRing {
   }
 
   /**
-   * The object with id `oid`, if still held: a REF_DELTA's base. Looked for one by one: a
-   * server that was offered `ofs-delta` names bases in the pack by offset, so this is rare, while
-   * keeping an index by id took about 6% of the parse of a 40,000-object pack.
+   * The object with id `oid`, if still held: a REF_DELTA's base. The index by id is made when
+   * first needed: a server that was offered `ofs-delta` names bases in the pack by offset, and
+   * keeping that index for every object took about 6% of the parse of a 40,000-object pack.
    */
   byOid(oid: Oid): Base | undefined {
-    for (const [offset, e] of this.byOffset) if (e.oid === oid) return this.at(offset);
-    return undefined;
+    if (!this.offsetById) {
+      this.offsetById = new Map();
+      for (const [offset, e] of this.byOffset) this.offsetById.set(e.oid, offset);
+    }
+    const offset = this.offsetById.get(oid);
+    return offset === undefined ? undefined : this.at(offset);
   }
 
   private view(e: Entry): Buffer {
@@ -93,9 +99,12 @@ export class BaseRing {
 
   private add(offset: number, e: Entry): void {
     this.byOffset.set(offset, e);
+    this.offsetById?.set(e.oid, offset);
   }
 
   private remove(offset: number, e: Entry): void {
-    if (this.byOffset.get(offset) === e) this.byOffset.delete(offset);
+    if (this.byOffset.get(offset) !== e) return;
+    this.byOffset.delete(offset);
+    if (this.offsetById?.get(e.oid) === offset) this.offsetById.delete(e.oid);
   }
 }

@@ -28,7 +28,7 @@ const FIRST_INFLATE_MAX = 1 << 20;
 /**
  * The most bytes zlib's deflate makes of `size` bytes (deflateBound, with room to spare; stored
  * blocks cost 5 bytes per 64 KiB). Inflating before that many arrived may fail for want of
- * input, and that work is lost: waiting for them made a 33 MB pack stream inflate 9 MB fewer.
+ * input, and that work is lost: a 33 MB pack stream re-inflated 9 MB of it in vain.
  */
 function compressedBound(size: number): number {
   return size + Math.ceil(size / 4096) + Math.ceil(size / 16384) + 64;

@@ -2,7 +2,7 @@
 // Node loads an ES module file by file: the CLI loaded 220 of them (95 are zod's) and the daemon
 // 435 (109 undici, 46 jose), about 0.25 ms each even from the compile cache, so `mesa mount -d`
 // spent ~250 ms of its ready time loading code in two processes. Bundled, the daemon logs
-// "starting" 235-245 ms after the command starts instead of 470 (see docs/performance.md).
+// "starting" 230-280 ms after the command starts instead of ~470 (see docs/performance.md).
 // Code that only some commands need stays in chunks of its own (dynamic imports, `splitting`).
 // The worker threads' entry files sit in the same directory, where the code that starts them
 // looks (`new URL("./pack-worker.js", import.meta.url)`). dist/src stays as compiled, for the

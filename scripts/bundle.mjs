@@ -6,11 +6,12 @@
 // Code that only some commands need stays in chunks of its own (dynamic imports, `splitting`).
 // The worker threads' entry files sit in the same directory, where the code that starts them
 // looks (`new URL("./pack-worker.js", import.meta.url)`). dist/src stays as compiled, for the
-// SDK and the tests. Run by `npm run build` after tsc.
+// SDK and the tests that import modules. Run by `npm run build` after tsc.
 import { rmSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
-const root = new URL("..", import.meta.url).pathname;
+const root = fileURLToPath(new URL("..", import.meta.url));
 const out = `${root}dist/bundle`;
 rmSync(out, { recursive: true, force: true });
 await build({
